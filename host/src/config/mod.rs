@@ -1,0 +1,209 @@
+//! Configuration: TOML file → raw serde mirror (`raw.rs`) → checked, resolved [`Config`] (`validate.rs`).
+//!
+//! [`load`] is the only entry point: `portcullis check`, start-up and (later) reloads all go through it,
+//! so they accept exactly the same files. Every problem is reported at once with its key path.
+
+mod raw;
+pub mod secret;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use ipnet::IpNet;
+
+/// A loaded, valid configuration. Files it names (certificates, CA bundles) are already read.
+#[derive(Debug)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`, resolved.
+#[derive(Debug)]
+pub struct ServerConfig {
+    /// Public listeners (at least one).
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener for health checks.
+    pub admin_listen: Option<SocketAddr>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Grace period for in-flight requests at shutdown.
+    pub drain_timeout: Duration,
+    /// Default request-body limit in bytes.
+    pub max_request_body: u64,
+    /// Whether `%2F`/`%5C` inside a path segment is accepted.
+    pub allow_encoded_slashes: bool,
+    /// Upstream TCP + TLS connect timeout.
+    pub upstream_connect_timeout: Duration,
+    /// TLS termination, ready to use; `None` for plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// `[log]`, resolved.
+#[derive(Debug)]
+pub struct LogConfig {
+    /// A valid tracing filter directive.
+    pub level: String,
+}
+
+/// One route, resolved.
+#[derive(Debug)]
+pub struct RouteConfig {
+    /// Unique name used in logs.
+    pub name: String,
+    /// Which hosts the route answers for; `None` for any.
+    pub host: Option<HostPattern>,
+    /// Canonical path prefix without a trailing slash (`/` for the root).
+    pub path: String,
+    /// Where matching requests are sent.
+    pub upstream: UpstreamUrl,
+    /// CA certificates for an https upstream; `None` means the public web roots.
+    pub upstream_ca: Option<Arc<CaBundle>>,
+    /// Remove `path` before forwarding.
+    pub strip_prefix: bool,
+    /// Forward the client's Host header.
+    pub preserve_host: bool,
+    /// Time allowed for the upstream's response headers.
+    pub response_timeout: Duration,
+    /// Request-body limit in bytes.
+    pub max_request_body: u64,
+}
+
+/// The `host` of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `app.example.com` (lower case).
+    Exact(String),
+    /// `*.example.com`: stored as the suffix `.example.com`; matches one or more labels before it.
+    Wildcard(String),
+}
+
+/// An upstream URL split into the parts each request reuses.
+#[derive(Debug, Clone)]
+pub struct UpstreamUrl {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// `host:port` as written.
+    pub authority: Authority,
+    /// Path prefix put before every forwarded path, without a trailing slash (`""` for none).
+    pub base_path: String,
+}
+
+/// CA certificates read from a route's `upstream_ca` file.
+#[derive(Debug)]
+pub struct CaBundle {
+    /// The file, as written in the config (for messages).
+    pub path: String,
+    /// The trust anchors it holds.
+    pub roots: Arc<rustls::RootCertStore>,
+}
+
+/// Why a config file was refused. Its `Display` is what `portcullis check` prints.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type (the TOML parser stops at the first).
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Well-formed, but with values that cannot work: all of them, each with its key path.
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+/// One invalid value: where (`routes[2].upstream`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `server.listen[1]` or `routes[2].upstream`.
+    pub key: String,
+    /// What is wrong and, where it helps, what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            ConfigError::Syntax { path, message } => {
+                write!(f, "config file {} is not valid TOML for Portcullis:\n{}", path.display(), message.trim_end())
+            }
+            ConfigError::Invalid { path, problems } => {
+                let count = problems.len();
+                let noun = if count == 1 { "problem" } else { "problems" };
+                write!(f, "config file {} has {count} {noun}:", path.display())?;
+                for problem in problems {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses, validates and resolves a config file. Relative paths inside it are taken from the
+/// file's folder.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base_dir).map_err(|err| match err {
+        ParseError::Syntax(message) => ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        },
+        ParseError::Invalid(problems) => ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        },
+    })
+}
+
+/// What [`parse`] can fail with; [`load`] adds the file name.
+#[derive(Debug)]
+pub enum ParseError {
+    /// See [`ConfigError::Syntax`].
+    Syntax(String),
+    /// See [`ConfigError::Invalid`].
+    Invalid(Vec<Problem>),
+}
+
+/// Parses config text; files it names are read relative to `base_dir`.
+pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ParseError> {
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|err| ParseError::Syntax(err.to_string()))?;
+    validate::validate(raw, base_dir).map_err(ParseError::Invalid)
+}

@@ -1,0 +1,375 @@
+//! Checks a [`RawConfig`] all at once and resolves it into a [`Config`].
+//!
+//! Each check that fails adds a [`Problem`] with its key path and carries on, so a user fixes every
+//! mistake in one round. Files the config names are read here too: `check` must catch an unreadable
+//! certificate, not the first request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use ipnet::IpNet;
+
+use super::raw::{RawConfig, RawRoute, RawServer};
+use super::{CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl};
+use crate::canonical::CanonicalPath;
+use crate::tls;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
+const DEFAULT_MAX_REQUEST_BODY: &str = "10MiB";
+const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
+const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
+const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// Collects problems while validation goes on.
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records the error of `result` under `key` and returns its value, if any.
+    fn check<T>(&mut self, key: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.add(key, message)).ok()
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems(Vec::new());
+    let server = validate_server(raw.server, base_dir, &mut problems);
+    let level = raw.log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level) {
+        problems.add("log.level", format!("not a log filter like \"info\" or \"portcullis=debug,warn\": {err}"));
+    }
+    let routes = validate_routes(raw.routes, &server, base_dir, &mut problems);
+    match (server, problems.0.is_empty()) {
+        (Some(server), true) => Ok(Config {
+            server: server.resolved,
+            log: LogConfig { level },
+            routes,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+/// `[server]` plus the defaults routes inherit.
+struct ServerWithDefaults {
+    resolved: ServerConfig,
+    response_timeout: Duration,
+}
+
+fn validate_server(raw: RawServer, base_dir: &Path, problems: &mut Problems) -> Option<ServerWithDefaults> {
+    let listen_texts = raw
+        .listen
+        .map(|listen| listen.into_vec())
+        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
+    if listen_texts.is_empty() {
+        problems.add("server.listen", "needs at least one address, e.g. \"127.0.0.1:8080\"");
+    }
+    let listen: Vec<SocketAddr> = listen_texts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| problems.check(format!("server.listen[{i}]"), parse_socket_addr(text)))
+        .collect();
+    let admin_listen = raw
+        .admin_listen
+        .and_then(|text| problems.check("server.admin_listen", parse_socket_addr(&text)));
+    if let Some(admin) = admin_listen
+        && listen.contains(&admin)
+    {
+        problems.add("server.admin_listen", format!("{admin} is also a public listener; the admin endpoints must not be reachable there"));
+    }
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| problems.check(format!("server.trusted_proxies[{i}]"), parse_ip_net(text)))
+        .collect();
+    let drain_timeout = duration(problems, "server.drain_timeout", raw.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
+    let max_request_body = size(problems, "server.max_request_body", raw.max_request_body.as_deref(), DEFAULT_MAX_REQUEST_BODY);
+    let upstream_connect_timeout = duration(
+        problems,
+        "server.upstream_connect_timeout",
+        raw.upstream_connect_timeout.as_deref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let response_timeout = duration(
+        problems,
+        "server.upstream_response_timeout",
+        raw.upstream_response_timeout.as_deref(),
+        DEFAULT_RESPONSE_TIMEOUT,
+    );
+    let tls = match raw.tls {
+        None => Some(None),
+        Some(raw_tls) => tls::load_server_config(&base_dir.join(&raw_tls.cert), &base_dir.join(&raw_tls.key))
+            .map_err(|err| {
+                let key = match err {
+                    tls::TlsLoadError::Key(_) | tls::TlsLoadError::Mismatch(_) => "server.tls.key",
+                    tls::TlsLoadError::Cert(_) => "server.tls.cert",
+                };
+                problems.add(key, err.to_string());
+            })
+            .ok()
+            .map(Some),
+    };
+    Some(ServerWithDefaults {
+        resolved: ServerConfig {
+            listen,
+            admin_listen,
+            trusted_proxies,
+            drain_timeout: drain_timeout?,
+            max_request_body: max_request_body?,
+            allow_encoded_slashes: raw.allow_encoded_slashes,
+            upstream_connect_timeout: upstream_connect_timeout?,
+            tls: tls?,
+        },
+        response_timeout: response_timeout?,
+    })
+}
+
+fn validate_routes(
+    raw_routes: Vec<RawRoute>,
+    server: &Option<ServerWithDefaults>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Vec<RouteConfig> {
+    if raw_routes.is_empty() {
+        problems.add("routes", "no routes: add at least one [[routes]] with a path and an upstream");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut places: HashMap<(Option<HostPattern>, String), usize> = HashMap::new();
+    let mut ca_bundles: HashMap<String, Arc<CaBundle>> = HashMap::new();
+    let mut routes = Vec::new();
+    for (i, raw) in raw_routes.into_iter().enumerate() {
+        let key = |field: &str| format!("routes[{i}].{field}");
+        let name = match raw.name {
+            None => {
+                problems.add(key("name"), "missing: every route needs a unique name");
+                None
+            }
+            Some(name) => problems.check(key("name"), check_route_name(&name)).map(|()| name),
+        };
+        if let Some(name) = &name
+            && let Some(first) = names.insert(name.clone(), i)
+        {
+            problems.add(key("name"), format!("{name:?} is already the name of routes[{first}]"));
+        }
+        let host = raw
+            .host
+            .as_deref()
+            .and_then(|host| problems.check(key("host"), parse_host_pattern(host)));
+        let path = problems.check(key("path"), parse_route_path(raw.path.as_deref().unwrap_or("/")));
+        if let Some(path) = &path
+            && (raw.host.is_none() || host.is_some())
+            && let Some(first) = places.insert((host.clone(), path.clone()), i)
+        {
+            problems.add(format!("routes[{i}]"), format!("same host and path as routes[{first}]; only one of them could ever match"));
+        }
+        let upstream = match raw.upstream {
+            None => {
+                problems.add(key("upstream"), "missing: the URL requests are sent to, e.g. \"http://127.0.0.1:3000\"");
+                None
+            }
+            Some(text) => problems.check(key("upstream"), parse_upstream(&text)),
+        };
+        let upstream_ca = raw.upstream_ca.and_then(|ca_path| {
+            if upstream.as_ref().is_some_and(|u| u.scheme != http::uri::Scheme::HTTPS) {
+                problems.add(key("upstream_ca"), "only used with an https upstream; remove it or use https://");
+                return None;
+            }
+            if let Some(bundle) = ca_bundles.get(&ca_path) {
+                return Some(bundle.clone());
+            }
+            let roots = problems.check(key("upstream_ca"), tls::load_ca_bundle(&base_dir.join(&ca_path), &ca_path))?;
+            let bundle = Arc::new(CaBundle {
+                path: ca_path.clone(),
+                roots: Arc::new(roots),
+            });
+            ca_bundles.insert(ca_path, bundle.clone());
+            Some(bundle)
+        });
+        let response_timeout = match raw.response_timeout.as_deref() {
+            Some(text) => problems.check(key("response_timeout"), parse_duration(text)),
+            None => server.as_ref().map(|s| s.response_timeout),
+        };
+        let max_request_body = match raw.max_request_body.as_deref() {
+            Some(text) => problems.check(key("max_request_body"), parse_size(text)),
+            None => server.as_ref().map(|s| s.resolved.max_request_body),
+        };
+        if let (Some(name), Some(path), Some(upstream), Some(response_timeout), Some(max_request_body)) =
+            (name, path, upstream, response_timeout, max_request_body)
+        {
+            routes.push(RouteConfig {
+                name,
+                host,
+                path,
+                upstream,
+                upstream_ca,
+                strip_prefix: raw.strip_prefix,
+                preserve_host: raw.preserve_host.unwrap_or(true),
+                response_timeout,
+                max_request_body,
+            });
+        }
+    }
+    routes
+}
+
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("not an address like \"127.0.0.1:8080\" or \"[::1]:8080\": {text:?}"))
+}
+
+fn parse_ip_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("not an IP address or CIDR range like \"10.0.0.0/8\": {text:?}"))
+}
+
+fn duration(problems: &mut Problems, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
+    problems.check(key, parse_duration(text.unwrap_or(default)))
+}
+
+fn size(problems: &mut Problems, key: &str, text: Option<&str>, default: &str) -> Option<u64> {
+    problems.check(key, parse_size(text.unwrap_or(default)))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err(format!("must be longer than zero: {text:?}")),
+        Ok(duration) => Ok(duration),
+        Err(_) => Err(format!("not a duration like \"500ms\", \"30s\" or \"1h\": {text:?}")),
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    match text.parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() == 0 => Err(format!("must be larger than zero: {text:?}")),
+        Ok(size) => Ok(size.as_u64()),
+        Err(_) => Err(format!("not a size like \"512KiB\", \"10MiB\" or \"1GiB\": {text:?}")),
+    }
+}
+
+fn check_route_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("use letters, digits, '-', '_' and '.' only: {name:?}"))
+    }
+}
+
+fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let lower = text.to_ascii_lowercase();
+    let (wildcard, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let valid_name = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !valid_name {
+        return Err(format!(
+            "not a host name like \"app.example.com\" or \"*.example.com\" (no port, no scheme; a wildcard only as the first label): {text:?}"
+        ));
+    }
+    Ok(if wildcard {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
+
+fn parse_route_path(text: &str) -> Result<String, String> {
+    let canonical = CanonicalPath::parse(text, false)
+        .map_err(|err| format!("not a usable path prefix ({err}): {text:?}"))?;
+    let trimmed = canonical.decision().trim_end_matches('/');
+    let prefix = if trimmed.is_empty() { "/" } else { trimmed };
+    // A prefix must already be canonical, or it could never match a canonical request path.
+    if prefix != text.trim_end_matches('/') && !(prefix == "/" && text == "/") {
+        return Err(format!("not in canonical form: write {prefix:?} instead of {text:?}"));
+    }
+    if text.contains(';') {
+        return Err(format!("a path prefix cannot contain ';': {text:?}"));
+    }
+    Ok(prefix.to_owned())
+}
+
+fn parse_upstream(text: &str) -> Result<UpstreamUrl, String> {
+    let not_a_url = || format!("not a URL: {text:?}");
+    let uri: Uri = text.parse().map_err(|_| not_a_url())?;
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(not_a_url());
+    };
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(format!("scheme must be http or https: {text:?}"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(format!("user and password in the URL are not supported: {:?}", authority.host()));
+    }
+    if uri.query().is_some() {
+        return Err(format!("an upstream URL cannot have a query: {text:?}"));
+    }
+    Ok(UpstreamUrl {
+        scheme: scheme.clone(),
+        authority: authority.clone(),
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        assert_eq!(parse_upstream("htp:/x").unwrap_err(), "not a URL: \"htp:/x\"");
+        assert_eq!(parse_upstream("ftp://x").unwrap_err(), "scheme must be http or https: \"ftp://x\"");
+        let url = parse_upstream("https://backend:8443/base/").unwrap();
+        assert_eq!(url.base_path, "/base");
+        assert_eq!(url.authority.as_str(), "backend:8443");
+        assert_eq!(parse_upstream("http://b").unwrap().base_path, "");
+    }
+
+    #[test]
+    fn route_paths_must_be_canonical() {
+        assert_eq!(parse_route_path("/").unwrap(), "/");
+        assert_eq!(parse_route_path("/api/").unwrap(), "/api");
+        assert!(parse_route_path("/a/../b").is_err());
+        assert!(parse_route_path("//a").is_err());
+        assert!(parse_route_path("api").is_err());
+        assert!(parse_route_path("/a;b").is_err());
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(parse_host_pattern("App.Example.com").unwrap(), HostPattern::Exact("app.example.com".into()));
+        assert_eq!(parse_host_pattern("*.example.com").unwrap(), HostPattern::Wildcard(".example.com".into()));
+        for bad in ["a.*.com", "*", "app.example.com:80", "http://x", ""] {
+            assert!(parse_host_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10MiB").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("0s").is_err());
+    }
+}

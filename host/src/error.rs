@@ -1,0 +1,98 @@
+//! [`ProxyError`]: every way a request can fail, and the one place each maps to an HTTP answer.
+//!
+//! The client sees a status and a short fixed text; the detail (upstream address, OS error) goes to
+//! the log only, so nothing internal — and never a token — leaks into a response.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::canonical::{HostError, PathError};
+use crate::proxy::upstream::UpstreamError;
+
+/// Errors as they travel through boxed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response Portcullis sends: streamed from an upstream or generated here.
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The path has no canonical form (400).
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    /// The Host header is missing or malformed (400).
+    #[error(transparent)]
+    BadHost(#[from] HostError),
+    /// No route matches the host and path (404).
+    #[error("no route matches this host and path")]
+    NoRoute,
+    /// The request body is over the route's limit (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit that applied, in bytes.
+        limit: u64,
+    },
+    /// The upstream could not be reached or did not answer in time (502/504).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ProxyError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The short text the client receives: safe to show, with no internal detail.
+    fn public_text(&self) -> &'static str {
+        match self {
+            ProxyError::BadPath(_) => "the request path is not valid",
+            ProxyError::BadHost(_) => "the Host header is missing or not valid",
+            ProxyError::NoRoute => "nothing is served at this address",
+            ProxyError::BodyTooLarge { .. } => "the request body is too large",
+            ProxyError::Upstream(err) if err.is_timeout() => "the service did not answer in time",
+            ProxyError::Upstream(_) => "the service is not reachable",
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let text = format!(
+            "{} {}: {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.public_text()
+        );
+        let mut response = Response::new(full_body(text));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// A body with fixed content.
+pub fn full_body(content: impl Into<Bytes>) -> ProxyBody {
+    Full::new(content.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body with nothing in it.
+pub fn empty_body() -> ProxyBody {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+}

@@ -1,0 +1,20 @@
+//! Portcullis: an identity-aware reverse proxy.
+//!
+//! The library builds everything the binary runs, so tests and benches drive the same code:
+//! [`config::load`] → [`snapshot::Snapshot::new`] → [`proxy::Proxy`] (callable in-process) →
+//! [`server::Server`] (sockets). `docs/architecture.md` has the map.
+
+pub mod canonical;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod snapshot;
+pub mod tls;
+
+pub use config::Config;
+pub use proxy::Proxy;
+pub use server::Server;
+pub use snapshot::Snapshot;

@@ -1,0 +1,15 @@
+//! Log set-up: tracing to stderr, filtered by `RUST_LOG` when set, else by `[log] level`.
+//!
+//! The access log is the target `portcullis::access` at `info`; silence it with
+//! `level = "info,portcullis::access=off"`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `level` is a validated filter directive from the config.
+pub fn init(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

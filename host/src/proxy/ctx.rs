@@ -1,0 +1,61 @@
+//! [`RequestCtx`]: everything the phases learn about one request, carried from the first to the last.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, StatusCode};
+
+use crate::canonical::CanonicalPath;
+use crate::routes::RouteId;
+use crate::snapshot::{Route, Snapshot};
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer (the client, or a proxy in front of us).
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS (sets `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+/// Per-request state. Created by the early phase; read by the log phase whatever happened between.
+pub struct RequestCtx {
+    /// The snapshot this request is served by, from start to end, even if a reload swaps it.
+    pub snapshot: Arc<Snapshot>,
+    /// The connection.
+    pub conn: ConnInfo,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Client-supplied (when well-formed) or generated; sent upstream and back.
+    pub request_id: HeaderValue,
+    /// The request method, for the log.
+    pub method: Method,
+    /// Canonical host, once known.
+    pub host: Option<String>,
+    /// The host as the client sent it (Host header or URI authority), once known.
+    pub host_header: Option<HeaderValue>,
+    /// Canonical path, once known.
+    pub path: Option<CanonicalPath>,
+    /// The route, once chosen.
+    pub route: Option<RouteId>,
+    /// The upstream's status, when a response came back.
+    pub upstream_status: Option<StatusCode>,
+}
+
+impl RequestCtx {
+    /// The chosen route. Only called by phases that run after routing.
+    pub fn route(&self) -> Option<&Route> {
+        self.route.map(|id| &self.snapshot.routes[id])
+    }
+
+    /// Whether the TCP peer is one of `server.trusted_proxies`.
+    pub fn peer_trusted(&self) -> bool {
+        let peer = self.conn.peer.ip().to_canonical();
+        self.snapshot
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer))
+    }
+}

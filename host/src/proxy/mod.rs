@@ -1,0 +1,260 @@
+//! The request pipeline: named phases in order, one [`RequestCtx`] carried through them.
+//!
+//! ```text
+//! early → route → [auth endpoints → authenticate → authorize: later issues]
+//!       → upstream request → forward → response → log (always)
+//! ```
+//! Phases before the upstream request return [`Flow`]: go on, or answer now. Failures are
+//! [`ProxyError`]s, turned into responses in [`ProxyError::into_response`] only. The log phase runs
+//! for every request, whatever happened. `docs/architecture.md` draws this chart.
+
+pub mod body;
+pub mod ctx;
+pub mod flow;
+pub mod headers;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use crate::canonical::{CanonicalPath, PathError, canonical_host};
+use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
+use crate::snapshot::Snapshot;
+pub use ctx::{ConnInfo, RequestCtx};
+pub use flow::Flow;
+use upstream::SendError;
+
+/// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Proxy {
+    /// A proxy serving `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Proxy {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+        }
+    }
+
+    /// The snapshot new requests are served with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Serves one request: runs the phases and always the log phase. Never fails: errors become
+    /// responses. Usable without sockets (tests drive it with in-memory bodies).
+    pub async fn handle<B>(&self, request: Request<B>, conn: ConnInfo) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut ctx = RequestCtx {
+            snapshot: self.current.load_full(),
+            conn,
+            started: Instant::now(),
+            request_id: headers::request_id(request.headers()),
+            method: request.method().clone(),
+            host: None,
+            host_header: None,
+            path: None,
+            route: None,
+            upstream_status: None,
+        };
+        let mut response = match run_phases(&mut ctx, request).await {
+            Ok(response) => response,
+            Err(err) => {
+                if err.status().is_server_error() {
+                    tracing::warn!(request_id = ?ctx.request_id, error = %err, "request failed");
+                } else {
+                    tracing::debug!(request_id = ?ctx.request_id, error = %err, "request refused");
+                }
+                err.into_response()
+            }
+        };
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        log(&ctx, response.status());
+        response
+    }
+}
+
+async fn run_phases<B>(ctx: &mut RequestCtx, mut request: Request<B>) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    if let Flow::Respond(response) = early(ctx, &mut request)? {
+        return Ok(response);
+    }
+    if let Flow::Respond(response) = route(ctx, &request)? {
+        return Ok(response);
+    }
+    let (upstream_request, client_upgrade) = upstream_request(ctx, request)?;
+    let upstream_response = forward(ctx, upstream_request).await?;
+    response(ctx, upstream_response, client_upgrade)
+}
+
+/// Phase 1, early: removes what a client must never be able to send us (identity headers in every
+/// spelling; forwarding headers unless the peer is a trusted proxy).
+fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
+    let peer_trusted = ctx.peer_trusted();
+    headers::remove_untrusted(request.headers_mut(), peer_trusted);
+    Ok(Flow::Continue)
+}
+
+/// Phase 2, route: canonical host and path, computed once, then the route they select.
+fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+    // HTTP/2 and absolute-form requests carry the host in the URI; it wins over a Host header.
+    let host_header = match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).map_err(|_| crate::canonical::HostError)?,
+        None => request
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .ok_or(crate::canonical::HostError)?,
+    };
+    let host = canonical_host(host_header.to_str().map_err(|_| crate::canonical::HostError)?)?;
+    let path = CanonicalPath::parse(request.uri().path(), ctx.snapshot.server.allow_encoded_slashes)?;
+    let route = ctx.snapshot.table.lookup(&host, path.decision());
+    ctx.host = Some(host);
+    ctx.host_header = Some(host_header);
+    ctx.path = Some(path);
+    ctx.route = Some(route.ok_or(ProxyError::NoRoute)?);
+    Ok(Flow::Continue)
+}
+
+/// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned
+/// headers, forwarding headers, request id, a body limited to the route's maximum.
+fn upstream_request<B>(
+    ctx: &mut RequestCtx,
+    mut request: Request<B>,
+) -> Result<(Request<ProxyBody>, Option<OnUpgrade>), ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let snapshot = ctx.snapshot.clone();
+    let (Some(route_id), Some(path), Some(host_header)) = (ctx.route, &ctx.path, &ctx.host_header) else {
+        unreachable!("the route phase sets route, path and host before this phase runs");
+    };
+    let route = &snapshot.routes[route_id];
+    let limit = route.config.max_request_body;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let client_upgrade =
+        headers::is_upgrade_request(request.headers()).then(|| hyper::upgrade::on(&mut request));
+
+    let (mut parts, body) = request.into_parts();
+    let upstream = &route.config.upstream;
+    let uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(route.upstream_path_and_query(path.forward(), parts.uri.query()))
+        .build()
+        .map_err(|_| ProxyError::BadPath(PathError::BadEscape))?;
+
+    let headers = &mut parts.headers;
+    headers::remove_hop_by_hop(headers, client_upgrade.is_some());
+    headers::join_cookies(headers);
+    headers::set_forwarded(
+        headers,
+        &headers::Forwarded {
+            peer: ctx.conn.peer.ip().to_canonical(),
+            tls: ctx.conn.tls,
+            host: host_header.to_str().unwrap_or_default(),
+            peer_trusted: ctx.peer_trusted(),
+        },
+    );
+    headers.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+    let host = if route.config.preserve_host {
+        host_header.clone()
+    } else {
+        HeaderValue::from_str(upstream.authority.as_str()).expect("an authority is a valid header value")
+    };
+    headers.insert(header::HOST, host);
+
+    let body = body::LimitedBody::new(body, limit).boxed_unsync();
+    let mut upstream_request = Request::from_parts(parts, body);
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.version_mut() = Version::HTTP_11;
+    upstream_request.extensions_mut().clear();
+    Ok((upstream_request, client_upgrade))
+}
+
+/// Phase 7, forward: sends the request on the route's pooled client within its deadline.
+async fn forward(ctx: &mut RequestCtx, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    let route = ctx.route().expect("forward runs after routing");
+    let timeout = route.config.response_timeout;
+    let client = route.client.clone();
+    match upstream::send(&client, request, timeout).await {
+        Ok(response) => {
+            ctx.upstream_status = Some(response.status());
+            Ok(response)
+        }
+        Err(SendError::BodyTooLarge(limit)) => Err(ProxyError::BodyTooLarge { limit }),
+        Err(SendError::Upstream(err)) => Err(ProxyError::Upstream(err)),
+    }
+}
+
+/// Phase 8, response: hop-by-hop headers removed; a `101 Switching Protocols` starts the tunnel.
+fn response(
+    ctx: &mut RequestCtx,
+    mut upstream_response: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let switching = upstream_response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Upstream(upstream::UpstreamError::Protocol {
+                authority: ctx.route().map(|r| r.config.upstream.authority.to_string()).unwrap_or_default(),
+                detail: "101 Switching Protocols to a request that asked for no upgrade".into(),
+            }));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
+        let request_id = ctx.request_id.to_str().unwrap_or_default().to_owned();
+        upstream::spawn_tunnel(client_upgrade, upstream_upgrade, request_id);
+    }
+    let (mut parts, body) = upstream_response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, switching);
+    let body = if switching {
+        empty_body()
+    } else {
+        body.map_err(BoxError::from).boxed_unsync()
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Phase 9, log: one access-log line per request. The path is the canonical one, without the
+/// query (queries can carry codes and tokens).
+fn log(ctx: &RequestCtx, status: StatusCode) {
+    let route = ctx.route().map(|r| r.config.name.as_str()).unwrap_or("-");
+    let path = ctx.path.as_ref().map(CanonicalPath::decision).unwrap_or("-");
+    tracing::info!(
+        target: "portcullis::access",
+        request_id = ?ctx.request_id,
+        method = %ctx.method,
+        host = ctx.host.as_deref().unwrap_or("-"),
+        path,
+        route,
+        status = status.as_u16(),
+        upstream_status = ctx.upstream_status.map(|s| s.as_u16()),
+        duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+        peer = %ctx.conn.peer.ip(),
+    );
+}

@@ -1,0 +1,156 @@
+//! The upstream side: pooled clients, sending a request with a deadline, and upgrade tunnels.
+//!
+//! One keep-alive pool per trust configuration (public web roots, or a route's `upstream_ca`);
+//! routes sharing it share connections. Upstreams are spoken to in HTTP/1.1, which every backend
+//! understands and which WebSocket upgrades need.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::error::ProxyBody;
+use crate::proxy::body::BodyTooLarge;
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A pooled HTTP(S) client for upstream requests. Cheap to clone (shares the pool).
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// Why no upstream response came back.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP or TLS connection failed.
+    #[error("cannot connect to upstream {authority}: {detail}")]
+    Connect {
+        /// The upstream `host:port`.
+        authority: String,
+        /// The cause, for the log.
+        detail: String,
+    },
+    /// TCP or TLS connection did not complete in time.
+    #[error("connecting to upstream {authority} timed out")]
+    ConnectTimeout {
+        /// The upstream `host:port`.
+        authority: String,
+    },
+    /// No response headers within the route's `response_timeout`.
+    #[error("upstream {authority} sent no response within {timeout:?}")]
+    ResponseTimeout {
+        /// The upstream `host:port`.
+        authority: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// The connection broke, or the upstream spoke broken HTTP.
+    #[error("upstream {authority} failed: {detail}")]
+    Protocol {
+        /// The upstream `host:port`.
+        authority: String,
+        /// The cause, for the log.
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    /// Timeouts answer 504, everything else 502.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout { .. })
+    }
+}
+
+/// What sending a request upstream can end in, besides a response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The upstream failed.
+    Upstream(UpstreamError),
+    /// The client's body went over the limit while it was being sent.
+    BodyTooLarge(u64),
+}
+
+/// Builds a pooled client trusting `roots` for https upstreams.
+pub fn client(roots: std::sync::Arc<rustls::RootCertStore>, connect_timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::upstream_client_config(roots))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https)
+}
+
+/// Sends `request` and waits up to `timeout` for the response headers.
+pub async fn send(
+    client: &UpstreamClient,
+    request: Request<ProxyBody>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, SendError> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => Err(SendError::Upstream(UpstreamError::ResponseTimeout { authority, timeout })),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(classify(err, authority)),
+    }
+}
+
+/// Sorts a client error into what the client is told: 413, 504 or 502.
+fn classify(err: hyper_util::client::legacy::Error, authority: String) -> SendError {
+    let mut source = err.source();
+    let mut detail = err.to_string();
+    while let Some(cause) = source {
+        if let Some(too_large) = cause.downcast_ref::<BodyTooLarge>() {
+            return SendError::BodyTooLarge(too_large.limit);
+        }
+        if err.is_connect()
+            && let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return SendError::Upstream(UpstreamError::ConnectTimeout { authority });
+        }
+        detail = format!("{detail}: {cause}");
+        source = cause.source();
+    }
+    if err.is_connect() {
+        SendError::Upstream(UpstreamError::Connect { authority, detail })
+    } else {
+        SendError::Upstream(UpstreamError::Protocol { authority, detail })
+    }
+}
+
+/// Joins the client's and the upstream's upgraded connections and copies bytes both ways until
+/// either side closes. Runs in its own task after the 101 response went to the client.
+pub fn spawn_tunnel(client_side: OnUpgrade, upstream_side: OnUpgrade, request_id: String) {
+    tokio::spawn(async move {
+        let (client_io, upstream_io) = match tokio::try_join!(client_side, upstream_side) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(request_id, error = %err, "upgrade failed");
+                return;
+            }
+        };
+        let mut client_io = TokioIo::new(client_io);
+        let mut upstream_io = TokioIo::new(upstream_io);
+        match tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
+            Ok((up, down)) => tracing::debug!(request_id, bytes_up = up, bytes_down = down, "tunnel closed"),
+            Err(err) => tracing::debug!(request_id, error = %err, "tunnel ended with an error"),
+        }
+    });
+}

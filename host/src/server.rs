@@ -1,0 +1,232 @@
+//! Listeners: accept connections (plain or TLS), serve HTTP/1.1 and HTTP/2 on them through the
+//! [`Proxy`], and shut down gracefully.
+//!
+//! Shutdown: stop accepting, tell every open connection to finish (HTTP/1.1 closes after its
+//! in-flight response, HTTP/2 sends GOAWAY), and wait up to `server.drain_timeout` for them.
+//! `/readyz` on the admin listener answers 503 from the moment draining starts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::{ProxyBody, full_body};
+use crate::proxy::{ConnInfo, Proxy};
+
+/// A client that opened a TCP connection has this long to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client has this long to send a request's headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    /// The address that could not be bound.
+    pub addr: SocketAddr,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Bound listeners, ready to serve. Binding and serving are separate so callers (tests, `run`)
+/// learn the actual addresses (port 0) before traffic starts.
+pub struct Server {
+    proxy: Proxy,
+    public: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+}
+
+impl Server {
+    /// Binds the public and admin listeners of the proxy's current snapshot.
+    pub async fn bind(proxy: Proxy) -> Result<Self, BindError> {
+        let snapshot = proxy.snapshot();
+        let mut public = Vec::new();
+        for &addr in &snapshot.server.listen {
+            public.push(bind(addr).await?);
+        }
+        let admin = match snapshot.server.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Server { proxy, public, admin })
+    }
+
+    /// The bound public addresses, in config order.
+    pub fn public_addrs(&self) -> Vec<SocketAddr> {
+        self.public.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Whether the public listeners terminate TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.proxy.snapshot().server.tls.is_some()
+    }
+
+    /// The bound admin address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests for up to the configured
+    /// drain timeout.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ready = Arc::new(AtomicBool::new(true));
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut tasks = tokio::task::JoinSet::new();
+        for listener in self.public {
+            tasks.spawn(accept_loop(listener, self.proxy.clone(), graceful.clone(), stop_rx.clone()));
+        }
+        if let Some(listener) = self.admin {
+            tasks.spawn(admin_loop(listener, ready.clone(), stop_rx.clone()));
+        }
+        shutdown.await;
+
+        ready.store(false, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        let drain_timeout = self.proxy.snapshot().server.drain_timeout;
+        tracing::info!(?drain_timeout, "stopped accepting; draining in-flight requests");
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("accept loops have ended"));
+        match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(?drain_timeout, "drain timeout passed; closing remaining connections"),
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
+}
+
+/// Accepts connections until told to stop. Each connection is served in its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Proxy,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        // Read the TLS config per connection: a reload can rotate the certificate.
+        let tls = proxy.snapshot().server.tls.clone();
+        let proxy = proxy.clone();
+        let graceful = graceful.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, ConnInfo { peer, tls: false }, proxy, &graceful).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, ConnInfo { peer, tls: true }, proxy, &graceful).await
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes.
+async fn serve_connection<IO>(io: IO, conn: ConnInfo, proxy: Proxy, graceful: &GracefulShutdown)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, conn).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(err) = graceful.watch(connection.into_owned()).await {
+        tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// The admin listener: `/healthz` (the process is up) and `/readyz` (accepting traffic).
+async fn admin_loop(listener: TcpListener, ready: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let ready = ready.load(Ordering::SeqCst);
+                async move { Ok::<_, Infallible>(admin_response(request.uri().path(), ready)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn admin_response(path: &str, ready: bool) -> Response<ProxyBody> {
+    let (status, text) = match path {
+        "/healthz" => (StatusCode::OK, "ok\n"),
+        "/readyz" if ready => (StatusCode::OK, "ready\n"),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        _ => (StatusCode::NOT_FOUND, "not found: the admin listener serves /healthz and /readyz\n"),
+    };
+    let mut response = Response::new(full_body(text));
+    *response.status_mut() = status;
+    response
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,132 @@
+//! [`Snapshot`]: everything a request needs that was prepared from one config — routes, the route
+//! table, upstream clients, TLS config — built once off the request path.
+//!
+//! A request takes the current snapshot once and keeps it to the end (see [`crate::proxy::Proxy`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
+use crate::proxy::upstream::{self, UpstreamClient};
+use crate::routes::RouteTable;
+
+/// One resolved config, ready to serve.
+pub struct Snapshot {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// Routes; a [`crate::routes::RouteId`] indexes this list.
+    pub routes: Vec<Route>,
+    /// Host and path → route.
+    pub table: RouteTable,
+}
+
+/// A route with what serving it needs.
+pub struct Route {
+    /// The route's config.
+    pub config: RouteConfig,
+    /// The pooled client for its upstream (shared with routes of the same trust roots).
+    pub client: UpstreamClient,
+    /// Segments in the route's path (`/` has 0, `/api/v1` has 2), removed by `strip_prefix`.
+    prefix_segments: usize,
+}
+
+impl Snapshot {
+    /// Builds the snapshot for a validated config. Cannot fail: everything that can was checked
+    /// while loading the config.
+    pub fn new(config: Config) -> Self {
+        let table = RouteTable::new(&config.routes);
+        let connect_timeout = config.server.upstream_connect_timeout;
+        let web_roots = Arc::new(crate::tls::web_roots());
+        let default_client = upstream::client(web_roots, connect_timeout);
+        let mut ca_clients: HashMap<String, UpstreamClient> = HashMap::new();
+        let routes = config
+            .routes
+            .into_iter()
+            .map(|config| {
+                let client = match &config.upstream_ca {
+                    None => default_client.clone(),
+                    Some(bundle) => ca_clients
+                        .entry(bundle.path.clone())
+                        .or_insert_with(|| upstream::client(bundle.roots.clone(), connect_timeout))
+                        .clone(),
+                };
+                let prefix_segments = config.path.split('/').filter(|s| !s.is_empty()).count();
+                Route {
+                    config,
+                    client,
+                    prefix_segments,
+                }
+            })
+            .collect();
+        Snapshot {
+            server: config.server,
+            log: config.log,
+            routes,
+            table,
+        }
+    }
+}
+
+impl Route {
+    /// The path and query to request upstream for a canonical forward path.
+    pub fn upstream_path_and_query(&self, forward_path: &str, query: Option<&str>) -> String {
+        let path = if self.config.strip_prefix {
+            skip_segments(forward_path, self.prefix_segments)
+        } else {
+            forward_path
+        };
+        let base = &self.config.upstream.base_path;
+        let mut out = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        out.push_str(base);
+        out.push_str(path);
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(query);
+        }
+        out
+    }
+}
+
+/// `/a;x/b/c` without its first `n` segments (`/b/c` for n = 1); `/` when nothing is left.
+fn skip_segments(path: &str, n: usize) -> &str {
+    let mut rest = path;
+    for _ in 0..n {
+        rest = match rest[1..].find('/') {
+            Some(at) => &rest[at + 1..],
+            None => return "/",
+        };
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_segments_keeps_the_rest_and_its_slashes() {
+        assert_eq!(skip_segments("/api/users", 1), "/users");
+        assert_eq!(skip_segments("/api", 1), "/");
+        assert_eq!(skip_segments("/api/", 1), "/");
+        assert_eq!(skip_segments("/api;v=1/v2/x", 2), "/x");
+        assert_eq!(skip_segments("/a/b", 0), "/a/b");
+    }
+
+    #[test]
+    fn upstream_paths_combine_base_prefix_and_query() {
+        let text = r#"
+            [[routes]]
+            name = "api"
+            path = "/api"
+            upstream = "http://127.0.0.1:1/v1/"
+            strip_prefix = true
+        "#;
+        let config = crate::config::parse(text, std::path::Path::new(".")).unwrap();
+        let snapshot = Snapshot::new(config);
+        let route = &snapshot.routes[0];
+        assert_eq!(route.upstream_path_and_query("/api/users", Some("a=1")), "/v1/users?a=1");
+        assert_eq!(route.upstream_path_and_query("/api", None), "/v1/");
+    }
+}
