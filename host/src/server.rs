@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -83,22 +83,25 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(true));
-        let graceful = Arc::new(GracefulShutdown::new());
-        let mut tasks = tokio::task::JoinSet::new();
-        for listener in self.public {
-            tasks.spawn(accept_loop(listener, self.proxy.clone(), graceful.clone(), stop_rx.clone()));
-        }
+        let graceful = GracefulShutdown::new();
         if let Some(listener) = self.admin {
-            tasks.spawn(admin_loop(listener, ready.clone(), stop_rx.clone()));
+            tokio::spawn(admin_loop(listener, ready.clone(), stop_rx.clone()));
         }
-        shutdown.await;
-
-        ready.store(false, Ordering::SeqCst);
-        let _ = stop_tx.send(true);
-        while tasks.join_next().await.is_some() {}
+        // The accept loops run inside this future (they borrow `graceful` to watch each
+        // connection); connections themselves run in their own tasks.
+        let accepting = futures_util::future::join_all(
+            self.public
+                .into_iter()
+                .map(|listener| accept_loop(listener, self.proxy.clone(), &graceful, stop_rx.clone())),
+        );
+        let stopping = async {
+            shutdown.await;
+            ready.store(false, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(accepting, stopping);
         let drain_timeout = self.proxy.snapshot().server.drain_timeout;
         tracing::info!(?drain_timeout, "stopped accepting; draining in-flight requests");
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("accept loops have ended"));
         match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?drain_timeout, "drain timeout passed; closing remaining connections"),
@@ -116,7 +119,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 async fn accept_loop(
     listener: TcpListener,
     proxy: Proxy,
-    graceful: Arc<GracefulShutdown>,
+    graceful: &GracefulShutdown,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -137,15 +140,15 @@ async fn accept_loop(
         // Read the TLS config per connection: a reload can rotate the certificate.
         let tls = proxy.snapshot().server.tls.clone();
         let proxy = proxy.clone();
-        let graceful = graceful.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, ConnInfo { peer, tls: false }, proxy, &graceful).await,
+                None => serve_connection(stream, ConnInfo { peer, tls: false }, proxy, watcher).await,
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, ConnInfo { peer, tls: true }, proxy, &graceful).await
+                            serve_connection(tls_stream, ConnInfo { peer, tls: true }, proxy, watcher).await
                         }
                         Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -157,7 +160,7 @@ async fn accept_loop(
 }
 
 /// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes.
-async fn serve_connection<IO>(io: IO, conn: ConnInfo, proxy: Proxy, graceful: &GracefulShutdown)
+async fn serve_connection<IO>(io: IO, conn: ConnInfo, proxy: Proxy, graceful: Watcher)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

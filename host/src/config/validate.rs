@@ -83,6 +83,7 @@ fn validate_server(raw: RawServer, base_dir: &Path, problems: &mut Problems) -> 
         .admin_listen
         .and_then(|text| problems.check("server.admin_listen", parse_socket_addr(&text)));
     if let Some(admin) = admin_listen
+        && admin.port() != 0
         && listen.contains(&admin)
     {
         problems.add("server.admin_listen", format!("{admin} is also a public listener; the admin endpoints must not be reachable there"));

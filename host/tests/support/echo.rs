@@ -1,0 +1,133 @@
+//! The echo upstream: answers every request with JSON describing what it received.
+//!
+//! - any path: `{"method", "uri", "headers": [[name, value]...], "body_bytes"}`; the body is read
+//!   as a stream and only counted;
+//! - `?sleep_ms=N`: waits N ms before answering (slow upstreams);
+//! - `?bytes=N`: answers with N bytes of body instead, streamed (large downloads);
+//! - `?hop=1`: adds hop-by-hop response headers (and `X-Resp-Kept`, which must survive);
+//! - `Upgrade: websocket`: completes the handshake and echoes every message back.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+type EchoBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Starts the echo upstream on a loopback port; it runs until the test's runtime ends.
+pub async fn spawn() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let service = service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
+    if let Some(ms) = query_number(&request, "sleep_ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if request.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+        return websocket(&mut request);
+    }
+    if let Some(size) = query_number(&request, "bytes") {
+        let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
+        let chunks = size.div_ceil(chunk.len() as u64);
+        let stream = futures_util::stream::iter((0..chunks).map(move |i| {
+            let len = (size - i * chunk.len() as u64).min(chunk.len() as u64) as usize;
+            Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
+        }));
+        return Response::new(StreamBody::new(stream).boxed_unsync());
+    }
+    let method = request.method().to_string();
+    let uri = request.uri().to_string();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = request.into_body();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => body_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    let report = serde_json::json!({ "method": method, "uri": uri, "headers": headers, "body_bytes": body_bytes });
+    let mut response =
+        Response::new(Full::new(Bytes::from(report.to_string())).map_err(|never| match never {}).boxed_unsync());
+    if uri.contains("hop=1") {
+        // Hop-by-hop headers a proxy must not pass back to the client.
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, http::HeaderValue::from_static("x-resp-hop"));
+        headers.insert("x-resp-hop", http::HeaderValue::from_static("1"));
+        headers.insert("keep-alive", http::HeaderValue::from_static("timeout=5"));
+        headers.insert("x-resp-kept", http::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
+    let key = request.headers().get("sec-websocket-key").cloned().unwrap_or(http::HeaderValue::from_static(""));
+    let on_upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() || socket.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header("sec-websocket-accept", derive_accept_key(key.as_bytes()))
+        .body(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
+        .unwrap()
+}
+
+/// The value of header `name` the echo upstream received (first one), from its JSON report.
+pub fn received_header(report: &serde_json::Value, name: &str) -> Option<String> {
+    received_headers(report, name).into_iter().next()
+}
+
+/// Every value of header `name` the echo upstream received.
+pub fn received_headers(report: &serde_json::Value, name: &str) -> Vec<String> {
+    report["headers"]
+        .as_array()
+        .expect("headers array")
+        .iter()
+        .filter(|pair| pair[0].as_str() == Some(name))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}

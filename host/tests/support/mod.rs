@@ -1,0 +1,153 @@
+//! Test support: an echo upstream, a proxy on port 0, and small HTTP helpers. Loopback only.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod echo;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis::{Proxy, Server, Snapshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// A proxy serving on loopback port 0 until dropped.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Starts the graceful shutdown; `done` finishes when draining has.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// Parses `config` (files relative to `base_dir`) and serves it. The config's listen addresses
+/// should use port 0.
+pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
+    let config = portcullis::config::parse(config, base_dir).unwrap_or_else(|err| panic!("test config refused: {err:?}"));
+    let server = Server::bind(Proxy::new(Snapshot::new(config))).await.expect("bind on port 0");
+    let addr = server.public_addrs()[0];
+    let admin = server.admin_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    TestProxy {
+        addr,
+        admin,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+/// [`start_proxy_in`] for configs that name no files.
+pub async fn start_proxy(config: &str) -> TestProxy {
+    start_proxy_in(config, Path::new(".")).await
+}
+
+/// A config with `[server]` on port 0 and one host-less route `/` to `upstream`, plus `extra`.
+pub fn one_route(upstream: SocketAddr, extra_server: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{upstream}\"\n"
+    )
+}
+
+/// A plain-HTTP client with no pooling surprises.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A finished response: status, headers and the whole body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (the echo upstream's report).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Collects a response.
+pub async fn answer<B>(response: Response<B>) -> Answer
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// GET `url` with extra headers.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client()
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("request through the proxy");
+    answer(response).await
+}
+
+/// Sends raw bytes (for request targets an HTTP client would not send) and returns the status and
+/// the rest of the response text.
+pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// A loopback address nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
