@@ -249,7 +249,10 @@ mod tests {
 
     #[test]
     fn dangerous_escapes_are_refused() {
-        assert_eq!(decision("/public/..%2fadmin").unwrap_err(), PathError::EncodedSlash);
+        assert_eq!(
+            decision("/public/..%2fadmin").unwrap_err(),
+            PathError::EncodedSlash
+        );
         assert_eq!(decision("/a%5Cb").unwrap_err(), PathError::EncodedSlash);
         assert_eq!(decision("/a%00").unwrap_err(), PathError::EncodedNul);
         assert_eq!(decision("/a%zz").unwrap_err(), PathError::BadEscape);
@@ -279,11 +282,23 @@ mod tests {
 
     #[test]
     fn hosts_lose_case_port_and_trailing_dot() {
-        assert_eq!(canonical_host("App.Example.COM:8443").unwrap(), "app.example.com");
+        assert_eq!(
+            canonical_host("App.Example.COM:8443").unwrap(),
+            "app.example.com"
+        );
         assert_eq!(canonical_host("example.com.").unwrap(), "example.com");
         assert_eq!(canonical_host("[::1]:8080").unwrap(), "[::1]");
         assert_eq!(canonical_host("127.0.0.1").unwrap(), "127.0.0.1");
-        for bad in ["", "a b", "a/b", "a:b:c", "[::1", "[zz]", "a:99999999", "ex@mple"] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a:b:c",
+            "[::1",
+            "[zz]",
+            "a:99999999",
+            "ex@mple",
+        ] {
             assert_eq!(canonical_host(bad), Err(HostError), "{bad:?}");
         }
     }

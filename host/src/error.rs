@@ -74,9 +74,10 @@ impl ProxyError {
         );
         let mut response = Response::new(full_body(text));
         *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
             response
@@ -89,10 +90,14 @@ impl ProxyError {
 
 /// A body with fixed content.
 pub fn full_body(content: impl Into<Bytes>) -> ProxyBody {
-    Full::new(content.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(content.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A body with nothing in it.
 pub fn empty_body() -> ProxyBody {
-    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }

@@ -54,7 +54,9 @@ fn main() -> ExitCode {
 fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = config::load(config_path)?;
     portcullis::logging::init(&config.log.level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let proxy = Proxy::new(Snapshot::new(config));
         let server = Server::bind(proxy).await?;

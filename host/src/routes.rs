@@ -58,7 +58,9 @@ impl RouteTable {
             prefixes.by_prefix.insert(route.path.clone(), id);
         }
         table.wildcard = wildcard.into_iter().collect();
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        table
+            .wildcard
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         table
     }
 
@@ -128,7 +130,11 @@ mod tests {
         assert_eq!(t.lookup("x.example.com", "/app/long/prefix"), Some(2));
         assert_eq!(t.lookup("a.b.example.com", "/"), Some(2));
         assert_eq!(t.lookup("x.deep.example.com", "/"), Some(3));
-        assert_eq!(t.lookup("example.com", "/"), None, "a wildcard needs a label before the suffix");
+        assert_eq!(
+            t.lookup("example.com", "/"),
+            None,
+            "a wildcard needs a label before the suffix"
+        );
         assert_eq!(t.lookup("other.org", "/app/long/prefix/x"), Some(0));
     }
 

@@ -60,12 +60,19 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Server { proxy, public, admin })
+        Ok(Server {
+            proxy,
+            public,
+            admin,
+        })
     }
 
     /// The bound public addresses, in config order.
     pub fn public_addrs(&self) -> Vec<SocketAddr> {
-        self.public.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.public
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Whether the public listeners terminate TLS.
@@ -89,11 +96,10 @@ impl Server {
         }
         // The accept loops run inside this future (they borrow `graceful` to watch each
         // connection); connections themselves run in their own tasks.
-        let accepting = futures_util::future::join_all(
-            self.public
-                .into_iter()
-                .map(|listener| accept_loop(listener, self.proxy.clone(), &graceful, stop_rx.clone())),
-        );
+        let accepting =
+            futures_util::future::join_all(self.public.into_iter().map(|listener| {
+                accept_loop(listener, self.proxy.clone(), &graceful, stop_rx.clone())
+            }));
         let stopping = async {
             shutdown.await;
             ready.store(false, Ordering::SeqCst);
@@ -101,10 +107,16 @@ impl Server {
         };
         tokio::join!(accepting, stopping);
         let drain_timeout = self.proxy.snapshot().server.drain_timeout;
-        tracing::info!(?drain_timeout, "stopped accepting; draining in-flight requests");
+        tracing::info!(
+            ?drain_timeout,
+            "stopped accepting; draining in-flight requests"
+        );
         match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections closed"),
-            Err(_) => tracing::warn!(?drain_timeout, "drain timeout passed; closing remaining connections"),
+            Err(_) => tracing::warn!(
+                ?drain_timeout,
+                "drain timeout passed; closing remaining connections"
+            ),
         }
     }
 }
@@ -143,14 +155,25 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, ConnInfo { peer, tls: false }, proxy, watcher).await,
+                None => {
+                    serve_connection(stream, ConnInfo { peer, tls: false }, proxy, watcher).await
+                }
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, ConnInfo { peer, tls: true }, proxy, watcher).await
+                            serve_connection(
+                                tls_stream,
+                                ConnInfo { peer, tls: true },
+                                proxy,
+                                watcher,
+                            )
+                            .await
                         }
-                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
@@ -181,7 +204,11 @@ where
 }
 
 /// The admin listener: `/healthz` (the process is up) and `/readyz` (accepting traffic).
-async fn admin_loop(listener: TcpListener, ready: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+async fn admin_loop(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -208,7 +235,10 @@ fn admin_response(path: &str, ready: bool) -> Response<ProxyBody> {
         "/healthz" => (StatusCode::OK, "ok\n"),
         "/readyz" if ready => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-        _ => (StatusCode::NOT_FOUND, "not found: the admin listener serves /healthz and /readyz\n"),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: the admin listener serves /healthz and /readyz\n",
+        ),
     };
     let mut response = Response::new(full_body(text));
     *response.status_mut() = status;

@@ -78,7 +78,8 @@ impl Route {
             forward_path
         };
         let base = &self.config.upstream.base_path;
-        let mut out = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        let mut out =
+            String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
         out.push_str(base);
         out.push_str(path);
         if let Some(query) = query {
@@ -126,7 +127,10 @@ mod tests {
         let config = crate::config::parse(text, std::path::Path::new(".")).unwrap();
         let snapshot = Snapshot::new(config);
         let route = &snapshot.routes[0];
-        assert_eq!(route.upstream_path_and_query("/api/users", Some("a=1")), "/v1/users?a=1");
+        assert_eq!(
+            route.upstream_path_and_query("/api/users", Some("a=1")),
+            "/v1/users?a=1"
+        );
         assert_eq!(route.upstream_path_and_query("/api", None), "/v1/");
     }
 }

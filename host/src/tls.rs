@@ -11,18 +11,16 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why the listener's certificate or key could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsLoadError {
-    /// The certificate file is missing, unreadable or holds no certificate.
-    #[error("{0}")]
-    Cert(String),
-    /// The key file is missing, unreadable or holds no private key.
-    #[error("{0}")]
-    Key(String),
-    /// The key does not belong to the certificate, or rustls refused the pair.
-    #[error("{0}")]
-    Mismatch(String),
+/// Reads the listener's PEM certificate chain (leaf first).
+pub fn read_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    read_certs(path)
+        .map_err(|cause| format!("cannot read certificates from {}: {cause}", path.display()))
+}
+
+/// Reads the listener's PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|err| format!("no usable private key in {}: {err}", path.display()))
 }
 
 /// The crypto provider every TLS config here is built with.
@@ -30,23 +28,18 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain and key and builds the listeners' TLS config (ALPN h2, http/1.1).
-pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustls::ServerConfig>, TlsLoadError> {
-    let certs = read_certs(cert_path).map_err(TlsLoadError::Cert)?;
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|err| {
-        TlsLoadError::Key(format!("no usable private key in {}: {err}", key_path.display()))
-    })?;
+/// Builds the listeners' TLS config (ALPN `h2`, then `http/1.1`). Fails when the key does not
+/// belong to the certificate.
+pub fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|err| TlsLoadError::Mismatch(err.to_string()))?
+        .map_err(|err| err.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|err| {
-            TlsLoadError::Mismatch(format!(
-                "cannot be used with the certificate {}: {err}",
-                cert_path.display()
-            ))
-        })?;
+        .map_err(|err| format!("cannot be used with the certificate: {err}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -54,11 +47,14 @@ pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustl
 /// Reads a PEM bundle of CA certificates for verifying an upstream. `shown` is the path as written
 /// in the config, used in messages.
 pub fn load_ca_bundle(path: &Path, shown: &str) -> Result<rustls::RootCertStore, String> {
-    let certs = read_certs(path).map_err(|_| format!("cannot read CA certificates from {shown:?}"))?;
+    let certs = read_certs(path)
+        .map_err(|err| format!("cannot read CA certificates from {shown:?}: {err}"))?;
     let mut roots = rustls::RootCertStore::empty();
     let (_, ignored) = roots.add_parsable_certificates(certs);
     if roots.is_empty() || ignored > 0 {
-        return Err(format!("{shown:?} holds {ignored} certificate(s) that are not usable CA certificates"));
+        return Err(format!(
+            "{shown:?} holds {ignored} certificate(s) that are not usable CA certificates"
+        ));
     }
     Ok(roots)
 }
@@ -83,9 +79,9 @@ pub fn upstream_client_config(roots: Arc<rustls::RootCertStore>) -> rustls::Clie
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| format!("cannot read certificates from {}: {err}", path.display()))?;
+        .map_err(|err| err.to_string())?;
     if certs.is_empty() {
-        return Err(format!("no PEM certificate in {}", path.display()));
+        return Err("no PEM certificate in the file".to_owned());
     }
     Ok(certs)
 }

@@ -14,8 +14,12 @@ use tokio_tungstenite::tungstenite::Message;
 /// Routes whose upstream base paths (`/to-<name>`) show which route served a request.
 fn routes_config(echo: std::net::SocketAddr) -> String {
     let route = |name: &str, host: Option<&str>, path: &str| {
-        let host = host.map(|h| format!("host = \"{h}\"\n")).unwrap_or_default();
-        format!("[[routes]]\nname = \"{name}\"\n{host}path = \"{path}\"\nupstream = \"http://{echo}/to-{name}\"\n\n")
+        let host = host
+            .map(|h| format!("host = \"{h}\"\n"))
+            .unwrap_or_default();
+        format!(
+            "[[routes]]\nname = \"{name}\"\n{host}path = \"{path}\"\nupstream = \"http://{echo}/to-{name}\"\n\n"
+        )
     };
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n{}{}{}{}{}",
@@ -34,7 +38,11 @@ async fn longest_prefix_and_host_specific_routes_win() {
     let cases = [
         ("/public/x", "localhost", "/to-public/public/x"),
         ("/api/v1/users", "localhost", "/to-api/api/v1/users"),
-        ("/api/v2/users?id=7", "localhost", "/to-api-v2/api/v2/users?id=7"),
+        (
+            "/api/v2/users?id=7",
+            "localhost",
+            "/to-api-v2/api/v2/users?id=7",
+        ),
         ("/public/x", "APP.Example.com", "/to-app-host/public/x"),
         ("/public/x", "app.example.com:8080", "/to-app-host/public/x"),
     ];
@@ -45,7 +53,11 @@ async fn longest_prefix_and_host_specific_routes_win() {
     }
     let answer = get(&proxy.url("/apix"), &[]).await;
     assert_eq!(answer.status, 404, "/apix is not under /api");
-    assert!(answer.text().contains("nothing is served at this address"), "{}", answer.text());
+    assert!(
+        answer.text().contains("nothing is served at this address"),
+        "{}",
+        answer.text()
+    );
 }
 
 #[tokio::test]
@@ -68,10 +80,17 @@ async fn canonicalisation_attacks_never_reach_the_wrong_route() {
         ("/Admin", 404, None),
     ];
     for (target, status, upstream_uri) in cases {
-        let (got, text) = raw(proxy.addr, &format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await;
+        let (got, text) = raw(
+            proxy.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
         assert_eq!(got, status, "{target}: {text}");
         if let Some(uri) = upstream_uri {
-            assert!(text.contains(&format!("\"uri\":\"{uri}\"")), "{target} must reach exactly {uri}: {text}");
+            assert!(
+                text.contains(&format!("\"uri\":\"{uri}\"")),
+                "{target} must reach exactly {uri}: {text}"
+            );
         }
     }
 }
@@ -80,7 +99,11 @@ async fn canonicalisation_attacks_never_reach_the_wrong_route() {
 async fn encoded_slashes_pass_encoded_when_the_config_allows_them() {
     let echo = echo::spawn().await;
     let proxy = start_proxy(&one_route(echo, "allow_encoded_slashes = true")).await;
-    let (status, text) = raw(proxy.addr, "GET /files/a%2fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let (status, text) = raw(
+        proxy.addr,
+        "GET /files/a%2fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(text.contains("\"uri\":\"/files/a%2Fb\""), "{text}");
 }
@@ -103,10 +126,21 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     .await;
     let report = answer.json();
     for name in ["x-hop-secret", "keep-alive", "te", "proxy-authorization"] {
-        assert_eq!(received_header(&report, name), None, "{name} reached the upstream");
+        assert_eq!(
+            received_header(&report, name),
+            None,
+            "{name} reached the upstream"
+        );
     }
-    assert_eq!(received_header(&report, "x-end-to-end").as_deref(), Some("kept"));
-    assert_eq!(answer.headers.get("x-resp-hop"), None, "a hop-by-hop response header reached the client");
+    assert_eq!(
+        received_header(&report, "x-end-to-end").as_deref(),
+        Some("kept")
+    );
+    assert_eq!(
+        answer.headers.get("x-resp-hop"),
+        None,
+        "a hop-by-hop response header reached the client"
+    );
     assert_eq!(answer.headers.get("keep-alive"), None);
     assert_eq!(answer.headers["x-resp-kept"], "1");
 }
@@ -121,7 +155,10 @@ async fn client_identity_headers_never_reach_the_upstream() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(!text.to_ascii_lowercase().contains("x-auth") && !text.contains("x_auth"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-auth") && !text.contains("x_auth"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -137,8 +174,14 @@ async fn forwarding_headers_from_untrusted_peers_are_replaced() {
     ];
     let report = get(&proxy.url("/"), &sent).await.json();
     assert_eq!(received_headers(&report, "x-forwarded-for"), ["127.0.0.1"]);
-    assert_eq!(received_header(&report, "x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(received_header(&report, "x-forwarded-host").as_deref(), Some("app.example.com"));
+    assert_eq!(
+        received_header(&report, "x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        received_header(&report, "x-forwarded-host").as_deref(),
+        Some("app.example.com")
+    );
     assert_eq!(received_header(&report, "forwarded"), None);
 }
 
@@ -146,11 +189,24 @@ async fn forwarding_headers_from_untrusted_peers_are_replaced() {
 async fn forwarding_headers_from_trusted_proxies_are_extended() {
     let echo = echo::spawn().await;
     let proxy = start_proxy(&one_route(echo, "trusted_proxies = [\"127.0.0.0/8\"]")).await;
-    let sent = [("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https"), ("forwarded", "for=203.0.113.9")];
+    let sent = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "for=203.0.113.9"),
+    ];
     let report = get(&proxy.url("/"), &sent).await.json();
-    assert_eq!(received_headers(&report, "x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
-    assert_eq!(received_header(&report, "x-forwarded-proto").as_deref(), Some("https"));
-    assert_eq!(received_header(&report, "forwarded").as_deref(), Some("for=203.0.113.9"));
+    assert_eq!(
+        received_headers(&report, "x-forwarded-for"),
+        ["203.0.113.9, 127.0.0.1"]
+    );
+    assert_eq!(
+        received_header(&report, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        received_header(&report, "forwarded").as_deref(),
+        Some("for=203.0.113.9")
+    );
 }
 
 #[tokio::test]
@@ -160,11 +216,21 @@ async fn host_is_preserved_unless_the_route_says_otherwise() {
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"kept\"\npath = \"/kept\"\nupstream = \"http://{echo}\"\n\n[[routes]]\nname = \"rewritten\"\npath = \"/rewritten\"\nupstream = \"http://{echo}\"\npreserve_host = false\nstrip_prefix = true\n"
     );
     let proxy = start_proxy(&config).await;
-    let kept = get(&proxy.url("/kept"), &[("host", "app.example.com")]).await.json();
-    assert_eq!(received_header(&kept, "host").as_deref(), Some("app.example.com"));
-    let rewritten = get(&proxy.url("/rewritten/x"), &[("host", "app.example.com")]).await.json();
+    let kept = get(&proxy.url("/kept"), &[("host", "app.example.com")])
+        .await
+        .json();
+    assert_eq!(
+        received_header(&kept, "host").as_deref(),
+        Some("app.example.com")
+    );
+    let rewritten = get(&proxy.url("/rewritten/x"), &[("host", "app.example.com")])
+        .await
+        .json();
     assert_eq!(received_header(&rewritten, "host"), Some(echo.to_string()));
-    assert_eq!(rewritten["uri"], "/x", "strip_prefix removes the route's path");
+    assert_eq!(
+        rewritten["uri"], "/x",
+        "strip_prefix removes the route's path"
+    );
 }
 
 #[tokio::test]
@@ -172,10 +238,14 @@ async fn request_ids_are_kept_or_generated_and_sent_both_ways() {
     let echo = echo::spawn().await;
     let proxy = start_proxy(&one_route(echo, "")).await;
     let answer = get(&proxy.url("/"), &[("x-request-id", "trace-42")]).await;
-    assert_eq!(received_header(&answer.json(), "x-request-id").as_deref(), Some("trace-42"));
+    assert_eq!(
+        received_header(&answer.json(), "x-request-id").as_deref(),
+        Some("trace-42")
+    );
     assert_eq!(answer.headers["x-request-id"], "trace-42");
     let answer = get(&proxy.url("/"), &[]).await;
-    let generated = received_header(&answer.json(), "x-request-id").expect("generated id sent upstream");
+    let generated =
+        received_header(&answer.json(), "x-request-id").expect("generated id sent upstream");
     assert_eq!(generated.len(), 32);
     assert_eq!(answer.headers["x-request-id"], generated.as_str());
 }
@@ -184,13 +254,18 @@ async fn request_ids_are_kept_or_generated_and_sent_both_ways() {
 async fn websocket_connections_are_tunnelled() {
     let echo = echo::spawn().await;
     let proxy = start_proxy(&one_route(echo, "")).await;
-    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
-        .await
-        .expect("WebSocket handshake through the proxy");
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
+            .await
+            .expect("WebSocket handshake through the proxy");
     assert_eq!(response.status(), 101);
     for text in ["hello", "second message"] {
         socket.send(Message::text(text)).await.unwrap();
-        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(echoed, Message::text(text));
     }
     socket.close(None).await.unwrap();
@@ -201,15 +276,24 @@ async fn http2_over_tls_is_negotiated_with_alpn() {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::generate(dir.path(), "server");
     let echo = echo::spawn().await;
-    let config = one_route(echo, "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"");
+    let config = one_route(
+        echo,
+        "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"",
+    );
     let proxy = start_proxy_in(&config, dir.path()).await;
     let (version, answer) = h2_get(proxy.addr, cert.roots(), "/over-h2").await;
     assert_eq!(version, http::Version::HTTP_2);
     assert_eq!(answer.status, 200);
     let report = answer.json();
     assert_eq!(report["uri"], "/over-h2");
-    assert_eq!(received_header(&report, "x-forwarded-proto").as_deref(), Some("https"));
-    assert_eq!(received_header(&report, "host"), Some(format!("localhost:{}", proxy.addr.port())));
+    assert_eq!(
+        received_header(&report, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        received_header(&report, "host"),
+        Some(format!("localhost:{}", proxy.addr.port()))
+    );
 }
 
 #[tokio::test]
@@ -218,7 +302,14 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     TestCert::generate(dir.path(), "upstream");
     let echo = echo::spawn().await;
-    let tls_upstream = start_proxy_in(&one_route(echo, "[server.tls]\ncert = \"upstream.pem\"\nkey = \"upstream.key\""), dir.path()).await;
+    let tls_upstream = start_proxy_in(
+        &one_route(
+            echo,
+            "[server.tls]\ncert = \"upstream.pem\"\nkey = \"upstream.key\"",
+        ),
+        dir.path(),
+    )
+    .await;
     let port = tls_upstream.addr.port();
     let with_ca = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"trusted\"\npath = \"/trusted\"\nupstream = \"https://localhost:{port}\"\nupstream_ca = \"upstream.pem\"\n\n[[routes]]\nname = \"web-roots\"\npath = \"/web-roots\"\nupstream = \"https://localhost:{port}\"\n"
@@ -228,7 +319,10 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["uri"], "/trusted/x");
     let answer = get(&proxy.url("/web-roots/x"), &[]).await;
-    assert_eq!(answer.status, 502, "a certificate outside the public roots must be refused");
+    assert_eq!(
+        answer.status, 502,
+        "a certificate outside the public roots must be refused"
+    );
 }
 
 #[tokio::test]
@@ -236,7 +330,10 @@ async fn an_unreachable_upstream_answers_502() {
     let proxy = start_proxy(&one_route(closed_port(), "")).await;
     let answer = get(&proxy.url("/"), &[]).await;
     assert_eq!(answer.status, 502);
-    assert_eq!(answer.text(), "502 Bad Gateway: the service is not reachable\n");
+    assert_eq!(
+        answer.text(),
+        "502 Bad Gateway: the service is not reachable\n"
+    );
 }
 
 #[tokio::test]
@@ -245,9 +342,15 @@ async fn a_slow_upstream_answers_504() {
     let proxy = start_proxy(&one_route(echo, "upstream_response_timeout = \"300ms\"")).await;
     let answer = get(&proxy.url("/?sleep_ms=3000"), &[]).await;
     assert_eq!(answer.status, 504);
-    assert_eq!(answer.text(), "504 Gateway Timeout: the service did not answer in time\n");
+    assert_eq!(
+        answer.text(),
+        "504 Gateway Timeout: the service did not answer in time\n"
+    );
     let answer = get(&proxy.url("/?sleep_ms=10"), &[]).await;
-    assert_eq!(answer.status, 200, "a fast answer within the timeout still passes");
+    assert_eq!(
+        answer.status, 200,
+        "a fast answer within the timeout still passes"
+    );
 }
 
 #[tokio::test]
@@ -286,8 +389,14 @@ async fn admin_endpoints_live_only_on_the_admin_listener() {
     );
     let proxy = start_proxy(&config).await;
     let admin = proxy.admin.expect("admin listener");
-    assert_eq!(get(&format!("http://{admin}/healthz"), &[]).await.status, 200);
-    assert_eq!(get(&format!("http://{admin}/readyz"), &[]).await.status, 200);
+    assert_eq!(
+        get(&format!("http://{admin}/healthz"), &[]).await.status,
+        200
+    );
+    assert_eq!(
+        get(&format!("http://{admin}/readyz"), &[]).await.status,
+        200
+    );
     assert_eq!(get(&proxy.url("/healthz"), &[]).await.status, 404);
 }
 
@@ -300,10 +409,16 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.begin_shutdown();
     let answer = in_flight.await.unwrap();
-    assert_eq!(answer.status, 200, "the in-flight request completes during the drain");
+    assert_eq!(
+        answer.status, 200,
+        "the in-flight request completes during the drain"
+    );
     tokio::time::timeout(Duration::from_secs(5), proxy.done.take().unwrap())
         .await
         .expect("drain ends once the last request is done")
         .unwrap();
-    assert!(tokio::net::TcpStream::connect(proxy.addr).await.is_err(), "no new connections after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err(),
+        "no new connections after shutdown"
+    );
 }

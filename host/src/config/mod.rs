@@ -155,7 +155,12 @@ impl fmt::Display for ConfigError {
                 write!(f, "cannot read config file {}: {source}", path.display())
             }
             ConfigError::Syntax { path, message } => {
-                write!(f, "config file {} is not valid TOML for Portcullis:\n{}", path.display(), message.trim_end())
+                write!(
+                    f,
+                    "config file {} is not valid TOML for Portcullis:\n{}",
+                    path.display(),
+                    message.trim_end()
+                )
             }
             ConfigError::Invalid { path, problems } => {
                 let count = problems.len();

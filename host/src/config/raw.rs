@@ -96,7 +96,10 @@ pub struct RawRoute {
 
 /// A key that takes either one string or a list of strings.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a string or a list of strings, like \"127.0.0.1:8080\" or [\"127.0.0.1:8080\", \"[::1]:8080\"]"
+)]
 pub enum OneOrMany {
     /// `listen = "127.0.0.1:8080"`
     One(String),

@@ -42,9 +42,7 @@ pub fn resolve(
     key: &str,
 ) -> Result<Option<Secret>, String> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err(format!(
-            "set either `{key}` or `{key}_file`, not both"
-        )),
+        (Some(_), Some(_)) => Err(format!("set either `{key}` or `{key}_file`, not both")),
         (None, None) => Ok(None),
         (Some(value), None) => match value.strip_prefix("env:") {
             Some(name) => match std::env::var(name) {
@@ -78,12 +76,18 @@ mod tests {
     fn inline_env_and_file_forms_resolve() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.txt"), "from-file\n").unwrap();
-        let inline = resolve(Some("plain"), None, dir.path(), "k").unwrap().unwrap();
+        let inline = resolve(Some("plain"), None, dir.path(), "k")
+            .unwrap()
+            .unwrap();
         assert_eq!(inline.expose(), "plain");
-        let file = resolve(None, Some("s.txt"), dir.path(), "k").unwrap().unwrap();
+        let file = resolve(None, Some("s.txt"), dir.path(), "k")
+            .unwrap()
+            .unwrap();
         assert_eq!(file.expose(), "from-file");
         // PATH is set in every environment this runs in; reading it avoids mutating the environment.
-        let env = resolve(Some("env:PATH"), None, dir.path(), "k").unwrap().unwrap();
+        let env = resolve(Some("env:PATH"), None, dir.path(), "k")
+            .unwrap()
+            .unwrap();
         assert_eq!(env.expose(), std::env::var("PATH").unwrap());
         assert!(resolve(None, None, dir.path(), "k").unwrap().is_none());
     }
@@ -91,15 +95,27 @@ mod tests {
     #[test]
     fn errors_name_the_source_and_never_the_value() {
         let dir = tempfile::tempdir().unwrap();
-        let err = resolve(Some("env:PORTCULLIS_SURELY_UNSET_VAR"), None, dir.path(), "k").unwrap_err();
+        let err = resolve(
+            Some("env:PORTCULLIS_SURELY_UNSET_VAR"),
+            None,
+            dir.path(),
+            "k",
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "environment variable PORTCULLIS_SURELY_UNSET_VAR is not set (or not UTF-8)"
         );
         let err = resolve(None, Some("missing.txt"), dir.path(), "k").unwrap_err();
-        assert!(err.starts_with("cannot read secret file \"missing.txt\""), "{err}");
+        assert!(
+            err.starts_with("cannot read secret file \"missing.txt\""),
+            "{err}"
+        );
         let err = resolve(Some("a"), Some("b"), dir.path(), "client_secret").unwrap_err();
-        assert_eq!(err, "set either `client_secret` or `client_secret_file`, not both");
+        assert_eq!(
+            err,
+            "set either `client_secret` or `client_secret_file`, not both"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawRoute, RawServer};
-use super::{CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl};
+use super::{
+    CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl,
+};
 use crate::canonical::CanonicalPath;
 use crate::tls;
 
@@ -45,9 +47,15 @@ impl Problems {
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut problems = Problems(Vec::new());
     let server = validate_server(raw.server, base_dir, &mut problems);
-    let level = raw.log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    let level = raw
+        .log
+        .level
+        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level) {
-        problems.add("log.level", format!("not a log filter like \"info\" or \"portcullis=debug,warn\": {err}"));
+        problems.add(
+            "log.level",
+            format!("not a log filter like \"info\" or \"portcullis=debug,warn\": {err}"),
+        );
     }
     let routes = validate_routes(raw.routes, &server, base_dir, &mut problems);
     match (server, problems.0.is_empty()) {
@@ -66,18 +74,27 @@ struct ServerWithDefaults {
     response_timeout: Duration,
 }
 
-fn validate_server(raw: RawServer, base_dir: &Path, problems: &mut Problems) -> Option<ServerWithDefaults> {
+fn validate_server(
+    raw: RawServer,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<ServerWithDefaults> {
     let listen_texts = raw
         .listen
         .map(|listen| listen.into_vec())
         .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
     if listen_texts.is_empty() {
-        problems.add("server.listen", "needs at least one address, e.g. \"127.0.0.1:8080\"");
+        problems.add(
+            "server.listen",
+            "needs at least one address, e.g. \"127.0.0.1:8080\"",
+        );
     }
     let listen: Vec<SocketAddr> = listen_texts
         .iter()
         .enumerate()
-        .filter_map(|(i, text)| problems.check(format!("server.listen[{i}]"), parse_socket_addr(text)))
+        .filter_map(|(i, text)| {
+            problems.check(format!("server.listen[{i}]"), parse_socket_addr(text))
+        })
         .collect();
     let admin_listen = raw
         .admin_listen
@@ -86,16 +103,33 @@ fn validate_server(raw: RawServer, base_dir: &Path, problems: &mut Problems) -> 
         && admin.port() != 0
         && listen.contains(&admin)
     {
-        problems.add("server.admin_listen", format!("{admin} is also a public listener; the admin endpoints must not be reachable there"));
+        problems.add(
+            "server.admin_listen",
+            format!(
+                "{admin} is also a public listener; the admin endpoints must not be reachable there"
+            ),
+        );
     }
     let trusted_proxies = raw
         .trusted_proxies
         .iter()
         .enumerate()
-        .filter_map(|(i, text)| problems.check(format!("server.trusted_proxies[{i}]"), parse_ip_net(text)))
+        .filter_map(|(i, text)| {
+            problems.check(format!("server.trusted_proxies[{i}]"), parse_ip_net(text))
+        })
         .collect();
-    let drain_timeout = duration(problems, "server.drain_timeout", raw.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
-    let max_request_body = size(problems, "server.max_request_body", raw.max_request_body.as_deref(), DEFAULT_MAX_REQUEST_BODY);
+    let drain_timeout = duration(
+        problems,
+        "server.drain_timeout",
+        raw.drain_timeout.as_deref(),
+        DEFAULT_DRAIN_TIMEOUT,
+    );
+    let max_request_body = size(
+        problems,
+        "server.max_request_body",
+        raw.max_request_body.as_deref(),
+        DEFAULT_MAX_REQUEST_BODY,
+    );
     let upstream_connect_timeout = duration(
         problems,
         "server.upstream_connect_timeout",
@@ -110,16 +144,22 @@ fn validate_server(raw: RawServer, base_dir: &Path, problems: &mut Problems) -> 
     );
     let tls = match raw.tls {
         None => Some(None),
-        Some(raw_tls) => tls::load_server_config(&base_dir.join(&raw_tls.cert), &base_dir.join(&raw_tls.key))
-            .map_err(|err| {
-                let key = match err {
-                    tls::TlsLoadError::Key(_) | tls::TlsLoadError::Mismatch(_) => "server.tls.key",
-                    tls::TlsLoadError::Cert(_) => "server.tls.cert",
-                };
-                problems.add(key, err.to_string());
-            })
-            .ok()
-            .map(Some),
+        Some(raw_tls) => {
+            let certs = problems.check(
+                "server.tls.cert",
+                tls::read_cert_chain(&base_dir.join(&raw_tls.cert)),
+            );
+            let key = problems.check(
+                "server.tls.key",
+                tls::read_private_key(&base_dir.join(&raw_tls.key)),
+            );
+            match (certs, key) {
+                (Some(certs), Some(key)) => problems
+                    .check("server.tls.key", tls::server_config(certs, key))
+                    .map(Some),
+                _ => None,
+            }
+        }
     };
     Some(ServerWithDefaults {
         resolved: ServerConfig {
@@ -143,7 +183,10 @@ fn validate_routes(
     problems: &mut Problems,
 ) -> Vec<RouteConfig> {
     if raw_routes.is_empty() {
-        problems.add("routes", "no routes: add at least one [[routes]] with a path and an upstream");
+        problems.add(
+            "routes",
+            "no routes: add at least one [[routes]] with a path and an upstream",
+        );
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut places: HashMap<(Option<HostPattern>, String), usize> = HashMap::new();
@@ -156,40 +199,63 @@ fn validate_routes(
                 problems.add(key("name"), "missing: every route needs a unique name");
                 None
             }
-            Some(name) => problems.check(key("name"), check_route_name(&name)).map(|()| name),
+            Some(name) => problems
+                .check(key("name"), check_route_name(&name))
+                .map(|()| name),
         };
         if let Some(name) = &name
             && let Some(first) = names.insert(name.clone(), i)
         {
-            problems.add(key("name"), format!("{name:?} is already the name of routes[{first}]"));
+            problems.add(
+                key("name"),
+                format!("{name:?} is already the name of routes[{first}]"),
+            );
         }
         let host = raw
             .host
             .as_deref()
             .and_then(|host| problems.check(key("host"), parse_host_pattern(host)));
-        let path = problems.check(key("path"), parse_route_path(raw.path.as_deref().unwrap_or("/")));
+        let path = problems.check(
+            key("path"),
+            parse_route_path(raw.path.as_deref().unwrap_or("/")),
+        );
         if let Some(path) = &path
             && (raw.host.is_none() || host.is_some())
             && let Some(first) = places.insert((host.clone(), path.clone()), i)
         {
-            problems.add(format!("routes[{i}]"), format!("same host and path as routes[{first}]; only one of them could ever match"));
+            problems.add(
+                format!("routes[{i}]"),
+                format!("same host and path as routes[{first}]; only one of them could ever match"),
+            );
         }
         let upstream = match raw.upstream {
             None => {
-                problems.add(key("upstream"), "missing: the URL requests are sent to, e.g. \"http://127.0.0.1:3000\"");
+                problems.add(
+                    key("upstream"),
+                    "missing: the URL requests are sent to, e.g. \"http://127.0.0.1:3000\"",
+                );
                 None
             }
             Some(text) => problems.check(key("upstream"), parse_upstream(&text)),
         };
         let upstream_ca = raw.upstream_ca.and_then(|ca_path| {
-            if upstream.as_ref().is_some_and(|u| u.scheme != http::uri::Scheme::HTTPS) {
-                problems.add(key("upstream_ca"), "only used with an https upstream; remove it or use https://");
+            if upstream
+                .as_ref()
+                .is_some_and(|u| u.scheme != http::uri::Scheme::HTTPS)
+            {
+                problems.add(
+                    key("upstream_ca"),
+                    "only used with an https upstream; remove it or use https://",
+                );
                 return None;
             }
             if let Some(bundle) = ca_bundles.get(&ca_path) {
                 return Some(bundle.clone());
             }
-            let roots = problems.check(key("upstream_ca"), tls::load_ca_bundle(&base_dir.join(&ca_path), &ca_path))?;
+            let roots = problems.check(
+                key("upstream_ca"),
+                tls::load_ca_bundle(&base_dir.join(&ca_path), &ca_path),
+            )?;
             let bundle = Arc::new(CaBundle {
                 path: ca_path.clone(),
                 roots: Arc::new(roots),
@@ -205,8 +271,13 @@ fn validate_routes(
             Some(text) => problems.check(key("max_request_body"), parse_size(text)),
             None => server.as_ref().map(|s| s.resolved.max_request_body),
         };
-        if let (Some(name), Some(path), Some(upstream), Some(response_timeout), Some(max_request_body)) =
-            (name, path, upstream, response_timeout, max_request_body)
+        if let (
+            Some(name),
+            Some(path),
+            Some(upstream),
+            Some(response_timeout),
+            Some(max_request_body),
+        ) = (name, path, upstream, response_timeout, max_request_body)
         {
             routes.push(RouteConfig {
                 name,
@@ -235,7 +306,12 @@ fn parse_ip_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("not an IP address or CIDR range like \"10.0.0.0/8\": {text:?}"))
 }
 
-fn duration(problems: &mut Problems, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
+fn duration(
+    problems: &mut Problems,
+    key: &str,
+    text: Option<&str>,
+    default: &str,
+) -> Option<Duration> {
     problems.check(key, parse_duration(text.unwrap_or(default)))
 }
 
@@ -247,7 +323,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(duration) if duration.is_zero() => Err(format!("must be longer than zero: {text:?}")),
         Ok(duration) => Ok(duration),
-        Err(_) => Err(format!("not a duration like \"500ms\", \"30s\" or \"1h\": {text:?}")),
+        Err(_) => Err(format!(
+            "not a duration like \"500ms\", \"30s\" or \"1h\": {text:?}"
+        )),
     }
 }
 
@@ -255,7 +333,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
     match text.parse::<bytesize::ByteSize>() {
         Ok(size) if size.as_u64() == 0 => Err(format!("must be larger than zero: {text:?}")),
         Ok(size) => Ok(size.as_u64()),
-        Err(_) => Err(format!("not a size like \"512KiB\", \"10MiB\" or \"1GiB\": {text:?}")),
+        Err(_) => Err(format!(
+            "not a size like \"512KiB\", \"10MiB\" or \"1GiB\": {text:?}"
+        )),
     }
 }
 
@@ -267,7 +347,9 @@ fn check_route_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("use letters, digits, '-', '_' and '.' only: {name:?}"))
+        Err(format!(
+            "use letters, digits, '-', '_' and '.' only: {name:?}"
+        ))
     }
 }
 
@@ -296,13 +378,18 @@ fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
 }
 
 fn parse_route_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("must start with '/': {text:?}"));
+    }
     let canonical = CanonicalPath::parse(text, false)
         .map_err(|err| format!("not a usable path prefix ({err}): {text:?}"))?;
     let trimmed = canonical.decision().trim_end_matches('/');
     let prefix = if trimmed.is_empty() { "/" } else { trimmed };
     // A prefix must already be canonical, or it could never match a canonical request path.
     if prefix != text.trim_end_matches('/') && !(prefix == "/" && text == "/") {
-        return Err(format!("not in canonical form: write {prefix:?} instead of {text:?}"));
+        return Err(format!(
+            "not in canonical form: write {prefix:?} instead of {text:?}"
+        ));
     }
     if text.contains(';') {
         return Err(format!("a path prefix cannot contain ';': {text:?}"));
@@ -320,7 +407,10 @@ fn parse_upstream(text: &str) -> Result<UpstreamUrl, String> {
         return Err(format!("scheme must be http or https: {text:?}"));
     }
     if authority.as_str().contains('@') {
-        return Err(format!("user and password in the URL are not supported: {:?}", authority.host()));
+        return Err(format!(
+            "user and password in the URL are not supported: {:?}",
+            authority.host()
+        ));
     }
     if uri.query().is_some() {
         return Err(format!("an upstream URL cannot have a query: {text:?}"));
@@ -338,8 +428,14 @@ mod tests {
 
     #[test]
     fn upstream_urls() {
-        assert_eq!(parse_upstream("htp:/x").unwrap_err(), "not a URL: \"htp:/x\"");
-        assert_eq!(parse_upstream("ftp://x").unwrap_err(), "scheme must be http or https: \"ftp://x\"");
+        assert_eq!(
+            parse_upstream("htp:/x").unwrap_err(),
+            "not a URL: \"htp:/x\""
+        );
+        assert_eq!(
+            parse_upstream("ftp://x").unwrap_err(),
+            "scheme must be http or https: \"ftp://x\""
+        );
         let url = parse_upstream("https://backend:8443/base/").unwrap();
         assert_eq!(url.base_path, "/base");
         assert_eq!(url.authority.as_str(), "backend:8443");
@@ -358,8 +454,14 @@ mod tests {
 
     #[test]
     fn host_patterns() {
-        assert_eq!(parse_host_pattern("App.Example.com").unwrap(), HostPattern::Exact("app.example.com".into()));
-        assert_eq!(parse_host_pattern("*.example.com").unwrap(), HostPattern::Wildcard(".example.com".into()));
+        assert_eq!(
+            parse_host_pattern("App.Example.com").unwrap(),
+            HostPattern::Exact("app.example.com".into())
+        );
+        assert_eq!(
+            parse_host_pattern("*.example.com").unwrap(),
+            HostPattern::Wildcard(".example.com".into())
+        );
         for bad in ["a.*.com", "*", "app.example.com:80", "http://x", ""] {
             assert!(parse_host_pattern(bad).is_err(), "{bad}");
         }

@@ -46,7 +46,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -54,7 +57,9 @@ where
                     let len = data.len() as u64;
                     if len > this.remaining {
                         this.remaining = 0;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: this.limit }))));
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
                     }
                     this.remaining -= len;
                 }
@@ -80,9 +85,13 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunks(sizes: &[usize]) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>> {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            sizes.iter().map(|&n| Ok(Frame::data(Bytes::from(vec![b'x'; n])))).collect();
+    type Frames = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>;
+
+    fn chunks(sizes: &[usize]) -> StreamBody<Frames> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = sizes
+            .iter()
+            .map(|&n| Ok(Frame::data(Bytes::from(vec![b'x'; n]))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 

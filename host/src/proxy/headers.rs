@@ -49,22 +49,23 @@ fn same_name(name: &str, canonical: &str) -> bool {
 
 /// `x-forwarded-*` in any spelling, or `forwarded`.
 fn is_forwarding_header(name: &str) -> bool {
-    name == "forwarded"
-        || (name.len() > 12 && same_name(&name[..12], "x-forwarded-"))
+    name == "forwarded" || (name.len() > 12 && same_name(&name[..12], "x-forwarded-"))
 }
 
 fn is_identity_header(name: &str) -> bool {
-    name.starts_with("x") && IDENTITY_HEADERS.iter().any(|identity| same_name(name, identity))
+    name.starts_with("x")
+        && IDENTITY_HEADERS
+            .iter()
+            .any(|identity| same_name(name, identity))
 }
 
 /// Whether the request asks for a protocol upgrade (WebSocket and others): `Connection: upgrade`
 /// together with an `Upgrade` header.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|value| connection_tokens(value).any(|token| token.eq_ignore_ascii_case("upgrade")))
+        && headers.get_all(header::CONNECTION).iter().any(|value| {
+            connection_tokens(value).any(|token| token.eq_ignore_ascii_case("upgrade"))
+        })
 }
 
 fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
@@ -114,7 +115,11 @@ pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool) {
     if !headers.keys().any(unwanted) {
         return;
     }
-    let names: Vec<HeaderName> = headers.keys().filter(|name| unwanted(name)).cloned().collect();
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| unwanted(name))
+        .cloned()
+        .collect();
     for name in names {
         headers.remove(name);
     }
@@ -171,7 +176,11 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     if values.next().is_none() || values.next().is_none() {
         return;
     }
-    let joined: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
     if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
         headers.insert(header::COOKIE, value);
     }
@@ -191,7 +200,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         Some(value) => value.clone(),
         None => {
             let id: u128 = rand::random();
-            HeaderValue::from_str(&format!("{id:032x}")).expect("hex digits are a valid header value")
+            HeaderValue::from_str(&format!("{id:032x}"))
+                .expect("hex digits are a valid header value")
         }
     }
 }
@@ -203,7 +213,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         headers
     }
@@ -248,7 +261,11 @@ mod tests {
 
     #[test]
     fn forwarding_headers_are_kept_only_from_trusted_peers() {
-        let sent = [("x-forwarded-for", "6.6.6.6"), ("x_forwarded_proto", "https"), ("forwarded", "for=1.1.1.1")];
+        let sent = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x_forwarded_proto", "https"),
+            ("forwarded", "for=1.1.1.1"),
+        ];
         let mut untrusted = map(&sent);
         remove_untrusted(&mut untrusted, false);
         assert!(untrusted.is_empty());
@@ -261,7 +278,12 @@ mod tests {
     fn forwarded_chain_extends_only_for_trusted_peers() {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = map(&[("x-forwarded-for", "1.2.3.4")]);
-        let forwarded = Forwarded { peer, tls: true, host: "app.example.com", peer_trusted: true };
+        let forwarded = Forwarded {
+            peer,
+            tls: true,
+            host: "app.example.com",
+            peer_trusted: true,
+        };
         set_forwarded(&mut headers, &forwarded);
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "https");

@@ -89,7 +89,10 @@ impl Proxy {
     }
 }
 
-async fn run_phases<B>(ctx: &mut RequestCtx, mut request: Request<B>) -> Result<Response<ProxyBody>, ProxyError>
+async fn run_phases<B>(
+    ctx: &mut RequestCtx,
+    mut request: Request<B>,
+) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -117,15 +120,24 @@ fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, Prox
 fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
     // HTTP/2 and absolute-form requests carry the host in the URI; it wins over a Host header.
     let host_header = match request.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).map_err(|_| crate::canonical::HostError)?,
+        Some(authority) => {
+            HeaderValue::from_str(authority.as_str()).map_err(|_| crate::canonical::HostError)?
+        }
         None => request
             .headers()
             .get(header::HOST)
             .cloned()
             .ok_or(crate::canonical::HostError)?,
     };
-    let host = canonical_host(host_header.to_str().map_err(|_| crate::canonical::HostError)?)?;
-    let path = CanonicalPath::parse(request.uri().path(), ctx.snapshot.server.allow_encoded_slashes)?;
+    let host = canonical_host(
+        host_header
+            .to_str()
+            .map_err(|_| crate::canonical::HostError)?,
+    )?;
+    let path = CanonicalPath::parse(
+        request.uri().path(),
+        ctx.snapshot.server.allow_encoded_slashes,
+    )?;
     let route = ctx.snapshot.table.lookup(&host, path.decision());
     ctx.host = Some(host);
     ctx.host_header = Some(host_header);
@@ -145,7 +157,8 @@ where
     B::Error: Into<BoxError>,
 {
     let snapshot = ctx.snapshot.clone();
-    let (Some(route_id), Some(path), Some(host_header)) = (ctx.route, &ctx.path, &ctx.host_header) else {
+    let (Some(route_id), Some(path), Some(host_header)) = (ctx.route, &ctx.path, &ctx.host_header)
+    else {
         unreachable!("the route phase sets route, path and host before this phase runs");
     };
     let route = &snapshot.routes[route_id];
@@ -185,7 +198,8 @@ where
     let host = if route.config.preserve_host {
         host_header.clone()
     } else {
-        HeaderValue::from_str(upstream.authority.as_str()).expect("an authority is a valid header value")
+        HeaderValue::from_str(upstream.authority.as_str())
+            .expect("an authority is a valid header value")
     };
     headers.insert(header::HOST, host);
 
@@ -198,7 +212,10 @@ where
 }
 
 /// Phase 7, forward: sends the request on the route's pooled client within its deadline.
-async fn forward(ctx: &mut RequestCtx, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+async fn forward(
+    ctx: &mut RequestCtx,
+    request: Request<ProxyBody>,
+) -> Result<Response<Incoming>, ProxyError> {
     let route = ctx.route().expect("forward runs after routing");
     let timeout = route.config.response_timeout;
     let client = route.client.clone();
@@ -222,7 +239,10 @@ fn response(
     if switching {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::Upstream(upstream::UpstreamError::Protocol {
-                authority: ctx.route().map(|r| r.config.upstream.authority.to_string()).unwrap_or_default(),
+                authority: ctx
+                    .route()
+                    .map(|r| r.config.upstream.authority.to_string())
+                    .unwrap_or_default(),
                 detail: "101 Switching Protocols to a request that asked for no upgrade".into(),
             }));
         };
@@ -244,7 +264,11 @@ fn response(
 /// query (queries can carry codes and tokens).
 fn log(ctx: &RequestCtx, status: StatusCode) {
     let route = ctx.route().map(|r| r.config.name.as_str()).unwrap_or("-");
-    let path = ctx.path.as_ref().map(CanonicalPath::decision).unwrap_or("-");
+    let path = ctx
+        .path
+        .as_ref()
+        .map(CanonicalPath::decision)
+        .unwrap_or("-");
     tracing::info!(
         target: "portcullis::access",
         request_id = ?ctx.request_id,

@@ -62,7 +62,10 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Timeouts answer 504, everything else 502.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout { .. })
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout { .. }
+        )
     }
 }
 
@@ -76,7 +79,10 @@ pub enum SendError {
 }
 
 /// Builds a pooled client trusting `roots` for https upstreams.
-pub fn client(roots: std::sync::Arc<rustls::RootCertStore>, connect_timeout: Duration) -> UpstreamClient {
+pub fn client(
+    roots: std::sync::Arc<rustls::RootCertStore>,
+    connect_timeout: Duration,
+) -> UpstreamClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -105,7 +111,10 @@ pub async fn send(
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
     match tokio::time::timeout(timeout, client.request(request)).await {
-        Err(_) => Err(SendError::Upstream(UpstreamError::ResponseTimeout { authority, timeout })),
+        Err(_) => Err(SendError::Upstream(UpstreamError::ResponseTimeout {
+            authority,
+            timeout,
+        })),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(err)) => Err(classify(err, authority)),
     }
@@ -149,7 +158,12 @@ pub fn spawn_tunnel(client_side: OnUpgrade, upstream_side: OnUpgrade, request_id
         let mut client_io = TokioIo::new(client_io);
         let mut upstream_io = TokioIo::new(upstream_io);
         match tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
-            Ok((up, down)) => tracing::debug!(request_id, bytes_up = up, bytes_down = down, "tunnel closed"),
+            Ok((up, down)) => tracing::debug!(
+                request_id,
+                bytes_up = up,
+                bytes_down = down,
+                "tunnel closed"
+            ),
             Err(err) => tracing::debug!(request_id, error = %err, "tunnel ended with an error"),
         }
     });

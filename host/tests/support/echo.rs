@@ -31,9 +31,12 @@ pub async fn spawn() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let service = service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) });
+                let service =
+                    service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
@@ -54,7 +57,11 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
     if let Some(ms) = query_number(&request, "sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if request.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+    if request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
         return websocket(&mut request);
     }
     if let Some(size) = query_number(&request, "bytes") {
@@ -71,7 +78,12 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body = request.into_body();
     let mut body_bytes = 0u64;
@@ -82,12 +94,18 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
         }
     }
     let report = serde_json::json!({ "method": method, "uri": uri, "headers": headers, "body_bytes": body_bytes });
-    let mut response =
-        Response::new(Full::new(Bytes::from(report.to_string())).map_err(|never| match never {}).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(Bytes::from(report.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     if uri.contains("hop=1") {
         // Hop-by-hop headers a proxy must not pass back to the client.
         let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, http::HeaderValue::from_static("x-resp-hop"));
+        headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("x-resp-hop"),
+        );
         headers.insert("x-resp-hop", http::HeaderValue::from_static("1"));
         headers.insert("keep-alive", http::HeaderValue::from_static("timeout=5"));
         headers.insert("x-resp-kept", http::HeaderValue::from_static("1"));
@@ -96,11 +114,22 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
 }
 
 fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
-    let key = request.headers().get("sec-websocket-key").cloned().unwrap_or(http::HeaderValue::from_static(""));
+    let key = request
+        .headers()
+        .get("sec-websocket-key")
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static(""));
     let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() || socket.send(message).await.is_err() {
                 break;
@@ -112,7 +141,11 @@ fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header("sec-websocket-accept", derive_accept_key(key.as_bytes()))
-        .body(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .unwrap()
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod binary;
 pub mod echo;
 pub mod tls;
 
@@ -48,8 +49,11 @@ impl Drop for TestProxy {
 /// Parses `config` (files relative to `base_dir`) and serves it. The config's listen addresses
 /// should use port 0.
 pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
-    let config = portcullis::config::parse(config, base_dir).unwrap_or_else(|err| panic!("test config refused: {err:?}"));
-    let server = Server::bind(Proxy::new(Snapshot::new(config))).await.expect("bind on port 0");
+    let config = portcullis::config::parse(config, base_dir)
+        .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
+    let server = Server::bind(Proxy::new(Snapshot::new(config)))
+        .await
+        .expect("bind on port 0");
     let addr = server.public_addrs()[0];
     let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -136,7 +140,11 @@ pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split(' ')

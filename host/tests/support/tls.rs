@@ -22,21 +22,29 @@ pub struct TestCert {
 impl TestCert {
     /// Generates a certificate and writes `<name>.pem` and `<name>.key` into `dir`.
     pub fn generate(dir: &Path, name: &str) -> Self {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("rcgen certificate");
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("rcgen certificate");
         let cert_pem = certified.cert.pem();
         let cert_path = dir.join(format!("{name}.pem"));
         let key_path = dir.join(format!("{name}.key"));
         std::fs::write(&cert_path, &cert_pem).unwrap();
         std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-        TestCert { cert_pem, cert_path, key_path }
+        TestCert {
+            cert_pem,
+            cert_path,
+            key_path,
+        }
     }
 
     /// A root store trusting only this certificate.
     pub fn roots(&self) -> rustls::RootCertStore {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
         roots.add(der).unwrap();
         roots
     }
@@ -64,12 +72,21 @@ pub async fn connect(
 }
 
 /// GET `path` over HTTP/2 on a fresh TLS connection; returns the response's HTTP version too.
-pub async fn h2_get(addr: SocketAddr, roots: rustls::RootCertStore, path: &str) -> (http::Version, Answer) {
+pub async fn h2_get(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+    path: &str,
+) -> (http::Version, Answer) {
     let tls = connect(addr, roots, &[b"h2"]).await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "ALPN must pick h2");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .expect("h2 handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN must pick h2"
+    );
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(connection);
     let request = Request::get(format!("https://localhost:{}{path}", addr.port()))
         .body(Full::new(Bytes::new()))

@@ -1,0 +1,173 @@
+//! The `portcullis` binary as users run it: `check`, streaming with bounded memory, SIGTERM.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::binary::{RunningProxy, binary};
+use support::{echo, get, one_route};
+
+const BODY_SIZE: u64 = 100 * 1000 * 1000;
+const CHUNK: usize = 64 * 1024;
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_100_mb_body_streams_both_ways_in_bounded_memory() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &one_route(echo, "max_request_body = \"200MB\""));
+    let proxy = RunningProxy::start(&config);
+
+    // Upload: 100 MB generated on the fly, chunked, never held in memory by the test either.
+    let chunk = Bytes::from(vec![b'u'; CHUNK]);
+    let chunks = BODY_SIZE.div_ceil(CHUNK as u64);
+    let stream = futures_util::stream::iter((0..chunks).map(move |i| {
+        let len = (BODY_SIZE - i * CHUNK as u64).min(CHUNK as u64) as usize;
+        Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
+    }));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::post(format!("http://{}/upload", proxy.addr))
+        .body(StreamBody::new(stream))
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .expect("upload through the proxy");
+    assert_eq!(response.status(), 200);
+    let report: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(report["body_bytes"], BODY_SIZE);
+
+    // Download: 100 MB from the upstream, counted frame by frame.
+    let response = Client::builder(TokioExecutor::new())
+        .build_http()
+        .request(
+            Request::get(format!("http://{}/download?bytes={BODY_SIZE}", proxy.addr))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        received += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(received, BODY_SIZE);
+
+    let peak = proxy.peak_rss();
+    assert!(
+        peak < 64 * 1024 * 1024,
+        "peak RSS {} MiB: the body was buffered",
+        peak / (1024 * 1024)
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &one_route(echo, "drain_timeout = \"10s\""));
+    let mut proxy = RunningProxy::start(&config);
+    let url = format!("http://{}/?sleep_ms=1000", proxy.addr);
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.terminate();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        answer.status, 200,
+        "the in-flight request completes after SIGTERM"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.child.wait().unwrap();
+        drop(proxy);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.success(),
+        "exit status after a clean drain: {status}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
+    assert!(
+        log.contains("SIGTERM received") && log.contains("all connections closed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn check_prints_ok_for_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &one_route("127.0.0.1:9".parse().unwrap(), ""));
+    let output = binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\nupstream = \"htp:/x\"\n\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n",
+    );
+    let output = binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "has 4 problems:",
+        "server.listen[0]: not an address like",
+        "routes[0].upstream: not a URL: \"htp:/x\"",
+        "routes[1].name: \"a\" is already the name of routes[0]",
+        "routes[1]: same host and path as routes[0]",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn version_and_help_work() {
+    let version = binary().arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("portcullis "));
+    let help = binary().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("run") && text.contains("check"), "{text}");
+}
+
+#[test]
+fn run_refuses_a_missing_config_with_a_clear_message() {
+    let output = binary()
+        .args(["run", "--config", "/nonexistent/portcullis.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/portcullis.toml"),
+        "{stderr}"
+    );
+}

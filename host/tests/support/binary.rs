@@ -1,0 +1,83 @@
+//! Runs the real `portcullis` binary as a child process, for what only a process shows: signals,
+//! exit codes, resident memory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The binary built for this test run.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// A running `portcullis run`; killed when dropped.
+pub struct RunningProxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RunningProxy {
+    /// Starts `portcullis run --config <config>` and waits for its "listening on" line. Its log
+    /// goes to `<config dir>/portcullis.log`.
+    pub fn start(config: &Path) -> Self {
+        let log = std::fs::File::create(config.with_file_name("portcullis.log")).unwrap();
+        let mut child = binary()
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start the portcullis binary");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "portcullis exited before listening; log: {}",
+                        read_log(config)
+                    )
+                })
+                .unwrap();
+            if let Some(url) = line.strip_prefix("portcullis: listening on http://") {
+                break url.parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        RunningProxy { child, addr }
+    }
+
+    /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// Sends SIGTERM (through kill(1): the crate forbids unsafe code, libc::kill included).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(config: &Path) -> String {
+    std::fs::read_to_string(config.with_file_name("portcullis.log")).unwrap_or_default()
+}
