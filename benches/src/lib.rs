@@ -1,1 +1,25 @@
-//! Shared fixtures for the Portcullis benchmarks.
+//! Shared fixtures for the Portcullis benchmarks (`cargo bench -p portcullis-benches`).
+
+use std::path::Path;
+
+/// A config text with `count` host-less routes `/svc{i}/api` plus one host-specific route per ten,
+/// all pointing at a loopback upstream that is never contacted.
+pub fn many_routes_config(count: usize) -> String {
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..count {
+        let host = if i % 10 == 0 {
+            format!("host = \"svc{i}.example.com\"\n")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "\n[[routes]]\nname = \"svc{i}\"\n{host}path = \"/svc{i}/api\"\nupstream = \"http://127.0.0.1:9/\"\n"
+        ));
+    }
+    text
+}
+
+/// Parses a benchmark config (it names no files).
+pub fn config(text: &str) -> portcullis::Config {
+    portcullis::config::parse(text, Path::new(".")).expect("benchmark config is valid")
+}
