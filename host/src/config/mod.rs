@@ -3,9 +3,14 @@
 //! [`load`] is the only entry point: `portcullis check`, start-up and (later) reloads all go through it,
 //! so they accept exactly the same files. Every problem is reported at once with its key path.
 
+mod auth;
 mod raw;
 pub mod secret;
 mod validate;
+
+pub use auth::{
+    AuthMode, ClientAuth, IdentityHeaders, OidcConfig, SessionConfig, StoreKind, Unauthenticated,
+};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,6 +30,12 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[routes]]`, in file order.
     pub routes: Vec<RouteConfig>,
+    /// `[oidc]`, when login is configured.
+    pub oidc: Option<OidcConfig>,
+    /// `[session]` (defaults when absent).
+    pub session: SessionConfig,
+    /// `[headers]`: the default identity headers of routes.
+    pub identity_headers: Arc<IdentityHeaders>,
 }
 
 /// `[server]`, resolved.
@@ -76,6 +87,12 @@ pub struct RouteConfig {
     pub response_timeout: Duration,
     /// Request-body limit in bytes.
     pub max_request_body: u64,
+    /// Whether a login is required, optional or not used.
+    pub auth: AuthMode,
+    /// Identity headers set for this route's upstream.
+    pub identity_headers: Arc<IdentityHeaders>,
+    /// Send the access token upstream as `Authorization: Bearer`.
+    pub forward_access_token: bool,
 }
 
 /// The `host` of a route.

@@ -4,6 +4,8 @@
 //! comments. Unknown keys are refused (`deny_unknown_fields`) so a typo never silently falls back to a
 //! default. Turning this into checked, typed values is `validate.rs`'s job.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The whole file.
@@ -16,9 +18,81 @@ pub struct RawConfig {
     /// Log level.
     #[serde(default)]
     pub log: RawLog,
+    /// OpenID Connect login. Default: none (no route can require login).
+    pub oidc: Option<RawOidc>,
+    /// Where sessions live and how the session cookie looks.
+    #[serde(default)]
+    pub session: RawSession,
+    /// Identity headers for the upstream, `"Header-Name" = "claim"`. Default: the seven `X-Auth-*`
+    /// headers of the seed (see `docs/oidc.md`).
+    pub headers: Option<BTreeMap<String, String>>,
     /// The routes, matched by host and longest path prefix. At least one is required.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+/// `[oidc]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// The provider's discovery document URL, ending in `/.well-known/openid-configuration`. Required.
+    pub discovery: Option<String>,
+    /// Our client id at the provider. Required.
+    pub client_id: Option<String>,
+    /// Client secret, inline or `env:NAME`. Or use `client_secret_file`.
+    pub client_secret: Option<String>,
+    /// File holding the client secret.
+    pub client_secret_file: Option<String>,
+    /// `"client_secret_basic"` (default) or `"client_secret_post"`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Absolute callback URL registered at the provider; its path is served by Portcullis. Required.
+    pub redirect_uri: Option<String>,
+    /// Path that logs out. Default `"/logout"`.
+    pub logout_path: Option<String>,
+    /// Where the provider sends the browser after logout. Default: none.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Send `id_token_hint` to the end-session endpoint. Default `true`.
+    pub logout_id_token_hint: Option<bool>,
+    /// Revoke the refresh (or access) token at the provider on logout. Default `false`.
+    pub revoke_tokens_on_logout: Option<bool>,
+    /// Scopes requested at login. Default `["openid", "email", "profile"]`; must contain `openid`.
+    pub scopes: Option<Vec<String>>,
+    /// Refresh the access token when it is about to expire. Default `true`.
+    pub renew_access_token_on_expiry: Option<bool>,
+    /// How long before its expiry an access token is refreshed. Default `"60s"`.
+    pub access_token_expires_leeway: Option<String>,
+    /// Clock difference tolerated when checking `exp` and `iat`. Default `"30s"`.
+    pub clock_skew: Option<String>,
+    /// `"auto"` (default: browsers are redirected to log in, others denied), `"redirect"`, `"deny"`.
+    pub unauthenticated: Option<String>,
+    /// Status for denied unauthenticated requests: 401 (default) or 403.
+    pub unauthenticated_status: Option<u16>,
+}
+
+/// `[session]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// `"sled"` (default, on disk) or `"memory"` (lost on restart; for tests and trials).
+    pub store: Option<String>,
+    /// Folder of the sled database. Default `"data/sessions"`, relative to the config file.
+    pub path: Option<String>,
+    /// Cookie name. Default `"portcullis_session"`.
+    pub cookie_name: Option<String>,
+    /// Mark the cookie `Secure`. Default `true`; turn off only for plain-HTTP local use.
+    pub cookie_secure: Option<bool>,
+    /// Give the cookie a `Max-Age` (survives browser restarts). Default `true`.
+    pub cookie_persistent: Option<bool>,
+    /// Cookie `Domain`, for single sign-on across subdomains. Default: none (host-only cookie).
+    pub cookie_domain: Option<String>,
+    /// Re-issue the cookie when it is older than this. Default `"1h"`.
+    pub renew: Option<String>,
+    /// Absolute session lifetime. Default `"24h"`.
+    pub lifetime: Option<String>,
+    /// A session unused for this long ends. Default `"8h"`.
+    pub idle_timeout: Option<String>,
+    /// Sessions kept in the in-memory cache in front of the store. Default `10000`.
+    pub cache_entries: Option<usize>,
 }
 
 /// `[server]`
@@ -92,6 +166,13 @@ pub struct RawRoute {
     pub response_timeout: Option<String>,
     /// Overrides `server.max_request_body` for this route.
     pub max_request_body: Option<String>,
+    /// `"required"` (default when `[oidc]` is set), `"optional"` or `"none"` (default without `[oidc]`).
+    pub auth: Option<String>,
+    /// Identity headers for this route, replacing the top-level `[headers]`.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Send `Authorization: Bearer <access token>` upstream. Default `false`.
+    #[serde(default)]
+    pub forward_access_token: bool,
 }
 
 /// A key that takes either one string or a list of strings.

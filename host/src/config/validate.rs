@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::Uri;
 use ipnet::IpNet;
 
+use super::auth::{self, AuthMode, IdentityHeaders};
 use super::raw::{RawConfig, RawRoute, RawServer};
 use super::{
     CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl,
@@ -28,10 +29,10 @@ const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Collects problems while validation goes on.
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             key: key.into(),
             message: message.into(),
@@ -39,7 +40,7 @@ impl Problems {
     }
 
     /// Records the error of `result` under `key` and returns its value, if any.
-    fn check<T>(&mut self, key: impl Into<String>, result: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, key: impl Into<String>, result: Result<T, String>) -> Option<T> {
         result.map_err(|message| self.add(key, message)).ok()
     }
 }
@@ -57,15 +58,32 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
             format!("not a log filter like \"info\" or \"portcullis=debug,warn\": {err}"),
         );
     }
-    let routes = validate_routes(raw.routes, &server, base_dir, &mut problems);
-    match (server, problems.0.is_empty()) {
-        (Some(server), true) => Ok(Config {
+    let oidc_set = raw.oidc.is_some();
+    let oidc = raw.oidc.and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    let session = auth::validate_session(raw.session, base_dir, &mut problems);
+    let identity_headers = auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
+    let defaults = RouteDefaults {
+        oidc_set,
+        identity_headers: identity_headers.clone().unwrap_or_else(|| Arc::new(IdentityHeaders::seed_default())),
+    };
+    let routes = validate_routes(raw.routes, &server, &defaults, base_dir, &mut problems);
+    match (server, session, identity_headers, problems.0.is_empty()) {
+        (Some(server), Some(session), Some(identity_headers), true) => Ok(Config {
             server: server.resolved,
             log: LogConfig { level },
             routes,
+            oidc,
+            session,
+            identity_headers,
         }),
         _ => Err(problems.0),
     }
+}
+
+/// What routes inherit from the top-level login sections.
+struct RouteDefaults {
+    oidc_set: bool,
+    identity_headers: Arc<IdentityHeaders>,
 }
 
 /// `[server]` plus the defaults routes inherit.
@@ -179,6 +197,7 @@ fn validate_server(
 fn validate_routes(
     raw_routes: Vec<RawRoute>,
     server: &Option<ServerWithDefaults>,
+    defaults: &RouteDefaults,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Vec<RouteConfig> {
@@ -271,13 +290,26 @@ fn validate_routes(
             Some(text) => problems.check(key("max_request_body"), parse_size(text)),
             None => server.as_ref().map(|s| s.resolved.max_request_body),
         };
+        let auth = auth::validate_auth_mode(raw.auth.as_deref(), defaults.oidc_set, &key("auth"), problems);
+        let identity_headers = match raw.headers {
+            None => Some(defaults.identity_headers.clone()),
+            Some(headers) => auth::validate_headers(Some(headers), &key("headers"), problems).map(Arc::new),
+        };
+        if raw.forward_access_token && auth == Some(AuthMode::None) {
+            problems.add(
+                key("forward_access_token"),
+                "needs auth = \"required\" or \"optional\" (there is no token without a login)",
+            );
+        }
         if let (
             Some(name),
             Some(path),
             Some(upstream),
             Some(response_timeout),
             Some(max_request_body),
-        ) = (name, path, upstream, response_timeout, max_request_body)
+            Some(auth),
+            Some(identity_headers),
+        ) = (name, path, upstream, response_timeout, max_request_body, auth, identity_headers)
         {
             routes.push(RouteConfig {
                 name,
@@ -289,6 +321,9 @@ fn validate_routes(
                 preserve_host: raw.preserve_host.unwrap_or(true),
                 response_timeout,
                 max_request_body,
+                auth,
+                identity_headers,
+                forward_access_token: raw.forward_access_token,
             });
         }
     }
@@ -319,7 +354,7 @@ fn size(problems: &mut Problems, key: &str, text: Option<&str>, default: &str) -
     problems.check(key, parse_size(text.unwrap_or(default)))
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(duration) if duration.is_zero() => Err(format!("must be longer than zero: {text:?}")),
         Ok(duration) => Ok(duration),

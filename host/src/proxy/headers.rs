@@ -32,6 +32,14 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether a header is set by the proxy itself and so cannot be configured to carry a claim.
+pub fn is_reserved_for_upstream(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || [header::HOST, header::CONTENT_LENGTH, header::COOKIE, header::AUTHORIZATION, header::UPGRADE].contains(name)
+        || name == X_REQUEST_ID
+        || is_forwarding_header(name.as_str())
+}
+
 /// Names headers carrying request ids.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -1,0 +1,339 @@
+//! The login-related sections: `[oidc]`, `[session]`, `[headers]` and the routes' `auth` keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+use url::Url;
+
+use super::raw::{RawOidc, RawSession};
+use super::secret::{self, Secret};
+use super::validate::{Problems, parse_duration};
+use crate::canonical::CanonicalPath;
+
+const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
+/// `[oidc]`, resolved.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The discovery document.
+    pub discovery_url: Url,
+    /// The issuer the discovery document and every ID token must name exactly.
+    pub issuer: String,
+    /// Our client id.
+    pub client_id: String,
+    /// Our client secret (none for a public client).
+    pub client_secret: Option<Secret>,
+    /// How the secret is sent to the token endpoint.
+    pub client_auth: ClientAuth,
+    /// The registered callback URL.
+    pub redirect_uri: Url,
+    /// Its path, which Portcullis serves (canonical).
+    pub callback_path: String,
+    /// The logout path (canonical).
+    pub logout_path: String,
+    /// Where the provider sends the browser after logout.
+    pub post_logout_redirect_uri: Option<Url>,
+    /// Send `id_token_hint` at logout.
+    pub logout_id_token_hint: bool,
+    /// Revoke tokens at logout.
+    pub revoke_tokens_on_logout: bool,
+    /// Scopes requested at login (contains `openid`).
+    pub scopes: Vec<String>,
+    /// Refresh access tokens before they expire.
+    pub renew_access_token_on_expiry: bool,
+    /// How long before expiry to refresh.
+    pub access_token_expires_leeway: Duration,
+    /// Clock difference tolerated on `exp`/`iat`.
+    pub clock_skew: Duration,
+    /// What happens to requests without a session on `auth = "required"` routes.
+    pub unauthenticated: Unauthenticated,
+    /// 401 or 403 for denied unauthenticated requests.
+    pub unauthenticated_status: StatusCode,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`).
+    Basic,
+    /// In the form body (`client_secret_post`).
+    Post,
+}
+
+/// What a request without a session gets on an `auth = "required"` route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// Browsers (`Accept` has `text/html`) are redirected to log in; other clients are denied.
+    Auto,
+    /// Everyone is redirected to log in.
+    Redirect,
+    /// Everyone is denied.
+    Deny,
+}
+
+/// A route's `auth` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A session is needed; without one the request is sent to log in or denied.
+    Required,
+    /// A session is used when there is one; requests without one pass anonymously.
+    Optional,
+    /// No session is looked at.
+    None,
+}
+
+/// `[session]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where sessions are kept.
+    pub store: StoreKind,
+    /// The cookie's name.
+    pub cookie_name: String,
+    /// `Secure` attribute.
+    pub cookie_secure: bool,
+    /// `Max-Age` attribute.
+    pub cookie_persistent: bool,
+    /// `Domain` attribute.
+    pub cookie_domain: Option<String>,
+    /// Cookie re-issue interval.
+    pub renew: Duration,
+    /// Absolute session lifetime.
+    pub lifetime: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// In-memory cache size.
+    pub cache_entries: usize,
+}
+
+/// Which session store backs the sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// sled on disk at this folder.
+    Sled(PathBuf),
+    /// In memory; lost on restart.
+    Memory,
+}
+
+/// Identity headers: which header carries which claim. Lists are joined with `,`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders(pub Vec<(HeaderName, String)>);
+
+/// The seed's headers, used when `[headers]` is absent.
+const DEFAULT_HEADERS: [(&str, &str); 7] = [
+    ("X-Auth-Audience", "aud"),
+    ("X-Auth-ExpiresIn", "exp"),
+    ("X-Auth-Groups", "groups"),
+    ("X-Auth-Subject", "sub"),
+    ("X-Auth-Userid", "preferred_username"),
+    ("X-Auth-Username", "preferred_username"),
+    ("X-Auth-Locale", "locale"),
+];
+
+impl IdentityHeaders {
+    /// The seed's seven `X-Auth-*` headers.
+    pub fn seed_default() -> Self {
+        IdentityHeaders(
+            DEFAULT_HEADERS
+                .iter()
+                .map(|(name, claim)| {
+                    let name = HeaderName::from_bytes(name.as_bytes()).expect("valid default header names");
+                    (name, (*claim).to_owned())
+                })
+                .collect(),
+        )
+    }
+}
+
+pub(super) fn validate_headers(raw: Option<BTreeMap<String, String>>, key: &str, problems: &mut Problems) -> Option<IdentityHeaders> {
+    let Some(raw) = raw else {
+        return Some(IdentityHeaders::seed_default());
+    };
+    let mut headers = Vec::new();
+    let mut ok = true;
+    for (name, claim) in raw {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) if !crate::proxy::headers::is_reserved_for_upstream(&header) => headers.push((header, claim)),
+            Ok(_) => {
+                problems.add(format!("{key}.{name}"), "this header is managed by the proxy and cannot carry a claim");
+                ok = false;
+            }
+            Err(_) => {
+                problems.add(format!("{key}.{name}"), "not a valid header name");
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(IdentityHeaders(headers))
+}
+
+pub(super) fn validate_auth_mode(raw: Option<&str>, oidc_set: bool, key: &str, problems: &mut Problems) -> Option<AuthMode> {
+    let mode = match raw {
+        None if oidc_set => AuthMode::Required,
+        None => AuthMode::None,
+        Some("required") => AuthMode::Required,
+        Some("optional") => AuthMode::Optional,
+        Some("none") => AuthMode::None,
+        Some(other) => {
+            problems.add(key, format!("must be \"required\", \"optional\" or \"none\": {other:?}"));
+            return None;
+        }
+    };
+    if mode != AuthMode::None && !oidc_set {
+        problems.add(key, "needs an [oidc] section to log users in");
+        return None;
+    }
+    Some(mode)
+}
+
+pub(super) fn validate_oidc(raw: RawOidc, base_dir: &Path, problems: &mut Problems) -> Option<OidcConfig> {
+    let required = |value: Option<String>, key: &str, example: &str, problems: &mut Problems| {
+        if value.is_none() {
+            problems.add(format!("oidc.{key}"), format!("missing, e.g. {key} = {example:?}"));
+        }
+        value
+    };
+    let discovery = required(raw.discovery, "discovery", "https://idp.example/realms/home/.well-known/openid-configuration", problems)
+        .and_then(|text| problems.check("oidc.discovery", parse_discovery(&text)));
+    let client_id = required(raw.client_id, "client_id", "portcullis", problems);
+    let client_secret = problems
+        .check(
+            "oidc.client_secret",
+            secret::resolve(raw.client_secret.as_deref(), raw.client_secret_file.as_deref(), base_dir, "client_secret"),
+        );
+    let client_auth = match raw.token_endpoint_auth_method.as_deref() {
+        None | Some("client_secret_basic") => Some(ClientAuth::Basic),
+        Some("client_secret_post") => Some(ClientAuth::Post),
+        Some(other) => {
+            problems.add("oidc.token_endpoint_auth_method", format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"));
+            None
+        }
+    };
+    let redirect_uri = required(raw.redirect_uri, "redirect_uri", "https://app.example/auth", problems)
+        .and_then(|text| problems.check("oidc.redirect_uri", parse_absolute_url(&text)));
+    let callback_path = redirect_uri
+        .as_ref()
+        .and_then(|url| problems.check("oidc.redirect_uri", endpoint_path(url.path())));
+    let logout_path = problems.check("oidc.logout_path", endpoint_path(raw.logout_path.as_deref().unwrap_or("/logout")));
+    if let (Some(callback), Some(logout)) = (&callback_path, &logout_path)
+        && callback == logout
+    {
+        problems.add("oidc.logout_path", "must differ from the redirect_uri's path");
+    }
+    let post_logout_redirect_uri = raw
+        .post_logout_redirect_uri
+        .and_then(|text| problems.check("oidc.post_logout_redirect_uri", parse_absolute_url(&text)));
+    let scopes = raw.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        problems.add("oidc.scopes", "must contain \"openid\"");
+    }
+    let leeway = problems.check("oidc.access_token_expires_leeway", parse_duration(raw.access_token_expires_leeway.as_deref().unwrap_or("60s")));
+    let clock_skew = problems.check("oidc.clock_skew", parse_duration(raw.clock_skew.as_deref().unwrap_or("30s")));
+    let unauthenticated = match raw.unauthenticated.as_deref() {
+        None | Some("auto") => Some(Unauthenticated::Auto),
+        Some("redirect") => Some(Unauthenticated::Redirect),
+        Some("deny") => Some(Unauthenticated::Deny),
+        Some(other) => {
+            problems.add("oidc.unauthenticated", format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"));
+            None
+        }
+    };
+    let unauthenticated_status = match raw.unauthenticated_status {
+        None | Some(401) => Some(StatusCode::UNAUTHORIZED),
+        Some(403) => Some(StatusCode::FORBIDDEN),
+        Some(other) => {
+            problems.add("oidc.unauthenticated_status", format!("must be 401 or 403: {other}"));
+            None
+        }
+    };
+    let (discovery_url, issuer) = discovery?;
+    Some(OidcConfig {
+        discovery_url,
+        issuer,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        client_auth: client_auth?,
+        redirect_uri: redirect_uri?,
+        callback_path: callback_path?,
+        logout_path: logout_path?,
+        post_logout_redirect_uri,
+        logout_id_token_hint: raw.logout_id_token_hint.unwrap_or(true),
+        revoke_tokens_on_logout: raw.revoke_tokens_on_logout.unwrap_or(false),
+        scopes,
+        renew_access_token_on_expiry: raw.renew_access_token_on_expiry.unwrap_or(true),
+        access_token_expires_leeway: leeway?,
+        clock_skew: clock_skew?,
+        unauthenticated: unauthenticated?,
+        unauthenticated_status: unauthenticated_status?,
+    })
+}
+
+pub(super) fn validate_session(raw: RawSession, base_dir: &Path, problems: &mut Problems) -> Option<SessionConfig> {
+    let store = match raw.store.as_deref() {
+        None | Some("sled") => Some(StoreKind::Sled(base_dir.join(raw.path.as_deref().unwrap_or("data/sessions")))),
+        Some("memory") => Some(StoreKind::Memory),
+        Some(other) => {
+            problems.add("session.store", format!("must be \"sled\" or \"memory\": {other:?}"));
+            None
+        }
+    };
+    let cookie_name = raw.cookie_name.unwrap_or_else(|| "portcullis_session".to_owned());
+    let cookie_secure = raw.cookie_secure.unwrap_or(true);
+    let cookie_domain = raw.cookie_domain.filter(|d| !d.is_empty());
+    let name_ok = !cookie_name.is_empty()
+        && cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        problems.add("session.cookie_name", format!("use letters, digits, '-', '_' and '.' only: {cookie_name:?}"));
+    }
+    if cookie_name.starts_with("__Host-") && (!cookie_secure || cookie_domain.is_some()) {
+        problems.add("session.cookie_name", "a __Host- cookie must be Secure and have no Domain");
+    }
+    if cookie_name.starts_with("__Secure-") && !cookie_secure {
+        problems.add("session.cookie_name", "a __Secure- cookie must be Secure");
+    }
+    let renew = problems.check("session.renew", parse_duration(raw.renew.as_deref().unwrap_or("1h")));
+    let lifetime = problems.check("session.lifetime", parse_duration(raw.lifetime.as_deref().unwrap_or("24h")));
+    let idle_timeout = problems.check("session.idle_timeout", parse_duration(raw.idle_timeout.as_deref().unwrap_or("8h")));
+    let cache_entries = raw.cache_entries.unwrap_or(10_000);
+    Some(SessionConfig {
+        store: store?,
+        cookie_name,
+        cookie_secure,
+        cookie_persistent: raw.cookie_persistent.unwrap_or(true),
+        cookie_domain,
+        renew: renew?,
+        lifetime: lifetime?,
+        idle_timeout: idle_timeout?,
+        cache_entries,
+    })
+}
+
+/// The discovery URL and the issuer it implies (the URL without the well-known suffix).
+fn parse_discovery(text: &str) -> Result<(Url, String), String> {
+    let url = parse_absolute_url(text)?;
+    let issuer = text
+        .strip_suffix(DISCOVERY_SUFFIX)
+        .ok_or_else(|| format!("must end in {DISCOVERY_SUFFIX:?}: {text:?}"))?;
+    Ok((url, issuer.to_owned()))
+}
+
+fn parse_absolute_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| format!("not an absolute URL: {text:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("must be an http or https URL: {text:?}"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("cannot have a #fragment: {text:?}"));
+    }
+    Ok(url)
+}
+
+/// A path Portcullis serves itself (callback, logout): absolute and canonical.
+fn endpoint_path(path: &str) -> Result<String, String> {
+    let canonical = CanonicalPath::parse(path, false).map_err(|err| format!("not a usable path ({err}): {path:?}"))?;
+    if canonical.decision() != path || path == "/" {
+        return Err(format!("must be a canonical path other than \"/\": {path:?}"));
+    }
+    Ok(path.to_owned())
+}
