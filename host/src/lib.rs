@@ -10,6 +10,7 @@ pub mod error;
 pub mod logging;
 pub mod proxy;
 pub mod routes;
+pub mod session;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -1,0 +1,124 @@
+//! The conformance suite every [`SessionStore`] must pass, run against each backend below.
+//! Time moves through a [`ManualClock`]; nothing sleeps.
+
+use std::sync::Arc;
+
+use super::memory::MemoryStore;
+use super::sled_store::SledStore;
+use super::store::{Clock, ManualClock, SessionStore};
+
+const T0: u64 = 1_700_000_000;
+
+/// Runs every check against stores made by `make` (a fresh, empty store per call).
+fn conformance(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    put_get_replace_remove(make);
+    records_expire_at_their_expiry(make);
+    take_is_single_use(make);
+    sweep_removes_only_expired_records(make);
+    concurrent_takes_yield_one_value(make);
+}
+
+fn put_get_replace_remove(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let store = make(Arc::new(ManualClock::new(T0)));
+    assert_eq!(store.get(b"k").unwrap(), None);
+    store.put(b"k", b"one", T0 + 10).unwrap();
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"one"[..]));
+    store.put(b"k", b"two", T0 + 10).unwrap();
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
+    store.put(b"empty", b"", T0 + 10).unwrap();
+    assert_eq!(store.get(b"empty").unwrap().as_deref(), Some(&b""[..]));
+    store.remove(b"k").unwrap();
+    store.remove(b"never-there").unwrap();
+    assert_eq!(store.get(b"k").unwrap(), None);
+    store.flush().unwrap();
+}
+
+fn records_expire_at_their_expiry(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = make(clock.clone());
+    store.put(b"k", b"v", T0 + 10).unwrap();
+    clock.advance(9);
+    assert!(store.get(b"k").unwrap().is_some(), "alive one second before expiry");
+    clock.advance(1);
+    assert_eq!(store.get(b"k").unwrap(), None, "gone at its expiry");
+    assert_eq!(store.take(b"k").unwrap(), None, "an expired record cannot be taken");
+}
+
+fn take_is_single_use(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let store = make(Arc::new(ManualClock::new(T0)));
+    store.put(b"state", b"pending", T0 + 600).unwrap();
+    assert_eq!(store.take(b"state").unwrap().as_deref(), Some(&b"pending"[..]));
+    assert_eq!(store.take(b"state").unwrap(), None);
+    assert_eq!(store.get(b"state").unwrap(), None);
+}
+
+fn sweep_removes_only_expired_records(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = make(clock.clone());
+    store.put(b"short-1", b"v", T0 + 5).unwrap();
+    store.put(b"short-2", b"v", T0 + 5).unwrap();
+    store.put(b"long", b"v", T0 + 100).unwrap();
+    assert_eq!(store.sweep().unwrap(), 0);
+    clock.advance(5);
+    assert_eq!(store.sweep().unwrap(), 2);
+    assert!(store.get(b"long").unwrap().is_some());
+    assert_eq!(store.sweep().unwrap(), 0);
+}
+
+fn concurrent_takes_yield_one_value(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let store: Arc<dyn SessionStore> = Arc::from(make(Arc::new(ManualClock::new(T0))));
+    for round in 0..20u8 {
+        let key = [b'r', round];
+        store.put(&key, b"once", T0 + 600).unwrap();
+        let winners: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| store.take(&key).unwrap().is_some() as usize))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(winners, 1, "round {round}: a login state must be usable exactly once");
+    }
+}
+
+#[test]
+fn memory_store_conforms() {
+    conformance(&|clock| Box::new(MemoryStore::new(clock)));
+}
+
+#[test]
+fn sled_store_conforms() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    conformance(&|clock| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), clock).unwrap();
+        dirs.lock().unwrap().push(dir);
+        Box::new(store)
+    });
+}
+
+#[test]
+fn sled_records_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    {
+        let store = SledStore::open(dir.path(), clock.clone()).unwrap();
+        store.put(b"k", b"kept", T0 + 60).unwrap();
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), clock).unwrap();
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"kept"[..]));
+}
+
+#[test]
+fn a_second_process_opening_the_same_database_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path(), Arc::new(ManualClock::new(T0))).unwrap();
+    // sled locks the folder per process; within one process a second open shares nothing safely,
+    // so this checks the message path with a file where the folder should be instead.
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let Err(err) = SledStore::open(&file, Arc::new(ManualClock::new(T0))) else {
+        panic!("opening a file as a database must fail");
+    };
+    assert!(err.to_string().contains("cannot open the session database at"), "{err}");
+}

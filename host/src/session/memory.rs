@@ -1,0 +1,70 @@
+//! [`MemoryStore`]: sessions in a hash map. Lost on restart; for tests and trials.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::store::{Clock, SessionStore, StoreError, UnixTime};
+
+/// An in-memory [`SessionStore`].
+pub struct MemoryStore {
+    records: Mutex<HashMap<Vec<u8>, (UnixTime, Vec<u8>)>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    /// An empty store reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            records: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (UnixTime, Vec<u8>)>> {
+        // A panic while holding the lock cannot leave a half-written map: every operation is a
+        // single map call. Keep serving.
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .records()
+            .get(key)
+            .filter(|(expires_at, _)| *expires_at > now)
+            .map(|(_, value)| value.clone()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+        self.records().insert(key.to_vec(), (expires_at, value.to_vec()));
+        Ok(())
+    }
+
+    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .records()
+            .remove(key)
+            .filter(|(expires_at, _)| *expires_at > now)
+            .map(|(_, value)| value))
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.records().remove(key);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut records = self.records();
+        let before = records.len();
+        records.retain(|_, (expires_at, _)| *expires_at > now);
+        Ok(before - records.len())
+    }
+}

@@ -1,0 +1,506 @@
+//! Sessions: ids, cookies, lifetimes and records, above a narrow [`SessionStore`].
+//!
+//! - A session id is 32 random bytes, sent to the browser base64url-encoded in the cookie. The store
+//!   is keyed by `"s" + SHA-256(id)`, so a copy of the store does not hold usable cookie values.
+//! - A new id is made at every login; an id the browser brings is never adopted.
+//! - A session ends at `created + lifetime` or `last_seen + idle_timeout`, whichever is first.
+//! - A new session is flushed to disk before its cookie is sent.
+//! - Pending logins (state → nonce, PKCE verifier, where to return) live in the same store under
+//!   `"p" + SHA-256(state)` for 10 minutes and can be taken once.
+//! - A bounded in-memory cache sits in front of the store; this instance's writes keep it current.
+
+mod memory;
+mod sled_store;
+mod store;
+
+#[cfg(test)]
+mod conformance;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+pub use store::{Clock, ManualClock, SessionStore, StoreError, SystemClock, UnixTime};
+
+use crate::config::{SessionConfig, StoreKind};
+
+/// How long a login may take from redirect to callback.
+pub const PENDING_LOGIN_TTL: u64 = 600;
+
+/// `last_seen` is written at most this often per session (idle tracking without a write per request).
+const TOUCH_INTERVAL: u64 = 60;
+
+/// A session id as carried by the cookie. Never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        SessionId(bytes)
+    }
+
+    /// Parses a cookie value; `None` unless it is exactly 32 bytes of base64url.
+    pub fn from_cookie_value(value: &str) -> Option<Self> {
+        if value.len() != 43 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        Some(SessionId(bytes.try_into().ok()?))
+    }
+
+    /// The cookie value.
+    pub fn cookie_value(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    fn store_key(&self) -> Vec<u8> {
+        hashed_key(b's', &self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+fn hashed_key(prefix: u8, secret: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(prefix);
+    key.extend_from_slice(&Sha256::digest(secret));
+    key
+}
+
+/// What a session holds: the user's claims and tokens, and its timestamps.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Every claim of the (latest) ID token.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The raw ID token (for `id_token_hint` at logout).
+    pub id_token: String,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<String>,
+    /// When the access token expires, if the provider said.
+    pub access_expires_at: Option<UnixTime>,
+    /// When the session was created (login).
+    pub created_at: UnixTime,
+    /// Last request seen (to within [`TOUCH_INTERVAL`]).
+    pub last_seen: UnixTime,
+    /// When the cookie was last sent.
+    pub cookie_issued_at: UnixTime,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("sub", &self.claims.get("sub"))
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login in progress, stored server-side under its `state`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier.
+    pub pkce_verifier: String,
+    /// Same-origin path (and query) to return to after login.
+    pub return_to: String,
+    /// SHA-256 (base64url) of the browser's login-binding cookie.
+    pub binding_hash: String,
+}
+
+/// A live session found for a request.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// Its id.
+    pub id: SessionId,
+    /// Its content.
+    pub session: Arc<Session>,
+}
+
+/// Owns ids, serialization, expiry and renewal of sessions and pending logins.
+pub struct SessionManager {
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    config: SessionConfig,
+    cache: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
+}
+
+impl SessionManager {
+    /// Opens the configured store.
+    pub fn open(config: &SessionConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let store: Arc<dyn SessionStore> = match &config.store {
+            StoreKind::Sled(path) => Arc::new(SledStore::open(path, clock.clone())?),
+            StoreKind::Memory => Arc::new(MemoryStore::new(clock.clone())),
+        };
+        Ok(Self::with_store(store, config.clone(), clock))
+    }
+
+    /// A manager over an existing store.
+    pub fn with_store(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
+        SessionManager {
+            store,
+            clock,
+            config,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The current time of the manager's clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn expires_at(&self, session: &Session) -> UnixTime {
+        let absolute = session.created_at + self.config.lifetime.as_secs();
+        let idle = session.last_seen + self.config.idle_timeout.as_secs();
+        absolute.min(idle)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<Session>>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cache_insert(&self, key: Vec<u8>, session: Arc<Session>) {
+        let mut cache = self.cache();
+        if cache.len() >= self.config.cache_entries
+            && !cache.contains_key(&key)
+            && let Some(evicted) = cache.keys().next().cloned()
+        {
+            cache.remove(&evicted);
+        }
+        if self.config.cache_entries > 0 {
+            cache.insert(key, session);
+        }
+    }
+
+    /// Stores a new session under a fresh id and flushes it to disk; the cookie may then be sent.
+    pub async fn create(&self, mut session: Session) -> Result<LiveSession, StoreError> {
+        let now = self.now();
+        session.created_at = now;
+        session.last_seen = now;
+        session.cookie_issued_at = now;
+        let id = SessionId::random();
+        let session = Arc::new(session);
+        self.write(&id, &session)?;
+        self.flush().await?;
+        self.cache_insert(id.store_key(), session.clone());
+        Ok(LiveSession { id, session })
+    }
+
+    /// Replaces a session's content (after a refresh, a touch or a cookie renewal).
+    pub fn update(&self, id: &SessionId, session: Session) -> Result<Arc<Session>, StoreError> {
+        let session = Arc::new(session);
+        self.write(id, &session)?;
+        self.cache_insert(id.store_key(), session.clone());
+        Ok(session)
+    }
+
+    fn write(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(session).map_err(|err| StoreError(err.to_string()))?;
+        self.store.put(&id.store_key(), &value, self.expires_at(session))
+    }
+
+    /// Makes completed writes durable, off the async worker threads.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|err| StoreError(format!("flush task failed: {err}")))?
+    }
+
+    /// The live session for a cookie value, if any. Records that do not parse are dropped with a
+    /// warning (the user logs in again).
+    pub fn load(&self, cookie_value: &str) -> Result<Option<LiveSession>, StoreError> {
+        let Some(id) = SessionId::from_cookie_value(cookie_value) else {
+            return Ok(None);
+        };
+        let key = id.store_key();
+        let cached = self.cache().get(&key).cloned();
+        let session = match cached {
+            Some(session) => session,
+            None => {
+                let Some(bytes) = self.store.get(&key)? else {
+                    return Ok(None);
+                };
+                match serde_json::from_slice::<Session>(&bytes) {
+                    Ok(session) => {
+                        let session = Arc::new(session);
+                        self.cache_insert(key.clone(), session.clone());
+                        session
+                    }
+                    Err(_) => {
+                        tracing::warn!("dropping a session record that does not parse; the user will log in again");
+                        self.store.remove(&key)?;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if self.expires_at(&session) <= self.now() {
+            self.cache().remove(&key);
+            return Ok(None);
+        }
+        Ok(Some(LiveSession { id, session }))
+    }
+
+    /// Records activity and renews the cookie when due. Returns the session to use and whether a
+    /// `Set-Cookie` must be sent.
+    pub fn touch(&self, live: LiveSession) -> Result<(LiveSession, bool), StoreError> {
+        let now = self.now();
+        let renew_cookie = now.saturating_sub(live.session.cookie_issued_at) >= self.config.renew.as_secs();
+        let touch_interval = TOUCH_INTERVAL.min(self.config.idle_timeout.as_secs() / 10);
+        let stale = now.saturating_sub(live.session.last_seen) >= touch_interval;
+        if !renew_cookie && !stale {
+            return Ok((live, false));
+        }
+        let mut session = (*live.session).clone();
+        session.last_seen = now;
+        if renew_cookie {
+            session.cookie_issued_at = now;
+        }
+        let session = self.update(&live.id, session)?;
+        Ok((LiveSession { id: live.id, session }, renew_cookie))
+    }
+
+    /// Ends a session (logout, refused refresh).
+    pub fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.store_key();
+        self.cache().remove(&key);
+        self.store.remove(&key)
+    }
+
+    /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].
+    pub fn put_pending(&self, state: &str, pending: &PendingLogin) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(pending).map_err(|err| StoreError(err.to_string()))?;
+        self.store
+            .put(&hashed_key(b'p', state.as_bytes()), &value, self.now() + PENDING_LOGIN_TTL)
+    }
+
+    /// Takes the pending login of a state: at most once, and only within its 10 minutes.
+    pub fn take_pending(&self, state: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let Some(bytes) = self.store.take(&hashed_key(b'p', state.as_bytes()))? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Removes expired sessions and pending logins every `interval`, for as long as the process runs.
+    pub fn spawn_sweeper(self: &Arc<Self>, interval: std::time::Duration) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(manager) = manager.upgrade() else { return };
+                let store = manager.store.clone();
+                match tokio::task::spawn_blocking(move || store.sweep()).await {
+                    Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "swept expired sessions"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::warn!(error = %err, "session sweep failed"),
+                    Err(err) => tracing::warn!(error = %err, "session sweep task failed"),
+                }
+            }
+        });
+    }
+
+    /// The `Set-Cookie` value carrying a session id.
+    pub fn session_cookie(&self, live: &LiveSession) -> HeaderValue {
+        let remaining = (live.session.created_at + self.config.lifetime.as_secs()).saturating_sub(self.now());
+        let max_age = self.config.cookie_persistent.then_some(remaining);
+        self.cookie(&self.config.cookie_name, &live.id.cookie_value(), max_age)
+    }
+
+    /// A `Set-Cookie` value that removes the session cookie.
+    pub fn expired_session_cookie(&self) -> HeaderValue {
+        self.cookie(&self.config.cookie_name, "", Some(0))
+    }
+
+    /// Name of the cookie binding a login in progress to the browser that started it.
+    pub fn binding_cookie_name(&self) -> String {
+        format!("{}_login", self.config.cookie_name)
+    }
+
+    /// A `Set-Cookie` value for a login binding.
+    pub fn binding_cookie(&self, value: &str) -> HeaderValue {
+        self.cookie(&self.binding_cookie_name(), value, Some(PENDING_LOGIN_TTL))
+    }
+
+    /// A `Set-Cookie` value that removes the login binding.
+    pub fn expired_binding_cookie(&self) -> HeaderValue {
+        self.cookie(&self.binding_cookie_name(), "", Some(0))
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+        let mut cookie = cookie::Cookie::build((name.to_owned(), value.to_owned()))
+            .http_only(true)
+            .secure(self.config.cookie_secure)
+            .same_site(cookie::SameSite::Lax)
+            .path("/");
+        if let Some(domain) = &self.config.cookie_domain {
+            cookie = cookie.domain(domain.clone());
+        }
+        if let Some(seconds) = max_age {
+            cookie = cookie.max_age(cookie::time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX)));
+        }
+        HeaderValue::from_str(&cookie.build().to_string()).expect("cookie names and values are validated")
+    }
+}
+
+/// A random token for states, nonces and login bindings: 32 bytes, base64url.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a value, base64url (what is stored of a login binding).
+pub fn hash_token(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn manager(clock: Arc<ManualClock>) -> SessionManager {
+        let config = SessionConfig {
+            store: StoreKind::Memory,
+            cookie_name: "sess".into(),
+            cookie_secure: true,
+            cookie_persistent: true,
+            cookie_domain: None,
+            renew: Duration::from_secs(3600),
+            lifetime: Duration::from_secs(24 * 3600),
+            idle_timeout: Duration::from_secs(8 * 3600),
+            cache_entries: 2,
+        };
+        SessionManager::with_store(Arc::new(MemoryStore::new(clock.clone())), config, clock)
+    }
+
+    fn session() -> Session {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), "alice".into());
+        Session {
+            claims,
+            id_token: "id".into(),
+            access_token: "at".into(),
+            refresh_token: None,
+            access_expires_at: None,
+            created_at: 0,
+            last_seen: 0,
+            cookie_issued_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_created_session_loads_by_its_cookie_value_only() {
+        let manager = manager(Arc::new(ManualClock::new(1_000_000)));
+        let live = manager.create(session()).await.unwrap();
+        let value = live.id.cookie_value();
+        assert_eq!(value.len(), 43);
+        let loaded = manager.load(&value).unwrap().expect("session");
+        assert_eq!(loaded.session.claims["sub"], "alice");
+        assert!(manager.load("not-a-session-id").unwrap().is_none());
+        assert!(manager.load(&SessionId::random().cookie_value()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_end_after_idle_timeout_and_after_lifetime() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let manager = manager(clock.clone());
+        let idle = manager.create(session()).await.unwrap();
+        clock.advance(8 * 3600);
+        assert!(manager.load(&idle.id.cookie_value()).unwrap().is_none(), "idle for 8h");
+
+        let active = manager.create(session()).await.unwrap();
+        for _ in 0..4 {
+            clock.advance(5 * 3600);
+            let live = manager.load(&active.id.cookie_value()).unwrap().expect("active within idle timeout");
+            manager.touch(live).unwrap();
+        }
+        // 25h after creation: past the 24h lifetime although never idle.
+        clock.advance(5 * 3600);
+        assert!(manager.load(&active.id.cookie_value()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_cookie_is_renewed_after_the_renew_interval() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let manager = manager(clock.clone());
+        let live = manager.create(session()).await.unwrap();
+        let (live, renewed) = manager.touch(live).unwrap();
+        assert!(!renewed);
+        clock.advance(3600);
+        let (_, renewed) = manager.touch(live).unwrap();
+        assert!(renewed);
+    }
+
+    #[tokio::test]
+    async fn cookies_have_the_safe_attributes() {
+        let manager = manager(Arc::new(ManualClock::new(1_000_000)));
+        let live = manager.create(session()).await.unwrap();
+        let cookie = manager.session_cookie(&live);
+        let text = cookie.to_str().unwrap();
+        for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+            assert!(text.contains(attribute), "{attribute} missing in {text}");
+        }
+        assert!(manager.expired_session_cookie().to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_record_is_dropped_not_fatal() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let manager = SessionManager::with_store(store.clone(), manager(clock.clone()).config.clone(), clock);
+        let id = SessionId::random();
+        store.put(&id.store_key(), b"{not json", 2_000_000).unwrap();
+        assert!(manager.load(&id.cookie_value()).unwrap().is_none());
+        assert!(store.get(&id.store_key()).unwrap().is_none(), "the bad record is removed");
+    }
+
+    #[tokio::test]
+    async fn pending_logins_are_single_use_and_expire() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let manager = manager(clock.clone());
+        let pending = PendingLogin {
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            return_to: "/x".into(),
+            binding_hash: "b".into(),
+        };
+        manager.put_pending("state-1", &pending).unwrap();
+        manager.put_pending("state-2", &pending).unwrap();
+        assert!(manager.take_pending("state-1").unwrap().is_some());
+        assert!(manager.take_pending("state-1").unwrap().is_none(), "replayed state");
+        clock.advance(PENDING_LOGIN_TTL);
+        assert!(manager.take_pending("state-2").unwrap().is_none(), "expired state");
+    }
+}

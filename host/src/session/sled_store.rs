@@ -1,0 +1,102 @@
+//! [`SledStore`]: sessions in a sled database on disk; they survive restarts and `kill -9` once
+//! flushed.
+//!
+//! Record layout: 8 bytes big-endian expiry, then the value. A record too short to hold the expiry
+//! (corruption) reads as absent and is removed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::store::{Clock, SessionStore, StoreError, UnixTime};
+
+/// A [`SessionStore`] backed by sled.
+pub struct SledStore {
+    db: sled::Db,
+    clock: Arc<dyn Clock>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in folder `path`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open().map_err(|err| {
+            StoreError(format!(
+                "cannot open the session database at {}: {err} (is another Portcullis using it?)",
+                path.display()
+            ))
+        })?;
+        Ok(SledStore { db, clock })
+    }
+
+    /// Splits a stored record; `None` for a corrupted one.
+    fn decode(record: &[u8]) -> Option<(UnixTime, &[u8])> {
+        let (expiry, value) = record.split_first_chunk::<8>()?;
+        Some((u64::from_be_bytes(*expiry), value))
+    }
+
+    fn live(&self, key: &[u8], record: Option<sled::IVec>) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(record) = record else { return Ok(None) };
+        match Self::decode(&record) {
+            Some((expires_at, value)) if expires_at > self.clock.now() => Ok(Some(value.to_vec())),
+            Some(_) => Ok(None),
+            None => {
+                tracing::warn!("dropping a corrupted session-store record");
+                self.remove(key)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn io(err: sled::Error) -> StoreError {
+    StoreError(err.to_string())
+}
+
+impl SessionStore for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let record = self.db.get(key).map_err(io)?;
+        self.live(key, record)
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+        let mut record = Vec::with_capacity(8 + value.len());
+        record.extend_from_slice(&expires_at.to_be_bytes());
+        record.extend_from_slice(value);
+        self.db.insert(key, record).map_err(io)?;
+        Ok(())
+    }
+
+    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let record = self.db.remove(key).map_err(io)?;
+        self.live(key, record)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.db.remove(key).map_err(io)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut removed = 0;
+        for entry in self.db.iter() {
+            let (key, record) = entry.map_err(io)?;
+            let expired = Self::decode(&record).is_none_or(|(expires_at, _)| expires_at <= now);
+            // Remove only if unchanged since read: a concurrent renewal must not be lost.
+            if expired
+                && self
+                    .db
+                    .compare_and_swap(&key, Some(&record), None as Option<&[u8]>)
+                    .map_err(io)?
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,75 @@
+//! The session store contract: opaque bytes with an expiry, under opaque keys.
+//!
+//! Backends know nothing about sessions, cookies or tokens; [`super::SessionManager`] owns all of
+//! that. Every backend passes the one conformance suite in `conformance.rs`, driven by a
+//! [`ManualClock`] so expiry is tested without sleeping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = u64;
+
+/// The time source of a store and of the manager. Injected so tests can move time.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn new(now: UnixTime) -> Self {
+        ManualClock(AtomicU64::new(now))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, seconds: u64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A store operation failed (I/O, a locked database). Never carries record content.
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+/// Bytes with an expiry. A record whose expiry has passed is gone for every reader, whether or not
+/// a sweep has removed it yet.
+pub trait SessionStore: Send + Sync {
+    /// The value under `key`, if present and not expired.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key` until `expires_at`, replacing what was there.
+    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError>;
+    /// Removes `key` and returns its value if it was present and not expired. Atomic: of two
+    /// concurrent takes of one key, at most one gets the value (single-use login states).
+    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes `key` (no error when absent).
+    fn remove(&self, key: &[u8]) -> Result<(), StoreError>;
+    /// Makes every completed write durable (a no-op for memory).
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Removes expired records; returns how many.
+    fn sweep(&self) -> Result<usize, StoreError>;
+}
