@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod oidc;
 pub mod proxy;
 pub mod routes;
 pub mod session;

@@ -1,0 +1,145 @@
+//! ID-token checks: which algorithms are accepted, clock skew on `exp`/`iat`, and the claims.
+//!
+//! Signature, `iss`, `aud`, `azp`, `exp` and `nonce` are checked by `openidconnect`'s verifier; this
+//! module configures it so that only the asymmetric algorithms the provider advertises are
+//! accepted (never `none`, never HMAC: an HMAC "keyed with the public key" is then impossible), adds
+//! the skew-bounded `iat` check, and decodes every claim of the verified token.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm};
+use openidconnect::{ClaimsVerificationError, Nonce, SignatureVerificationError};
+use serde_json::{Map, Value};
+
+use super::Provider;
+use crate::config::OidcConfig;
+
+const IAT_IN_FUTURE: &str = "issued in the future";
+
+/// Why an ID token was refused. Messages and codes never contain token material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdTokenRejection {
+    /// Signed with a key id the JWKS does not have (even after a refetch).
+    #[error("signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `alg` is `none`, HMAC, or not advertised by the provider.
+    #[error("signing algorithm not allowed")]
+    DisallowedAlg,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain our client id (or `azp` names another client).
+    #[error("wrong audience")]
+    WrongAudience,
+    /// `exp` has passed (beyond the clock skew).
+    #[error("expired")]
+    Expired,
+    /// `iat` is later than now plus the clock skew.
+    #[error("issued in the future")]
+    IssuedInFuture,
+    /// `nonce` missing or not the one of this login.
+    #[error("nonce mismatch")]
+    NonceMismatch,
+    /// A refreshed ID token names another issuer or subject.
+    #[error("refreshed token names another user")]
+    SubjectChanged,
+    /// Not a well-formed ID token.
+    #[error("malformed token")]
+    Malformed,
+}
+
+impl IdTokenRejection {
+    /// A stable reason code for logs.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            IdTokenRejection::UnknownKey => "id_token_unknown_key",
+            IdTokenRejection::BadSignature => "id_token_bad_signature",
+            IdTokenRejection::DisallowedAlg => "id_token_disallowed_alg",
+            IdTokenRejection::WrongIssuer => "id_token_wrong_issuer",
+            IdTokenRejection::WrongAudience => "id_token_wrong_audience",
+            IdTokenRejection::Expired => "id_token_expired",
+            IdTokenRejection::IssuedInFuture => "id_token_iat_in_future",
+            IdTokenRejection::NonceMismatch => "id_token_nonce_mismatch",
+            IdTokenRejection::SubjectChanged => "id_token_subject_changed",
+            IdTokenRejection::Malformed => "id_token_malformed",
+        }
+    }
+}
+
+/// The advertised algorithms we accept: asymmetric ones only.
+pub fn asymmetric_algs(advertised: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSigningAlgorithm> {
+    advertised
+        .iter()
+        .filter(|alg| {
+            !matches!(
+                alg,
+                CoreJwsSigningAlgorithm::HmacSha256
+                    | CoreJwsSigningAlgorithm::HmacSha384
+                    | CoreJwsSigningAlgorithm::HmacSha512
+                    | CoreJwsSigningAlgorithm::None
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// Verifies `id_token` and returns all its claims. `nonce` is `None` for refreshed tokens, which
+/// carry no nonce of ours.
+pub fn id_token(
+    provider: &Provider,
+    config: &OidcConfig,
+    id_token: &CoreIdToken,
+    nonce: Option<&Nonce>,
+) -> Result<Map<String, Value>, IdTokenRejection> {
+    let skew = chrono::Duration::from_std(config.clock_skew).unwrap_or_default();
+    let verifier = provider
+        .client
+        .id_token_verifier()
+        .set_allowed_algs(provider.allowed_algs.clone())
+        // `exp` passes while exp > now - skew.
+        .set_time_fn(move || Utc::now() - skew)
+        .set_issue_time_verifier_fn(move |iat: DateTime<Utc>| {
+            if iat > Utc::now() + skew {
+                Err(IAT_IN_FUTURE.to_owned())
+            } else {
+                Ok(())
+            }
+        });
+    let result = match nonce {
+        Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+        None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
+    };
+    result.map_err(classify)?;
+    decode_claims(&id_token.to_string())
+}
+
+fn classify(err: ClaimsVerificationError) -> IdTokenRejection {
+    match err {
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
+            IdTokenRejection::UnknownKey
+        }
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg(_) | SignatureVerificationError::UnsupportedAlg(_),
+        ) => IdTokenRejection::DisallowedAlg,
+        ClaimsVerificationError::SignatureVerification(_) => IdTokenRejection::BadSignature,
+        ClaimsVerificationError::Expired(message) if message == IAT_IN_FUTURE => IdTokenRejection::IssuedInFuture,
+        ClaimsVerificationError::Expired(_) => IdTokenRejection::Expired,
+        ClaimsVerificationError::InvalidAudience(_) => IdTokenRejection::WrongAudience,
+        ClaimsVerificationError::InvalidIssuer(_) => IdTokenRejection::WrongIssuer,
+        ClaimsVerificationError::InvalidNonce(_) => IdTokenRejection::NonceMismatch,
+        _ => IdTokenRejection::Malformed,
+    }
+}
+
+/// The JSON claims of a compact JWT whose signature has been checked.
+fn decode_claims(jwt: &str) -> Result<Map<String, Value>, IdTokenRejection> {
+    let payload = jwt.split('.').nth(1).ok_or(IdTokenRejection::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| IdTokenRejection::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| IdTokenRejection::Malformed)
+}
