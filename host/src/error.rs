@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use crate::canonical::{HostError, PathError};
+use crate::oidc::AuthError;
 use crate::proxy::upstream::UpstreamError;
 
 /// Errors as they travel through boxed bodies.
@@ -37,6 +38,9 @@ pub enum ProxyError {
     /// The upstream could not be reached or did not answer in time (502/504).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Login, logout or authentication refused the request (400/401/403/502/503/500).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ProxyError {
@@ -48,6 +52,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Auth(err) => err.status(),
         }
     }
 
@@ -60,6 +65,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "the request body is too large",
             ProxyError::Upstream(err) if err.is_timeout() => "the service did not answer in time",
             ProxyError::Upstream(_) => "the service is not reachable",
+            ProxyError::Auth(err) => err.public_text(),
         }
     }
 
@@ -78,6 +84,20 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if matches!(
+            self,
+            ProxyError::Auth(AuthError::Unauthenticated(StatusCode::UNAUTHORIZED))
+        ) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            );
+        }
+        if matches!(self, ProxyError::Auth(_)) {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
             response

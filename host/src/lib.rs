@@ -11,8 +11,8 @@ pub mod logging;
 pub mod oidc;
 pub mod proxy;
 pub mod routes;
-pub mod session;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 pub mod tls;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis::{Proxy, Server, Snapshot, config};
+use portcullis::{Proxy, Server, config};
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Identity-aware reverse proxy")]
@@ -58,7 +58,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let proxy = Proxy::new(Snapshot::new(config));
+        let proxy = Proxy::start(config)?;
         let server = Server::bind(proxy).await?;
         let scheme = if server.uses_tls() { "https" } else { "http" };
         for addr in server.public_addrs() {

@@ -20,6 +20,9 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Host and path → route.
     pub table: RouteTable,
+    /// Every configured identity header name (lower case), stripped from client requests on every
+    /// route together with anything starting with `X-Auth-`.
+    pub identity_header_names: Vec<String>,
 }
 
 /// A route with what serving it needs.
@@ -37,6 +40,16 @@ impl Snapshot {
     /// while loading the config.
     pub fn new(config: Config) -> Self {
         let table = RouteTable::new(&config.routes);
+        let mut identity_header_names: Vec<String> = config
+            .routes
+            .iter()
+            .flat_map(|route| route.identity_headers.0.iter())
+            .chain(config.identity_headers.0.iter())
+            .map(|(name, _)| name.as_str().to_owned())
+            .filter(|name| !name.starts_with("x-auth-"))
+            .collect();
+        identity_header_names.sort();
+        identity_header_names.dedup();
         let connect_timeout = config.server.upstream_connect_timeout;
         let web_roots = Arc::new(crate::tls::web_roots());
         let default_client = upstream::client(web_roots, connect_timeout);
@@ -65,6 +78,7 @@ impl Snapshot {
             log: config.log,
             routes,
             table,
+            identity_header_names,
         }
     }
 }

@@ -138,7 +138,8 @@ impl IdentityHeaders {
             DEFAULT_HEADERS
                 .iter()
                 .map(|(name, claim)| {
-                    let name = HeaderName::from_bytes(name.as_bytes()).expect("valid default header names");
+                    let name = HeaderName::from_bytes(name.as_bytes())
+                        .expect("valid default header names");
                     (name, (*claim).to_owned())
                 })
                 .collect(),
@@ -146,7 +147,11 @@ impl IdentityHeaders {
     }
 }
 
-pub(super) fn validate_headers(raw: Option<BTreeMap<String, String>>, key: &str, problems: &mut Problems) -> Option<IdentityHeaders> {
+pub(super) fn validate_headers(
+    raw: Option<BTreeMap<String, String>>,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<IdentityHeaders> {
     let Some(raw) = raw else {
         return Some(IdentityHeaders::seed_default());
     };
@@ -154,9 +159,14 @@ pub(super) fn validate_headers(raw: Option<BTreeMap<String, String>>, key: &str,
     let mut ok = true;
     for (name, claim) in raw {
         match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(header) if !crate::proxy::headers::is_reserved_for_upstream(&header) => headers.push((header, claim)),
+            Ok(header) if !crate::proxy::headers::is_reserved_for_upstream(&header) => {
+                headers.push((header, claim))
+            }
             Ok(_) => {
-                problems.add(format!("{key}.{name}"), "this header is managed by the proxy and cannot carry a claim");
+                problems.add(
+                    format!("{key}.{name}"),
+                    "this header is managed by the proxy and cannot carry a claim",
+                );
                 ok = false;
             }
             Err(_) => {
@@ -168,7 +178,12 @@ pub(super) fn validate_headers(raw: Option<BTreeMap<String, String>>, key: &str,
     ok.then_some(IdentityHeaders(headers))
 }
 
-pub(super) fn validate_auth_mode(raw: Option<&str>, oidc_set: bool, key: &str, problems: &mut Problems) -> Option<AuthMode> {
+pub(super) fn validate_auth_mode(
+    raw: Option<&str>,
+    oidc_set: bool,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<AuthMode> {
     let mode = match raw {
         None if oidc_set => AuthMode::Required,
         None => AuthMode::None,
@@ -176,7 +191,10 @@ pub(super) fn validate_auth_mode(raw: Option<&str>, oidc_set: bool, key: &str, p
         Some("optional") => AuthMode::Optional,
         Some("none") => AuthMode::None,
         Some(other) => {
-            problems.add(key, format!("must be \"required\", \"optional\" or \"none\": {other:?}"));
+            problems.add(
+                key,
+                format!("must be \"required\", \"optional\" or \"none\": {other:?}"),
+            );
             return None;
         }
     };
@@ -187,55 +205,96 @@ pub(super) fn validate_auth_mode(raw: Option<&str>, oidc_set: bool, key: &str, p
     Some(mode)
 }
 
-pub(super) fn validate_oidc(raw: RawOidc, base_dir: &Path, problems: &mut Problems) -> Option<OidcConfig> {
+pub(super) fn validate_oidc(
+    raw: RawOidc,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<OidcConfig> {
     let required = |value: Option<String>, key: &str, example: &str, problems: &mut Problems| {
         if value.is_none() {
-            problems.add(format!("oidc.{key}"), format!("missing, e.g. {key} = {example:?}"));
+            problems.add(
+                format!("oidc.{key}"),
+                format!("missing, e.g. {key} = {example:?}"),
+            );
         }
         value
     };
-    let discovery = required(raw.discovery, "discovery", "https://idp.example/realms/home/.well-known/openid-configuration", problems)
-        .and_then(|text| problems.check("oidc.discovery", parse_discovery(&text)));
+    let discovery = required(
+        raw.discovery,
+        "discovery",
+        "https://idp.example/realms/home/.well-known/openid-configuration",
+        problems,
+    )
+    .and_then(|text| problems.check("oidc.discovery", parse_discovery(&text)));
     let client_id = required(raw.client_id, "client_id", "portcullis", problems);
-    let client_secret = problems
-        .check(
-            "oidc.client_secret",
-            secret::resolve(raw.client_secret.as_deref(), raw.client_secret_file.as_deref(), base_dir, "client_secret"),
-        );
+    let client_secret = problems.check(
+        "oidc.client_secret",
+        secret::resolve(
+            raw.client_secret.as_deref(),
+            raw.client_secret_file.as_deref(),
+            base_dir,
+            "client_secret",
+        ),
+    );
     let client_auth = match raw.token_endpoint_auth_method.as_deref() {
         None | Some("client_secret_basic") => Some(ClientAuth::Basic),
         Some("client_secret_post") => Some(ClientAuth::Post),
         Some(other) => {
-            problems.add("oidc.token_endpoint_auth_method", format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"));
+            problems.add(
+                "oidc.token_endpoint_auth_method",
+                format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"),
+            );
             None
         }
     };
-    let redirect_uri = required(raw.redirect_uri, "redirect_uri", "https://app.example/auth", problems)
-        .and_then(|text| problems.check("oidc.redirect_uri", parse_absolute_url(&text)));
+    let redirect_uri = required(
+        raw.redirect_uri,
+        "redirect_uri",
+        "https://app.example/auth",
+        problems,
+    )
+    .and_then(|text| problems.check("oidc.redirect_uri", parse_absolute_url(&text)));
     let callback_path = redirect_uri
         .as_ref()
         .and_then(|url| problems.check("oidc.redirect_uri", endpoint_path(url.path())));
-    let logout_path = problems.check("oidc.logout_path", endpoint_path(raw.logout_path.as_deref().unwrap_or("/logout")));
+    let logout_path = problems.check(
+        "oidc.logout_path",
+        endpoint_path(raw.logout_path.as_deref().unwrap_or("/logout")),
+    );
     if let (Some(callback), Some(logout)) = (&callback_path, &logout_path)
         && callback == logout
     {
-        problems.add("oidc.logout_path", "must differ from the redirect_uri's path");
+        problems.add(
+            "oidc.logout_path",
+            "must differ from the redirect_uri's path",
+        );
     }
-    let post_logout_redirect_uri = raw
-        .post_logout_redirect_uri
-        .and_then(|text| problems.check("oidc.post_logout_redirect_uri", parse_absolute_url(&text)));
-    let scopes = raw.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    let post_logout_redirect_uri = raw.post_logout_redirect_uri.and_then(|text| {
+        problems.check("oidc.post_logout_redirect_uri", parse_absolute_url(&text))
+    });
+    let scopes = raw
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
     if !scopes.iter().any(|s| s == "openid") {
         problems.add("oidc.scopes", "must contain \"openid\"");
     }
-    let leeway = problems.check("oidc.access_token_expires_leeway", parse_duration(raw.access_token_expires_leeway.as_deref().unwrap_or("60s")));
-    let clock_skew = problems.check("oidc.clock_skew", parse_duration(raw.clock_skew.as_deref().unwrap_or("30s")));
+    let leeway = problems.check(
+        "oidc.access_token_expires_leeway",
+        parse_duration(raw.access_token_expires_leeway.as_deref().unwrap_or("60s")),
+    );
+    let clock_skew = problems.check(
+        "oidc.clock_skew",
+        parse_duration(raw.clock_skew.as_deref().unwrap_or("30s")),
+    );
     let unauthenticated = match raw.unauthenticated.as_deref() {
         None | Some("auto") => Some(Unauthenticated::Auto),
         Some("redirect") => Some(Unauthenticated::Redirect),
         Some("deny") => Some(Unauthenticated::Deny),
         Some(other) => {
-            problems.add("oidc.unauthenticated", format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"));
+            problems.add(
+                "oidc.unauthenticated",
+                format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"),
+            );
             None
         }
     };
@@ -243,7 +302,10 @@ pub(super) fn validate_oidc(raw: RawOidc, base_dir: &Path, problems: &mut Proble
         None | Some(401) => Some(StatusCode::UNAUTHORIZED),
         Some(403) => Some(StatusCode::FORBIDDEN),
         Some(other) => {
-            problems.add("oidc.unauthenticated_status", format!("must be 401 or 403: {other}"));
+            problems.add(
+                "oidc.unauthenticated_status",
+                format!("must be 401 or 403: {other}"),
+            );
             None
         }
     };
@@ -269,32 +331,60 @@ pub(super) fn validate_oidc(raw: RawOidc, base_dir: &Path, problems: &mut Proble
     })
 }
 
-pub(super) fn validate_session(raw: RawSession, base_dir: &Path, problems: &mut Problems) -> Option<SessionConfig> {
+pub(super) fn validate_session(
+    raw: RawSession,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<SessionConfig> {
     let store = match raw.store.as_deref() {
-        None | Some("sled") => Some(StoreKind::Sled(base_dir.join(raw.path.as_deref().unwrap_or("data/sessions")))),
+        None | Some("sled") => Some(StoreKind::Sled(
+            base_dir.join(raw.path.as_deref().unwrap_or("data/sessions")),
+        )),
         Some("memory") => Some(StoreKind::Memory),
         Some(other) => {
-            problems.add("session.store", format!("must be \"sled\" or \"memory\": {other:?}"));
+            problems.add(
+                "session.store",
+                format!("must be \"sled\" or \"memory\": {other:?}"),
+            );
             None
         }
     };
-    let cookie_name = raw.cookie_name.unwrap_or_else(|| "portcullis_session".to_owned());
+    let cookie_name = raw
+        .cookie_name
+        .unwrap_or_else(|| "portcullis_session".to_owned());
     let cookie_secure = raw.cookie_secure.unwrap_or(true);
     let cookie_domain = raw.cookie_domain.filter(|d| !d.is_empty());
     let name_ok = !cookie_name.is_empty()
-        && cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !name_ok {
-        problems.add("session.cookie_name", format!("use letters, digits, '-', '_' and '.' only: {cookie_name:?}"));
+        problems.add(
+            "session.cookie_name",
+            format!("use letters, digits, '-', '_' and '.' only: {cookie_name:?}"),
+        );
     }
     if cookie_name.starts_with("__Host-") && (!cookie_secure || cookie_domain.is_some()) {
-        problems.add("session.cookie_name", "a __Host- cookie must be Secure and have no Domain");
+        problems.add(
+            "session.cookie_name",
+            "a __Host- cookie must be Secure and have no Domain",
+        );
     }
     if cookie_name.starts_with("__Secure-") && !cookie_secure {
         problems.add("session.cookie_name", "a __Secure- cookie must be Secure");
     }
-    let renew = problems.check("session.renew", parse_duration(raw.renew.as_deref().unwrap_or("1h")));
-    let lifetime = problems.check("session.lifetime", parse_duration(raw.lifetime.as_deref().unwrap_or("24h")));
-    let idle_timeout = problems.check("session.idle_timeout", parse_duration(raw.idle_timeout.as_deref().unwrap_or("8h")));
+    let renew = problems.check(
+        "session.renew",
+        parse_duration(raw.renew.as_deref().unwrap_or("1h")),
+    );
+    let lifetime = problems.check(
+        "session.lifetime",
+        parse_duration(raw.lifetime.as_deref().unwrap_or("24h")),
+    );
+    let idle_timeout = problems.check(
+        "session.idle_timeout",
+        parse_duration(raw.idle_timeout.as_deref().unwrap_or("8h")),
+    );
     let cache_entries = raw.cache_entries.unwrap_or(10_000);
     Some(SessionConfig {
         store: store?,
@@ -331,9 +421,12 @@ fn parse_absolute_url(text: &str) -> Result<Url, String> {
 
 /// A path Portcullis serves itself (callback, logout): absolute and canonical.
 fn endpoint_path(path: &str) -> Result<String, String> {
-    let canonical = CanonicalPath::parse(path, false).map_err(|err| format!("not a usable path ({err}): {path:?}"))?;
+    let canonical = CanonicalPath::parse(path, false)
+        .map_err(|err| format!("not a usable path ({err}): {path:?}"))?;
     if canonical.decision() != path || path == "/" {
-        return Err(format!("must be a canonical path other than \"/\": {path:?}"));
+        return Err(format!(
+            "must be a canonical path other than \"/\": {path:?}"
+        ));
     }
     Ok(path.to_owned())
 }

@@ -40,7 +40,11 @@ impl Problems {
     }
 
     /// Records the error of `result` under `key` and returns its value, if any.
-    pub(super) fn check<T>(&mut self, key: impl Into<String>, result: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(
+        &mut self,
+        key: impl Into<String>,
+        result: Result<T, String>,
+    ) -> Option<T> {
         result.map_err(|message| self.add(key, message)).ok()
     }
 }
@@ -59,12 +63,17 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         );
     }
     let oidc_set = raw.oidc.is_some();
-    let oidc = raw.oidc.and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    let oidc = raw
+        .oidc
+        .and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
     let session = auth::validate_session(raw.session, base_dir, &mut problems);
-    let identity_headers = auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
+    let identity_headers =
+        auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
     let defaults = RouteDefaults {
         oidc_set,
-        identity_headers: identity_headers.clone().unwrap_or_else(|| Arc::new(IdentityHeaders::seed_default())),
+        identity_headers: identity_headers
+            .clone()
+            .unwrap_or_else(|| Arc::new(IdentityHeaders::seed_default())),
     };
     let routes = validate_routes(raw.routes, &server, &defaults, base_dir, &mut problems);
     match (server, session, identity_headers, problems.0.is_empty()) {
@@ -290,10 +299,17 @@ fn validate_routes(
             Some(text) => problems.check(key("max_request_body"), parse_size(text)),
             None => server.as_ref().map(|s| s.resolved.max_request_body),
         };
-        let auth = auth::validate_auth_mode(raw.auth.as_deref(), defaults.oidc_set, &key("auth"), problems);
+        let auth = auth::validate_auth_mode(
+            raw.auth.as_deref(),
+            defaults.oidc_set,
+            &key("auth"),
+            problems,
+        );
         let identity_headers = match raw.headers {
             None => Some(defaults.identity_headers.clone()),
-            Some(headers) => auth::validate_headers(Some(headers), &key("headers"), problems).map(Arc::new),
+            Some(headers) => {
+                auth::validate_headers(Some(headers), &key("headers"), problems).map(Arc::new)
+            }
         };
         if raw.forward_access_token && auth == Some(AuthMode::None) {
             problems.add(
@@ -309,8 +325,15 @@ fn validate_routes(
             Some(max_request_body),
             Some(auth),
             Some(identity_headers),
-        ) = (name, path, upstream, response_timeout, max_request_body, auth, identity_headers)
-        {
+        ) = (
+            name,
+            path,
+            upstream,
+            response_timeout,
+            max_request_body,
+            auth,
+            identity_headers,
+        ) {
             routes.push(RouteConfig {
                 name,
                 host,

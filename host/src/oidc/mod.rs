@@ -6,19 +6,23 @@
 //! down; until it succeeds [`Oidc::provider`] is `None` and login cannot start. The JWKS is cached
 //! and refetched when an ID token names an unknown key, at most once per [`JWKS_REFETCH_INTERVAL`].
 
+mod flow;
 mod verify;
+
+pub use flow::{Auth, AuthError, Authenticated, claim_header_value};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, TokenResponse,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadataWithLogout, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
 };
 use serde_json::{Map, Value};
 use url::Url;
@@ -33,8 +37,14 @@ const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between two discovery attempts.
 const MAX_DISCOVERY_BACKOFF: Duration = Duration::from_secs(30);
 
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// What discovery learned, ready to use.
 pub struct Provider {
@@ -173,18 +183,27 @@ impl Oidc {
     }
 
     async fn get_json(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self.http.get(url).send().await.map_err(|err| err.to_string())?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|err| err.to_string())?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
-        Ok(response.bytes().await.map_err(|err| err.to_string())?.to_vec())
+        Ok(response
+            .bytes()
+            .await
+            .map_err(|err| err.to_string())?
+            .to_vec())
     }
 
     /// Fetches and checks the discovery document and the JWKS.
     async fn discover(&self) -> Result<Provider, String> {
         let body = self.get_json(self.config.discovery_url.as_str()).await?;
-        let metadata: ProviderMetadataWithLogout =
-            serde_json::from_slice(&body).map_err(|err| format!("discovery document does not parse: {err}"))?;
+        let metadata: ProviderMetadataWithLogout = serde_json::from_slice(&body)
+            .map_err(|err| format!("discovery document does not parse: {err}"))?;
         if metadata.issuer().as_str() != self.config.issuer {
             return Err(format!(
                 "discovery document names issuer {:?}, expected {:?}",
@@ -193,7 +212,9 @@ impl Oidc {
             ));
         }
         let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let revocation_endpoint = raw["revocation_endpoint"].as_str().and_then(|u| Url::parse(u).ok());
+        let revocation_endpoint = raw["revocation_endpoint"]
+            .as_str()
+            .and_then(|u| Url::parse(u).ok());
         let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
             .await
             .map_err(|err| format!("cannot fetch the JWKS: {err}"))?;
@@ -205,7 +226,8 @@ impl Oidc {
         metadata: ProviderMetadataWithLogout,
         revocation_endpoint: Option<Url>,
     ) -> Result<Provider, String> {
-        let allowed_algs = verify::asymmetric_algs(metadata.id_token_signing_alg_values_supported());
+        let allowed_algs =
+            verify::asymmetric_algs(metadata.id_token_signing_alg_values_supported());
         if allowed_algs.is_empty() {
             return Err("the provider signs ID tokens only with HMAC or `none`; an asymmetric algorithm is required".into());
         }
@@ -214,7 +236,8 @@ impl Oidc {
             .end_session_endpoint
             .as_ref()
             .map(|url| url.url().clone());
-        let redirect = RedirectUrl::new(self.config.redirect_uri.to_string()).map_err(|err| err.to_string())?;
+        let redirect = RedirectUrl::new(self.config.redirect_uri.to_string())
+            .map_err(|err| err.to_string())?;
         let mut client = CoreClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
@@ -240,22 +263,29 @@ impl Oidc {
     /// Returns the provider to retry with, or `None` when rate-limited or failed.
     async fn refetch_jwks(&self, current: &Provider) -> Option<Arc<Provider>> {
         {
-            let mut last = self.last_jwks_refetch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last_jwks_refetch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
                 tracing::warn!("unknown ID-token key id; JWKS refetch skipped (rate-limited)");
                 return None;
             }
             *last = Some(Instant::now());
         }
-        let jwks = match CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http).await {
-            Ok(jwks) => jwks,
-            Err(err) => {
-                tracing::warn!(error = %err, "JWKS refetch failed");
-                return None;
-            }
-        };
+        let jwks =
+            match CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http).await {
+                Ok(jwks) => jwks,
+                Err(err) => {
+                    tracing::warn!(error = %err, "JWKS refetch failed");
+                    return None;
+                }
+            };
         let provider = self
-            .provider_from(current.metadata.clone().set_jwks(jwks), current.revocation_endpoint.clone())
+            .provider_from(
+                current.metadata.clone().set_jwks(jwks),
+                current.revocation_endpoint.clone(),
+            )
             .ok()?;
         let provider = Arc::new(provider);
         self.provider.store(Some(provider.clone()));
@@ -270,8 +300,19 @@ impl Oidc {
         let state = state.to_owned();
         let (url, _, nonce) = provider
             .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state), Nonce::new_random)
-            .add_scopes(self.config.scopes.iter().filter(|s| *s != "openid").cloned().map(Scope::new))
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                Nonce::new_random,
+            )
+            .add_scopes(
+                self.config
+                    .scopes
+                    .iter()
+                    .filter(|s| *s != "openid")
+                    .cloned()
+                    .map(Scope::new),
+            )
             .set_pkce_challenge(challenge)
             .url();
         Ok(LoginStart {
@@ -282,7 +323,12 @@ impl Oidc {
     }
 
     /// Exchanges a code and checks the ID token against the login's nonce.
-    pub async fn complete_login(&self, code: &str, nonce: &str, pkce_verifier: &str) -> Result<Tokens, LoginError> {
+    pub async fn complete_login(
+        &self,
+        code: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+    ) -> Result<Tokens, LoginError> {
         let provider = self.provider().ok_or(LoginError::NotReady)?;
         let request = provider
             .client
@@ -313,7 +359,9 @@ impl Oidc {
         previous_claims: &Map<String, Value>,
         previous_id_token: &str,
     ) -> Result<Tokens, RefreshError> {
-        let provider = self.provider().ok_or_else(|| RefreshError::Unreachable("discovery pending".into()))?;
+        let provider = self
+            .provider()
+            .ok_or_else(|| RefreshError::Unreachable("discovery pending".into()))?;
         let token = RefreshToken::new(refresh_token.to_owned());
         let request = provider
             .client
@@ -321,21 +369,25 @@ impl Oidc {
             .map_err(|err| RefreshError::Failed(err.to_string()))?;
         let response = match request.request_async(&self.http).await {
             Ok(response) => response,
-            Err(RequestTokenError::ServerResponse(err)) if *err.error() == CoreErrorResponseType::InvalidGrant => {
+            Err(RequestTokenError::ServerResponse(err))
+                if *err.error() == CoreErrorResponseType::InvalidGrant =>
+            {
                 return Err(RefreshError::Refused);
             }
-            Err(RequestTokenError::Request(err)) => return Err(RefreshError::Unreachable(err.to_string())),
+            Err(RequestTokenError::Request(err)) => {
+                return Err(RefreshError::Unreachable(err.to_string()));
+            }
             Err(err) => return Err(RefreshError::Failed(describe_token_error(&err))),
         };
         let (claims, id_token) = match response.id_token() {
             Some(id_token) => {
-                let claims = self
-                    .verify(&provider, id_token, None)
-                    .await
-                    .map_err(|err| match err {
-                        LoginError::IdToken(rejection) => RefreshError::IdToken(rejection),
-                        other => RefreshError::Failed(other.to_string()),
-                    })?;
+                let claims =
+                    self.verify(&provider, id_token, None)
+                        .await
+                        .map_err(|err| match err {
+                            LoginError::IdToken(rejection) => RefreshError::IdToken(rejection),
+                            other => RefreshError::Failed(other.to_string()),
+                        })?;
                 for claim in ["iss", "sub"] {
                     if claims.get(claim) != previous_claims.get(claim) {
                         return Err(RefreshError::IdToken(IdTokenRejection::SubjectChanged));
@@ -368,7 +420,10 @@ impl Oidc {
     ) -> Result<Map<String, Value>, LoginError> {
         match verify::id_token(provider, &self.config, id_token, nonce) {
             Err(IdTokenRejection::UnknownKey) => {
-                let refreshed = self.refetch_jwks(provider).await.ok_or(IdTokenRejection::UnknownKey)?;
+                let refreshed = self
+                    .refetch_jwks(provider)
+                    .await
+                    .ok_or(IdTokenRejection::UnknownKey)?;
                 Ok(verify::id_token(&refreshed, &self.config, id_token, nonce)?)
             }
             other => Ok(other?),
@@ -405,9 +460,15 @@ impl Oidc {
         };
         let mut form = vec![("token", token), ("token_type_hint", hint)];
         let mut request = self.http.post(endpoint.as_str());
-        let secret = self.config.client_secret.as_ref().map(|s| s.expose().to_owned());
+        let secret = self
+            .config
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned());
         match (self.config.client_auth, &secret) {
-            (ClientAuth::Basic, Some(secret)) => request = request.basic_auth(&self.config.client_id, Some(secret)),
+            (ClientAuth::Basic, Some(secret)) => {
+                request = request.basic_auth(&self.config.client_id, Some(secret))
+            }
             (_, secret) => {
                 form.push(("client_id", &self.config.client_id));
                 if let Some(secret) = secret {
@@ -416,7 +477,9 @@ impl Oidc {
             }
         }
         match request.form(&form).send().await {
-            Ok(response) if response.status().is_success() => tracing::debug!("token revoked at logout"),
+            Ok(response) if response.status().is_success() => {
+                tracing::debug!("token revoked at logout")
+            }
             Ok(response) => tracing::warn!(status = %response.status(), "token revocation refused"),
             Err(err) => tracing::warn!(error = %err, "token revocation failed"),
         }
@@ -424,11 +487,16 @@ impl Oidc {
 }
 
 /// A description of a token-endpoint failure that carries no token material.
-fn describe_token_error<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+fn describe_token_error<
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+>(
     err: &RequestTokenError<RE, T>,
 ) -> String {
     match err {
-        RequestTokenError::ServerResponse(response) => format!("the provider answered an error: {response}"),
+        RequestTokenError::ServerResponse(response) => {
+            format!("the provider answered an error: {response}")
+        }
         RequestTokenError::Request(err) => format!("request failed: {err}"),
         RequestTokenError::Parse(err, _) => format!("the response does not parse: {err}"),
         RequestTokenError::Other(text) => text.clone(),

@@ -111,7 +111,9 @@ pub fn id_token(
         });
     let result = match nonce {
         Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
-        None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
+        None => id_token
+            .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+            .map(|_| ()),
     };
     result.map_err(classify)?;
     decode_claims(&id_token.to_string())
@@ -119,14 +121,17 @@ pub fn id_token(
 
 fn classify(err: ClaimsVerificationError) -> IdTokenRejection {
     match err {
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
-            IdTokenRejection::UnknownKey
-        }
         ClaimsVerificationError::SignatureVerification(
-            SignatureVerificationError::DisallowedAlg(_) | SignatureVerificationError::UnsupportedAlg(_),
+            SignatureVerificationError::NoMatchingKey,
+        ) => IdTokenRejection::UnknownKey,
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg(_)
+            | SignatureVerificationError::UnsupportedAlg(_),
         ) => IdTokenRejection::DisallowedAlg,
         ClaimsVerificationError::SignatureVerification(_) => IdTokenRejection::BadSignature,
-        ClaimsVerificationError::Expired(message) if message == IAT_IN_FUTURE => IdTokenRejection::IssuedInFuture,
+        ClaimsVerificationError::Expired(message) if message == IAT_IN_FUTURE => {
+            IdTokenRejection::IssuedInFuture
+        }
         ClaimsVerificationError::Expired(_) => IdTokenRejection::Expired,
         ClaimsVerificationError::InvalidAudience(_) => IdTokenRejection::WrongAudience,
         ClaimsVerificationError::InvalidIssuer(_) => IdTokenRejection::WrongIssuer,

@@ -7,7 +7,9 @@ use std::time::Instant;
 use http::{HeaderValue, Method, StatusCode};
 
 use crate::canonical::CanonicalPath;
+use crate::oidc::Auth;
 use crate::routes::RouteId;
+use crate::session::LiveSession;
 use crate::snapshot::{Route, Snapshot};
 
 /// What the listener knows about the connection a request came on.
@@ -41,6 +43,12 @@ pub struct RequestCtx {
     pub route: Option<RouteId>,
     /// The upstream's status, when a response came back.
     pub upstream_status: Option<StatusCode>,
+    /// Login and sessions, when `[oidc]` is configured.
+    pub auth: Option<Arc<Auth>>,
+    /// The user's session, once authenticated.
+    pub session: Option<LiveSession>,
+    /// `Set-Cookie` values for the response (renewed or expired session cookie).
+    pub set_cookies: Vec<HeaderValue>,
 }
 
 impl RequestCtx {

@@ -7,18 +7,6 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// The identity headers Portcullis alone may set (the seed's set). Clients' copies are always
-/// removed, in every spelling.
-pub const IDENTITY_HEADERS: [&str; 7] = [
-    "x-auth-subject",
-    "x-auth-username",
-    "x-auth-userid",
-    "x-auth-groups",
-    "x-auth-audience",
-    "x-auth-expiresin",
-    "x-auth-locale",
-];
-
 /// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), besides those
 /// a `Connection` header names.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -35,7 +23,14 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Whether a header is set by the proxy itself and so cannot be configured to carry a claim.
 pub fn is_reserved_for_upstream(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
-        || [header::HOST, header::CONTENT_LENGTH, header::COOKIE, header::AUTHORIZATION, header::UPGRADE].contains(name)
+        || [
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::COOKIE,
+            header::AUTHORIZATION,
+            header::UPGRADE,
+        ]
+        .contains(name)
         || name == X_REQUEST_ID
         || is_forwarding_header(name.as_str())
 }
@@ -60,11 +55,10 @@ fn is_forwarding_header(name: &str) -> bool {
     name == "forwarded" || (name.len() > 12 && same_name(&name[..12], "x-forwarded-"))
 }
 
-fn is_identity_header(name: &str) -> bool {
-    name.starts_with("x")
-        && IDENTITY_HEADERS
-            .iter()
-            .any(|identity| same_name(name, identity))
+/// `x-auth-*` in any spelling, or one of the configured identity header names.
+fn is_identity_header(name: &str, configured: &[String]) -> bool {
+    (name.len() > 7 && same_name(&name[..7], "x-auth-"))
+        || configured.iter().any(|identity| same_name(name, identity))
 }
 
 /// Whether the request asks for a protocol upgrade (WebSocket and others): `Connection: upgrade`
@@ -112,12 +106,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<
     None
 }
 
-/// Removes client-sent identity headers (always) and forwarding headers (unless the peer is a
-/// trusted proxy), in every spelling.
-pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool) {
+/// Removes client-sent identity headers (always: every `X-Auth-*` and every configured identity
+/// header) and forwarding headers (unless the peer is a trusted proxy), in every spelling.
+/// `identity_names` are lower-case with `-`.
+pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool, identity_names: &[String]) {
     let unwanted = |name: &HeaderName| {
         let name = name.as_str();
-        is_identity_header(name) || (!peer_trusted && is_forwarding_header(name))
+        is_identity_header(name, identity_names) || (!peer_trusted && is_forwarding_header(name))
     };
     // The common request has none: check before allocating the list.
     if !headers.keys().any(unwanted) {
@@ -260,11 +255,13 @@ mod tests {
             ("x-auth-subject", "a"),
             ("x_auth_groups", "admins"),
             ("x-auth_username", "b"),
-            ("x-auth-token", "kept: not an identity header"),
+            ("x-auth-anything", "any X-Auth- header"),
+            ("x_user", "configured identity header, other spelling"),
+            ("x-other", "kept"),
         ]);
-        remove_untrusted(&mut headers, true);
+        remove_untrusted(&mut headers, true, &["x-user".to_owned()]);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-auth-token"]);
+        assert_eq!(left, ["x-other"]);
     }
 
     #[test]
@@ -275,10 +272,10 @@ mod tests {
             ("forwarded", "for=1.1.1.1"),
         ];
         let mut untrusted = map(&sent);
-        remove_untrusted(&mut untrusted, false);
+        remove_untrusted(&mut untrusted, false, &[]);
         assert!(untrusted.is_empty());
         let mut trusted = map(&sent);
-        remove_untrusted(&mut trusted, true);
+        remove_untrusted(&mut trusted, true, &[]);
         assert_eq!(trusted.len(), 3);
     }
 

@@ -1,7 +1,7 @@
 //! The request pipeline: named phases in order, one [`RequestCtx`] carried through them.
 //!
 //! ```text
-//! early → route → [auth endpoints → authenticate → authorize: later issues]
+//! early → route → auth endpoints → authenticate → [authorize: policy issue]
 //!       → upstream request → forward → response → log (always)
 //! ```
 //! Phases before the upstream request return [`Flow`]: go on, or answer now. Failures are
@@ -26,7 +26,10 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
+use crate::config::{AuthMode, Config};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
+use crate::oidc::{Auth, Oidc, claim_header_value};
+use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
@@ -36,14 +39,54 @@ use upstream::SendError;
 #[derive(Clone)]
 pub struct Proxy {
     current: Arc<ArcSwap<Snapshot>>,
+    auth: Option<Arc<Auth>>,
 }
 
+/// Why the proxy could not be started from a config.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The session store could not be opened.
+    #[error(transparent)]
+    Sessions(#[from] StoreError),
+}
+
+/// How often expired sessions and pending logins are swept from the store.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Proxy {
-    /// A proxy serving `snapshot`.
+    /// A proxy serving `snapshot` without login (routes must all be `auth = "none"`).
     pub fn new(snapshot: Snapshot) -> Self {
         Proxy {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            auth: None,
         }
+    }
+
+    /// Builds everything a config asks for: the snapshot and, with `[oidc]`, the session store
+    /// (opened here) and the relying party (discovery starts in the background). Must run inside
+    /// a tokio runtime.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        let auth = match &config.oidc {
+            None => None,
+            Some(oidc_config) => {
+                let sessions = Arc::new(SessionManager::open(
+                    &config.session,
+                    Arc::new(SystemClock),
+                )?);
+                sessions.spawn_sweeper(SWEEP_INTERVAL);
+                let oidc = Arc::new(Oidc::new(oidc_config.clone()));
+                oidc.start_discovery();
+                Some(Arc::new(Auth::new(oidc, sessions)))
+            }
+        };
+        let mut proxy = Proxy::new(Snapshot::new(config));
+        proxy.auth = auth;
+        Ok(proxy)
+    }
+
+    /// Login and sessions, when configured.
+    pub fn auth(&self) -> Option<&Arc<Auth>> {
+        self.auth.as_ref()
     }
 
     /// The snapshot new requests are served with.
@@ -69,6 +112,9 @@ impl Proxy {
             path: None,
             route: None,
             upstream_status: None,
+            auth: self.auth.clone(),
+            session: None,
+            set_cookies: Vec::new(),
         };
         let mut response = match run_phases(&mut ctx, request).await {
             Ok(response) => response,
@@ -81,9 +127,11 @@ impl Proxy {
                 err.into_response()
             }
         };
-        response
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        let response_headers = response.headers_mut();
+        response_headers.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        for cookie in ctx.set_cookies.drain(..) {
+            response_headers.append(header::SET_COOKIE, cookie);
+        }
         log(&ctx, response.status());
         response
     }
@@ -103,6 +151,15 @@ where
     if let Flow::Respond(response) = route(ctx, &request)? {
         return Ok(response);
     }
+    if let Flow::Respond(response) = auth_endpoints(ctx, &request).await? {
+        return Ok(response);
+    }
+    if ctx.route.is_none() {
+        return Err(ProxyError::NoRoute);
+    }
+    if let Flow::Respond(response) = authenticate(ctx, &request).await? {
+        return Ok(response);
+    }
     let (upstream_request, client_upgrade) = upstream_request(ctx, request)?;
     let upstream_response = forward(ctx, upstream_request).await?;
     response(ctx, upstream_response, client_upgrade)
@@ -112,7 +169,11 @@ where
 /// spelling; forwarding headers unless the peer is a trusted proxy).
 fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
     let peer_trusted = ctx.peer_trusted();
-    headers::remove_untrusted(request.headers_mut(), peer_trusted);
+    headers::remove_untrusted(
+        request.headers_mut(),
+        peer_trusted,
+        &ctx.snapshot.identity_header_names,
+    );
     Ok(Flow::Continue)
 }
 
@@ -138,12 +199,64 @@ fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyErr
         request.uri().path(),
         ctx.snapshot.server.allow_encoded_slashes,
     )?;
-    let route = ctx.snapshot.table.lookup(&host, path.decision());
+    ctx.route = ctx.snapshot.table.lookup(&host, path.decision());
     ctx.host = Some(host);
     ctx.host_header = Some(host_header);
     ctx.path = Some(path);
-    ctx.route = Some(route.ok_or(ProxyError::NoRoute)?);
+    // No route is not decided yet: the callback and logout paths need none.
     Ok(Flow::Continue)
+}
+
+/// Phase 3, auth endpoints: the OIDC callback and logout, served by the proxy itself.
+async fn auth_endpoints<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+    let (Some(auth), Some(path)) = (&ctx.auth, &ctx.path) else {
+        return Ok(Flow::Continue);
+    };
+    let response = if auth.is_callback(path.decision()) {
+        auth.callback(request.uri().query(), request.headers())
+            .await
+    } else if auth.is_logout(path.decision()) {
+        auth.logout(request.headers()).await
+    } else {
+        return Ok(Flow::Continue);
+    };
+    match response {
+        Ok(response) => Ok(Flow::Respond(response)),
+        Err(err) => {
+            if err.status().is_client_error() || err.status().is_server_error() {
+                tracing::warn!(request_id = ?ctx.request_id, reason = err.reason_code(), error = %err, "login refused");
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// Phase 4, authenticate: the session cookie → a live session (tokens refreshed when due). A
+/// request without one on an `auth = "required"` route is sent to log in or denied.
+async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+    let mode = ctx
+        .route()
+        .map_or(AuthMode::None, |route| route.config.auth);
+    let Some(auth) = ctx.auth.clone() else {
+        return Ok(Flow::Continue);
+    };
+    if mode == AuthMode::None {
+        return Ok(Flow::Continue);
+    }
+    let found = auth.authenticate(request.headers()).await?;
+    ctx.set_cookies.extend(found.set_cookies);
+    ctx.session = found.session;
+    if ctx.session.is_some() || mode == AuthMode::Optional {
+        return Ok(Flow::Continue);
+    }
+    let path = ctx.path.as_ref().expect("routing set the path");
+    let return_to = match request.uri().query() {
+        Some(query) => format!("{}?{query}", path.forward()),
+        None => path.forward().to_owned(),
+    };
+    Ok(Flow::Respond(
+        auth.unauthenticated(request.headers(), return_to)?,
+    ))
 }
 
 /// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned
@@ -195,6 +308,22 @@ where
         },
     );
     headers.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+    if let Some(auth) = &ctx.auth {
+        auth.strip_own_cookies(headers);
+    }
+    if let Some(live) = &ctx.session {
+        for (name, claim) in &route.config.identity_headers.0 {
+            if let Some(value) = live.session.claims.get(claim).and_then(claim_header_value) {
+                headers.insert(name.clone(), value);
+            }
+        }
+        if route.config.forward_access_token
+            && let Ok(value) =
+                HeaderValue::from_str(&format!("Bearer {}", live.session.access_token))
+        {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+    }
     let host = if route.config.preserve_host {
         host_header.clone()
     } else {

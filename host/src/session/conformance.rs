@@ -38,16 +38,26 @@ fn records_expire_at_their_expiry(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn Ses
     let store = make(clock.clone());
     store.put(b"k", b"v", T0 + 10).unwrap();
     clock.advance(9);
-    assert!(store.get(b"k").unwrap().is_some(), "alive one second before expiry");
+    assert!(
+        store.get(b"k").unwrap().is_some(),
+        "alive one second before expiry"
+    );
     clock.advance(1);
     assert_eq!(store.get(b"k").unwrap(), None, "gone at its expiry");
-    assert_eq!(store.take(b"k").unwrap(), None, "an expired record cannot be taken");
+    assert_eq!(
+        store.take(b"k").unwrap(),
+        None,
+        "an expired record cannot be taken"
+    );
 }
 
 fn take_is_single_use(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
     let store = make(Arc::new(ManualClock::new(T0)));
     store.put(b"state", b"pending", T0 + 600).unwrap();
-    assert_eq!(store.take(b"state").unwrap().as_deref(), Some(&b"pending"[..]));
+    assert_eq!(
+        store.take(b"state").unwrap().as_deref(),
+        Some(&b"pending"[..])
+    );
     assert_eq!(store.take(b"state").unwrap(), None);
     assert_eq!(store.get(b"state").unwrap(), None);
 }
@@ -76,7 +86,10 @@ fn concurrent_takes_yield_one_value(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn S
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
-        assert_eq!(winners, 1, "round {round}: a login state must be usable exactly once");
+        assert_eq!(
+            winners, 1,
+            "round {round}: a login state must be usable exactly once"
+        );
     }
 }
 
@@ -120,5 +133,9 @@ fn a_second_process_opening_the_same_database_gets_a_clear_error() {
     let Err(err) = SledStore::open(&file, Arc::new(ManualClock::new(T0))) else {
         panic!("opening a file as a database must fail");
     };
-    assert!(err.to_string().contains("cannot open the session database at"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot open the session database at"),
+        "{err}"
+    );
 }

@@ -23,7 +23,9 @@ impl MemoryStore {
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (UnixTime, Vec<u8>)>> {
         // A panic while holding the lock cannot leave a half-written map: every operation is a
         // single map call. Keep serving.
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -38,7 +40,8 @@ impl SessionStore for MemoryStore {
     }
 
     fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
-        self.records().insert(key.to_vec(), (expires_at, value.to_vec()));
+        self.records()
+            .insert(key.to_vec(), (expires_at, value.to_vec()));
         Ok(())
     }
 

@@ -156,7 +156,11 @@ impl SessionManager {
     }
 
     /// A manager over an existing store.
-    pub fn with_store(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_store(
+        store: Arc<dyn SessionStore>,
+        config: SessionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         SessionManager {
             store,
             clock,
@@ -182,7 +186,9 @@ impl SessionManager {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<Session>>> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn cache_insert(&self, key: Vec<u8>, session: Arc<Session>) {
@@ -222,7 +228,8 @@ impl SessionManager {
 
     fn write(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
         let value = serde_json::to_vec(session).map_err(|err| StoreError(err.to_string()))?;
-        self.store.put(&id.store_key(), &value, self.expires_at(session))
+        self.store
+            .put(&id.store_key(), &value, self.expires_at(session))
     }
 
     /// Makes completed writes durable, off the async worker threads.
@@ -254,7 +261,9 @@ impl SessionManager {
                         session
                     }
                     Err(_) => {
-                        tracing::warn!("dropping a session record that does not parse; the user will log in again");
+                        tracing::warn!(
+                            "dropping a session record that does not parse; the user will log in again"
+                        );
                         self.store.remove(&key)?;
                         return Ok(None);
                     }
@@ -272,7 +281,8 @@ impl SessionManager {
     /// `Set-Cookie` must be sent.
     pub fn touch(&self, live: LiveSession) -> Result<(LiveSession, bool), StoreError> {
         let now = self.now();
-        let renew_cookie = now.saturating_sub(live.session.cookie_issued_at) >= self.config.renew.as_secs();
+        let renew_cookie =
+            now.saturating_sub(live.session.cookie_issued_at) >= self.config.renew.as_secs();
         let touch_interval = TOUCH_INTERVAL.min(self.config.idle_timeout.as_secs() / 10);
         let stale = now.saturating_sub(live.session.last_seen) >= touch_interval;
         if !renew_cookie && !stale {
@@ -284,7 +294,13 @@ impl SessionManager {
             session.cookie_issued_at = now;
         }
         let session = self.update(&live.id, session)?;
-        Ok((LiveSession { id: live.id, session }, renew_cookie))
+        Ok((
+            LiveSession {
+                id: live.id,
+                session,
+            },
+            renew_cookie,
+        ))
     }
 
     /// Ends a session (logout, refused refresh).
@@ -297,8 +313,11 @@ impl SessionManager {
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].
     pub fn put_pending(&self, state: &str, pending: &PendingLogin) -> Result<(), StoreError> {
         let value = serde_json::to_vec(pending).map_err(|err| StoreError(err.to_string()))?;
-        self.store
-            .put(&hashed_key(b'p', state.as_bytes()), &value, self.now() + PENDING_LOGIN_TTL)
+        self.store.put(
+            &hashed_key(b'p', state.as_bytes()),
+            &value,
+            self.now() + PENDING_LOGIN_TTL,
+        )
     }
 
     /// Takes the pending login of a state: at most once, and only within its 10 minutes.
@@ -317,10 +336,14 @@ impl SessionManager {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                let Some(manager) = manager.upgrade() else { return };
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
                 let store = manager.store.clone();
                 match tokio::task::spawn_blocking(move || store.sweep()).await {
-                    Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "swept expired sessions"),
+                    Ok(Ok(removed)) if removed > 0 => {
+                        tracing::debug!(removed, "swept expired sessions")
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => tracing::warn!(error = %err, "session sweep failed"),
                     Err(err) => tracing::warn!(error = %err, "session sweep task failed"),
@@ -331,7 +354,8 @@ impl SessionManager {
 
     /// The `Set-Cookie` value carrying a session id.
     pub fn session_cookie(&self, live: &LiveSession) -> HeaderValue {
-        let remaining = (live.session.created_at + self.config.lifetime.as_secs()).saturating_sub(self.now());
+        let remaining =
+            (live.session.created_at + self.config.lifetime.as_secs()).saturating_sub(self.now());
         let max_age = self.config.cookie_persistent.then_some(remaining);
         self.cookie(&self.config.cookie_name, &live.id.cookie_value(), max_age)
     }
@@ -366,9 +390,12 @@ impl SessionManager {
             cookie = cookie.domain(domain.clone());
         }
         if let Some(seconds) = max_age {
-            cookie = cookie.max_age(cookie::time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX)));
+            cookie = cookie.max_age(cookie::time::Duration::seconds(
+                i64::try_from(seconds).unwrap_or(i64::MAX),
+            ));
         }
-        HeaderValue::from_str(&cookie.build().to_string()).expect("cookie names and values are validated")
+        HeaderValue::from_str(&cookie.build().to_string())
+            .expect("cookie names and values are validated")
     }
 }
 
@@ -429,7 +456,12 @@ mod tests {
         let loaded = manager.load(&value).unwrap().expect("session");
         assert_eq!(loaded.session.claims["sub"], "alice");
         assert!(manager.load("not-a-session-id").unwrap().is_none());
-        assert!(manager.load(&SessionId::random().cookie_value()).unwrap().is_none());
+        assert!(
+            manager
+                .load(&SessionId::random().cookie_value())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -438,12 +470,18 @@ mod tests {
         let manager = manager(clock.clone());
         let idle = manager.create(session()).await.unwrap();
         clock.advance(8 * 3600);
-        assert!(manager.load(&idle.id.cookie_value()).unwrap().is_none(), "idle for 8h");
+        assert!(
+            manager.load(&idle.id.cookie_value()).unwrap().is_none(),
+            "idle for 8h"
+        );
 
         let active = manager.create(session()).await.unwrap();
         for _ in 0..4 {
             clock.advance(5 * 3600);
-            let live = manager.load(&active.id.cookie_value()).unwrap().expect("active within idle timeout");
+            let live = manager
+                .load(&active.id.cookie_value())
+                .unwrap()
+                .expect("active within idle timeout");
             manager.touch(live).unwrap();
         }
         // 25h after creation: past the 24h lifetime although never idle.
@@ -469,21 +507,37 @@ mod tests {
         let live = manager.create(session()).await.unwrap();
         let cookie = manager.session_cookie(&live);
         let text = cookie.to_str().unwrap();
-        for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+        for attribute in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=86400",
+        ] {
             assert!(text.contains(attribute), "{attribute} missing in {text}");
         }
-        assert!(manager.expired_session_cookie().to_str().unwrap().contains("Max-Age=0"));
+        assert!(
+            manager
+                .expired_session_cookie()
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
     }
 
     #[tokio::test]
     async fn a_corrupted_record_is_dropped_not_fatal() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Arc::new(MemoryStore::new(clock.clone()));
-        let manager = SessionManager::with_store(store.clone(), manager(clock.clone()).config.clone(), clock);
+        let manager =
+            SessionManager::with_store(store.clone(), manager(clock.clone()).config.clone(), clock);
         let id = SessionId::random();
         store.put(&id.store_key(), b"{not json", 2_000_000).unwrap();
         assert!(manager.load(&id.cookie_value()).unwrap().is_none());
-        assert!(store.get(&id.store_key()).unwrap().is_none(), "the bad record is removed");
+        assert!(
+            store.get(&id.store_key()).unwrap().is_none(),
+            "the bad record is removed"
+        );
     }
 
     #[tokio::test]
@@ -499,8 +553,14 @@ mod tests {
         manager.put_pending("state-1", &pending).unwrap();
         manager.put_pending("state-2", &pending).unwrap();
         assert!(manager.take_pending("state-1").unwrap().is_some());
-        assert!(manager.take_pending("state-1").unwrap().is_none(), "replayed state");
+        assert!(
+            manager.take_pending("state-1").unwrap().is_none(),
+            "replayed state"
+        );
         clock.advance(PENDING_LOGIN_TTL);
-        assert!(manager.take_pending("state-2").unwrap().is_none(), "expired state");
+        assert!(
+            manager.take_pending("state-2").unwrap().is_none(),
+            "expired state"
+        );
     }
 }

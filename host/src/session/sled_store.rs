@@ -34,7 +34,9 @@ impl SledStore {
     }
 
     fn live(&self, key: &[u8], record: Option<sled::IVec>) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(record) = record else { return Ok(None) };
+        let Some(record) = record else {
+            return Ok(None);
+        };
         match Self::decode(&record) {
             Some((expires_at, value)) if expires_at > self.clock.now() => Ok(Some(value.to_vec())),
             Some(_) => Ok(None),

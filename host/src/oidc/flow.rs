@@ -1,0 +1,499 @@
+//! The login flow as the proxy runs it: the callback and logout endpoints, turning a session
+//! cookie into an identity (refreshing tokens when due, once per session), and sending a request
+//! without one to log in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde_json::Value;
+
+use super::{LoginError, Oidc, RefreshError, Tokens};
+use crate::config::Unauthenticated;
+use crate::error::{ProxyBody, empty_body, full_body};
+use crate::session::{
+    LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, random_token,
+};
+
+/// Why a login endpoint or an authentication refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The callback came without `state`.
+    #[error("callback without state")]
+    StateMissing,
+    /// The state is unknown, expired or already used.
+    #[error("unknown, expired or replayed login state")]
+    StateUnknown,
+    /// The browser completing the login is not the one that started it.
+    #[error("login binding cookie missing or not matching")]
+    BindingMismatch,
+    /// The callback came without `code`.
+    #[error("callback without code")]
+    CodeMissing,
+    /// The provider answered the login with an error (e.g. `access_denied`).
+    #[error("the provider refused the login: {0}")]
+    ProviderDenied(String),
+    /// Code exchange or ID-token checks failed.
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// Discovery has not succeeded: login cannot start.
+    #[error("the identity provider is not available yet")]
+    Unavailable,
+    /// No session on a route that requires one, and the client is not sent to log in.
+    #[error("login required")]
+    Unauthenticated(StatusCode),
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AuthError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::StateMissing
+            | AuthError::StateUnknown
+            | AuthError::BindingMismatch
+            | AuthError::CodeMissing => StatusCode::BAD_REQUEST,
+            AuthError::ProviderDenied(_) => StatusCode::FORBIDDEN,
+            AuthError::Login(LoginError::NotReady) | AuthError::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AuthError::Login(LoginError::IdToken(_)) => StatusCode::UNAUTHORIZED,
+            AuthError::Login(_) => StatusCode::BAD_GATEWAY,
+            AuthError::Unauthenticated(status) => *status,
+            AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The sentence the client receives.
+    pub fn public_text(&self) -> &'static str {
+        match self {
+            AuthError::StateMissing
+            | AuthError::StateUnknown
+            | AuthError::BindingMismatch
+            | AuthError::CodeMissing => {
+                "this login link is not valid (expired, used already, or opened in another browser); please start again"
+            }
+            AuthError::ProviderDenied(_) => "the identity provider did not log you in",
+            AuthError::Login(LoginError::IdToken(_)) => {
+                "the login could not be verified; please start again"
+            }
+            AuthError::Login(_) | AuthError::Unavailable => {
+                "login is not available right now; please try again later"
+            }
+            AuthError::Unauthenticated(_) => "login required",
+            AuthError::Store(_) => "an internal error occurred",
+        }
+    }
+
+    /// A stable reason code for the log.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            AuthError::StateMissing => "state_missing",
+            AuthError::StateUnknown => "state_unknown",
+            AuthError::BindingMismatch => "binding_mismatch",
+            AuthError::CodeMissing => "code_missing",
+            AuthError::ProviderDenied(_) => "provider_denied",
+            AuthError::Login(err) => err.reason_code(),
+            AuthError::Unavailable => "provider_not_ready",
+            AuthError::Unauthenticated(_) => "unauthenticated",
+            AuthError::Store(_) => "store_error",
+        }
+    }
+}
+
+/// Login and sessions for the proxy: one per process.
+pub struct Auth {
+    /// The relying party.
+    pub oidc: Arc<Oidc>,
+    /// The sessions.
+    pub sessions: Arc<SessionManager>,
+    /// One lock per session being refreshed (single flight).
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What authentication found for a request.
+pub struct Authenticated {
+    /// The live session, if any.
+    pub session: Option<LiveSession>,
+    /// `Set-Cookie` values to send with the response (renewed or expired cookie).
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+impl Auth {
+    /// Login and sessions from their parts.
+    pub fn new(oidc: Arc<Oidc>, sessions: Arc<SessionManager>) -> Self {
+        Auth {
+            oidc,
+            sessions,
+            refreshing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `path` (canonical) is the callback.
+    pub fn is_callback(&self, path: &str) -> bool {
+        path == self.oidc.config().callback_path
+    }
+
+    /// Whether `path` (canonical) is the logout endpoint.
+    pub fn is_logout(&self, path: &str) -> bool {
+        path == self.oidc.config().logout_path
+    }
+
+    /// The value of cookie `name` in the request, if sent.
+    fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Removes Portcullis's own cookies from a request going upstream.
+    pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
+        let session = &self.sessions.config().cookie_name;
+        let binding = self.sessions.binding_cookie_name();
+        let Some(value) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let kept: Vec<&str> = value
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+                name != session && name != &binding && !pair.is_empty()
+            })
+            .collect();
+        if kept.is_empty() {
+            headers.remove(header::COOKIE);
+        } else if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+
+    /// Phase 3: the callback. Checks state (single use, bound to this browser) before any call to
+    /// the provider, exchanges the code, checks the ID token, creates a new session (flushed) and
+    /// sends the browser back to where it started.
+    pub async fn callback(
+        &self,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response<ProxyBody>, AuthError> {
+        let params: HashMap<String, String> =
+            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let state = params.get("state").ok_or(AuthError::StateMissing)?;
+        let pending = self
+            .sessions
+            .take_pending(state)?
+            .ok_or(AuthError::StateUnknown)?;
+        let binding = Self::cookie(headers, &self.sessions.binding_cookie_name());
+        if binding.map(hash_token).as_deref() != Some(pending.binding_hash.as_str()) {
+            return Err(AuthError::BindingMismatch);
+        }
+        if let Some(error) = params.get("error") {
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            return Err(AuthError::ProviderDenied(error));
+        }
+        let code = params.get("code").ok_or(AuthError::CodeMissing)?;
+        let tokens = self
+            .oidc
+            .complete_login(code, &pending.nonce, &pending.pkce_verifier)
+            .await?;
+        let live = self
+            .sessions
+            .create(self.session_from(tokens, None))
+            .await?;
+        tracing::info!(sub = ?live.session.claims.get("sub"), "login completed; new session");
+        let mut response = redirect(&pending.return_to);
+        let headers = response.headers_mut();
+        headers.append(header::SET_COOKIE, self.sessions.session_cookie(&live));
+        headers.append(header::SET_COOKIE, self.sessions.expired_binding_cookie());
+        Ok(response)
+    }
+
+    fn session_from(&self, tokens: Tokens, previous: Option<&Session>) -> Session {
+        let now = self.sessions.now();
+        Session {
+            claims: tokens.claims,
+            id_token: tokens.id_token,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            access_expires_at: tokens.expires_in.map(|d| now + d.as_secs()),
+            created_at: previous.map_or(now, |p| p.created_at),
+            last_seen: now,
+            cookie_issued_at: previous.map_or(now, |p| p.cookie_issued_at),
+        }
+    }
+
+    /// Phase 3: logout. Ends the session here, expires the cookie, optionally revokes tokens, and
+    /// sends the browser to the provider's end-session endpoint (or `post_logout_redirect_uri`).
+    pub async fn logout(&self, headers: &HeaderMap) -> Result<Response<ProxyBody>, AuthError> {
+        let cookie_name = &self.sessions.config().cookie_name;
+        let live = match Self::cookie(headers, cookie_name) {
+            Some(value) => self.sessions.load(value)?,
+            None => None,
+        };
+        if let Some(live) = &live {
+            self.sessions.delete(&live.id)?;
+            if self.oidc.config().revoke_tokens_on_logout {
+                match &live.session.refresh_token {
+                    Some(token) => self.oidc.revoke(token, "refresh_token").await,
+                    None => {
+                        self.oidc
+                            .revoke(&live.session.access_token, "access_token")
+                            .await
+                    }
+                }
+            }
+            tracing::info!(sub = ?live.session.claims.get("sub"), "logged out");
+        }
+        let id_token = live.as_ref().map(|l| l.session.id_token.as_str());
+        let mut response = match self.oidc.logout_redirect(id_token) {
+            Some(url) => redirect(url.as_str()),
+            None => plain(StatusCode::OK, "You are logged out.\n"),
+        };
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, self.sessions.expired_session_cookie());
+        Ok(response)
+    }
+
+    /// Phase 4: the session for this request, refreshed if due. `None` when there is none (or it
+    /// just ended); the cookies to send back come along.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, AuthError> {
+        let cookie_name = &self.sessions.config().cookie_name;
+        let mut result = Authenticated {
+            session: None,
+            set_cookies: Vec::new(),
+        };
+        let Some(value) = Self::cookie(headers, cookie_name) else {
+            return Ok(result);
+        };
+        let Some(live) = self.sessions.load(value)? else {
+            return Ok(result);
+        };
+        let Some(live) = self.refresh_if_due(live).await? else {
+            result
+                .set_cookies
+                .push(self.sessions.expired_session_cookie());
+            return Ok(result);
+        };
+        let (live, renew_cookie) = self.sessions.touch(live)?;
+        if renew_cookie {
+            result.set_cookies.push(self.sessions.session_cookie(&live));
+        }
+        result.session = Some(live);
+        Ok(result)
+    }
+
+    fn refresh_due(&self, session: &Session) -> bool {
+        let leeway = self.oidc.config().access_token_expires_leeway.as_secs();
+        session
+            .access_expires_at
+            .is_some_and(|expires| expires <= self.sessions.now() + leeway)
+    }
+
+    fn access_expired(&self, session: &Session) -> bool {
+        session
+            .access_expires_at
+            .is_some_and(|expires| expires <= self.sessions.now())
+    }
+
+    /// Refreshes the tokens when they expire within the leeway: one refresh per session at a time;
+    /// requests that waited for it use its result.
+    async fn refresh_if_due(&self, live: LiveSession) -> Result<Option<LiveSession>, AuthError> {
+        let renew = self.oidc.config().renew_access_token_on_expiry;
+        if !self.refresh_due(&live.session) {
+            return Ok(Some(live));
+        }
+        if !renew || live.session.refresh_token.is_none() {
+            // Nothing to renew with: the session lasts as long as its access token.
+            return Ok((!self.access_expired(&live.session)).then_some(live));
+        }
+        let cookie_value = live.id.cookie_value();
+        let lock = {
+            let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            refreshing.entry(cookie_value.clone()).or_default().clone()
+        };
+        let guard = lock.lock().await;
+        let outcome = self.refresh_locked(live, &cookie_value).await;
+        drop(guard);
+        {
+            let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if Arc::strong_count(&lock) <= 2 {
+                refreshing.remove(&cookie_value);
+            }
+        }
+        outcome
+    }
+
+    async fn refresh_locked(
+        &self,
+        live: LiveSession,
+        cookie_value: &str,
+    ) -> Result<Option<LiveSession>, AuthError> {
+        // Another request may have refreshed while this one waited.
+        let Some(live) = self.sessions.load(cookie_value)?.or(Some(live)) else {
+            return Ok(None);
+        };
+        if !self.refresh_due(&live.session) {
+            return Ok(Some(live));
+        }
+        let session = &live.session;
+        let refresh_token = session.refresh_token.as_deref().unwrap_or_default();
+        match self
+            .oidc
+            .refresh(refresh_token, &session.claims, &session.id_token)
+            .await
+        {
+            Ok(tokens) => {
+                let updated = self.session_from(tokens, Some(session));
+                let session = self.sessions.update(&live.id, updated)?;
+                tracing::debug!("access token refreshed");
+                Ok(Some(LiveSession {
+                    id: live.id,
+                    session,
+                }))
+            }
+            Err(RefreshError::Refused) => {
+                tracing::info!(reason = "refresh_refused", "the provider ended the session");
+                self.sessions.delete(&live.id)?;
+                Ok(None)
+            }
+            Err(RefreshError::IdToken(rejection)) => {
+                tracing::warn!(
+                    reason = rejection.reason_code(),
+                    "refreshed ID token refused; session ended"
+                );
+                self.sessions.delete(&live.id)?;
+                Ok(None)
+            }
+            Err(err @ (RefreshError::Unreachable(_) | RefreshError::Failed(_))) => {
+                let expired = self.access_expired(session);
+                tracing::warn!(error = %err, session_kept = !expired, "token refresh failed");
+                Ok((!expired).then_some(live))
+            }
+        }
+    }
+
+    /// A request without a session on a route that needs one: a redirect to log in (browsers, or
+    /// everyone with `unauthenticated = "redirect"`), or a denial.
+    pub fn unauthenticated(
+        &self,
+        headers: &HeaderMap,
+        return_to: String,
+    ) -> Result<Response<ProxyBody>, AuthError> {
+        let config = self.oidc.config();
+        let browser = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|value| value.to_str().is_ok_and(|v| v.contains("text/html")));
+        let redirect_to_login = match config.unauthenticated {
+            Unauthenticated::Auto => browser,
+            Unauthenticated::Redirect => true,
+            Unauthenticated::Deny => false,
+        };
+        if !redirect_to_login {
+            return Err(AuthError::Unauthenticated(config.unauthenticated_status));
+        }
+        if self.oidc.provider().is_none() {
+            return Err(AuthError::Unavailable);
+        }
+        // One binding per browser, shared by its tabs: several logins may be under way at once.
+        let binding_name = self.sessions.binding_cookie_name();
+        let binding = Self::cookie(headers, &binding_name)
+            .filter(|value| value.len() == 43)
+            .map(str::to_owned)
+            .unwrap_or_else(random_token);
+        let state = random_token();
+        let start = self.oidc.begin_login(&state)?;
+        let pending = PendingLogin {
+            nonce: start.nonce,
+            pkce_verifier: start.pkce_verifier,
+            return_to,
+            binding_hash: hash_token(&binding),
+        };
+        self.sessions.put_pending(&state, &pending)?;
+        let mut response = redirect(start.url.as_str());
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, self.sessions.binding_cookie(&binding));
+        Ok(response)
+    }
+}
+
+/// The header value for a claim: strings as they are, numbers and booleans as text, lists joined
+/// with `,`. `None` for absent, null or object claims, and for values a header cannot carry.
+pub fn claim_header_value(claim: &Value) -> Option<HeaderValue> {
+    fn scalar(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+    let text = match claim {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(scalar)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => scalar(other)?,
+    };
+    HeaderValue::from_bytes(text.as_bytes()).ok()
+}
+
+/// A `302 Found` to `location`, never cached.
+fn redirect(location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(empty_body());
+    *response.status_mut() = StatusCode::FOUND;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_become_header_values() {
+        let value = |json: &str| claim_header_value(&serde_json::from_str(json).unwrap());
+        assert_eq!(value(r#""alice""#).unwrap(), "alice");
+        assert_eq!(value(r#"["admins","staff"]"#).unwrap(), "admins,staff");
+        assert_eq!(value("1700000000").unwrap(), "1700000000");
+        assert_eq!(value("true").unwrap(), "true");
+        assert!(value("null").is_none());
+        assert!(value(r#"{"a":1}"#).is_none());
+        assert!(
+            value(r#""line\nbreak""#).is_none(),
+            "no header injection through a claim"
+        );
+    }
+}
