@@ -165,7 +165,7 @@ impl Auth {
             .map(str::trim)
             .filter(|pair| {
                 let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-                name != session && name != &binding && !pair.is_empty()
+                name != session && name != binding && !pair.is_empty()
             })
             .collect();
         if kept.is_empty() {

@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use super::store::{Clock, SessionStore, StoreError, UnixTime};
 
+/// Key → (expiry, value).
+type Records = HashMap<Vec<u8>, (UnixTime, Vec<u8>)>;
+
 /// An in-memory [`SessionStore`].
 pub struct MemoryStore {
-    records: Mutex<HashMap<Vec<u8>, (UnixTime, Vec<u8>)>>,
+    records: Mutex<Records>,
     clock: Arc<dyn Clock>,
 }
 
@@ -20,7 +23,7 @@ impl MemoryStore {
         }
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (UnixTime, Vec<u8>)>> {
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
         // A panic while holding the lock cannot leave a half-written map: every operation is a
         // single map call. Keep serving.
         self.records

@@ -51,7 +51,7 @@ impl Drop for TestProxy {
 pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
     let config = portcullis::config::parse(config, base_dir)
         .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
-    let server = Server::bind(Proxy::new(Snapshot::new(config)))
+    let server = Server::bind(Proxy::start(config).expect("start the proxy"))
         .await
         .expect("bind on port 0");
     let addr = server.public_addrs()[0];
