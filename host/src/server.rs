@@ -67,6 +67,17 @@ impl Server {
         })
     }
 
+    /// Serves on an already bound public listener instead of the configured addresses (embedding,
+    /// and tests that must know their port before writing the config). No admin listener.
+    pub fn with_listener(proxy: Proxy, listener: std::net::TcpListener) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            proxy,
+            public: vec![TcpListener::from_std(listener)?],
+            admin: None,
+        })
+    }
+
     /// The bound public addresses, in config order.
     pub fn public_addrs(&self) -> Vec<SocketAddr> {
         self.public

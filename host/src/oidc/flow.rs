@@ -216,8 +216,8 @@ impl Auth {
         tracing::info!(sub = ?live.session.claims.get("sub"), "login completed; new session");
         let mut response = redirect(&pending.return_to);
         let headers = response.headers_mut();
+        // The login binding stays: other tabs of this browser may be logging in with it.
         headers.append(header::SET_COOKIE, self.sessions.session_cookie(&live));
-        headers.append(header::SET_COOKIE, self.sessions.expired_binding_cookie());
         Ok(response)
     }
 

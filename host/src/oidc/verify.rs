@@ -125,8 +125,10 @@ fn classify(err: ClaimsVerificationError) -> IdTokenRejection {
             SignatureVerificationError::NoMatchingKey,
         ) => IdTokenRejection::UnknownKey,
         ClaimsVerificationError::SignatureVerification(
+            // `alg: none` arrives as "no signature".
             SignatureVerificationError::DisallowedAlg(_)
-            | SignatureVerificationError::UnsupportedAlg(_),
+            | SignatureVerificationError::UnsupportedAlg(_)
+            | SignatureVerificationError::NoSignature,
         ) => IdTokenRejection::DisallowedAlg,
         ClaimsVerificationError::SignatureVerification(_) => IdTokenRejection::BadSignature,
         ClaimsVerificationError::Expired(message) if message == IAT_IN_FUTURE => {

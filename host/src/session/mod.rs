@@ -375,11 +375,6 @@ impl SessionManager {
         self.cookie(&self.binding_cookie_name(), value, Some(PENDING_LOGIN_TTL))
     }
 
-    /// A `Set-Cookie` value that removes the login binding.
-    pub fn expired_binding_cookie(&self) -> HeaderValue {
-        self.cookie(&self.binding_cookie_name(), "", Some(0))
-    }
-
     fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
         let mut cookie = cookie::Cookie::build((name.to_owned(), value.to_owned()))
             .http_only(true)

@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
+pub mod browser;
 pub mod echo;
+pub mod hostile_idp;
+pub mod logs;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -63,6 +66,30 @@ pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
     TestProxy {
         addr,
         admin,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+/// Starts a proxy whose config needs its own address (an OIDC `redirect_uri`): `config` receives
+/// the reserved loopback address and returns the config text.
+pub async fn start_proxy_at(
+    config: impl FnOnce(SocketAddr) -> String,
+    base_dir: &Path,
+) -> TestProxy {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = portcullis::config::parse(&config(addr), base_dir)
+        .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
+    let server =
+        Server::with_listener(Proxy::start(config).expect("start the proxy"), listener).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    TestProxy {
+        addr,
+        admin: None,
         stop: Some(stop),
         done: Some(done),
     }

@@ -1,0 +1,483 @@
+//! The login against a hostile provider whose tokens the test scripts: every forged, misdirected,
+//! stale or replayed answer is refused, logged with a reason code and no token, and reaches no
+//! upstream. Also: the return URL never leaves the origin, cookies carry the safe attributes,
+//! refresh is single-flight and ends the session when the provider says so.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use support::browser::{Browser, json, location, set_cookies};
+use support::echo::{self, received_header, received_headers};
+use support::hostile_idp::{HostileIdp, Key, NonceChoice, Recipe, Script, Signing};
+use support::{TestProxy, logs, start_proxy_at};
+
+fn config(idp: &HostileIdp, echo: SocketAddr) -> impl FnOnce(SocketAddr) -> String {
+    let discovery = idp.discovery_url();
+    move |proxy: SocketAddr| {
+        format!(
+            r#"
+[server]
+listen = "{proxy}"
+
+[oidc]
+discovery = "{discovery}"
+client_id = "portcullis"
+client_secret = "hostile-test-secret"
+redirect_uri = "http://{proxy}/auth"
+post_logout_redirect_uri = "http://{proxy}/"
+access_token_expires_leeway = "60s"
+
+[session]
+store = "memory"
+cookie_name = "sess_auth"
+cookie_secure = false
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+"#
+        )
+    }
+}
+
+struct Setup {
+    idp: HostileIdp,
+    proxy: TestProxy,
+}
+
+async fn setup(script: Script) -> Setup {
+    logs::capture();
+    let idp = HostileIdp::start(script).await;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy_at(config(&idp, echo), std::path::Path::new(".")).await;
+    wait_until_discovered(&proxy).await;
+    Setup { idp, proxy }
+}
+
+/// Discovery runs in the background: wait until a browser request is sent to log in.
+async fn wait_until_discovered(proxy: &TestProxy) {
+    let browser = Browser::new();
+    for _ in 0..100 {
+        if browser.get(&proxy.url("/")).await.status() == StatusCode::FOUND {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("OIDC discovery did not complete");
+}
+
+/// Runs a login from `path` up to the callback's answer (not following it).
+async fn login(browser: &Browser, setup: &Setup, path: &str) -> reqwest::Response {
+    let start = browser.get(&setup.proxy.url(path)).await;
+    assert_eq!(start.status(), StatusCode::FOUND);
+    let authorize = location(&start);
+    assert!(authorize.starts_with(&setup.idp.issuer), "{authorize}");
+    let approved = browser.get(&authorize).await;
+    let callback = location(&approved);
+    browser.get(&callback).await
+}
+
+fn assert_no_session_cookie(response: &reqwest::Response) {
+    for cookie in set_cookies(response) {
+        assert!(
+            !cookie.starts_with("sess_auth=") || cookie.contains("Max-Age=0"),
+            "a refused login must not set a session cookie: {cookie}"
+        );
+    }
+}
+
+/// Runs a login whose ID token the script spoils, and checks it is refused with `reason`.
+async fn refused(change: impl FnOnce(&mut Recipe), reason: &str) {
+    let mut script = Script::default();
+    change(&mut script.login);
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    let answer = login(&browser, &setup, "/app").await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{reason}");
+    assert_no_session_cookie(&answer);
+    // Still not logged in: the app is not reached.
+    assert_eq!(
+        browser.get(&setup.proxy.url("/app")).await.status(),
+        StatusCode::FOUND
+    );
+    let log = logs::text();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("login refused"))
+        .collect();
+    assert!(
+        log.contains(&format!("reason=\"{reason}\"")) || log.contains(&format!("reason={reason}")),
+        "no {reason} in the log: {refusals:#?}\n{log}"
+    );
+    for token in setup.idp.issued_id_tokens() {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !log.contains(&token) && (signature.is_empty() || !log.contains(signature)),
+            "token material logged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_good_login_reaches_the_app_with_identity_headers() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let answer = login(&browser, &setup, "/app/page?x=1").await;
+    assert_eq!(answer.status(), StatusCode::FOUND);
+    assert_eq!(answer.headers()["location"], "/app/page?x=1");
+    let cookie = set_cookies(&answer)
+        .into_iter()
+        .find(|c| c.starts_with("sess_auth="))
+        .expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    let page = browser.get(&setup.proxy.url("/app/page?x=1")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let report = json(page).await;
+    assert_eq!(
+        received_header(&report, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        received_header(&report, "x-auth-groups").as_deref(),
+        Some("admins,staff")
+    );
+    assert_eq!(
+        received_header(&report, "x-auth-username").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        received_header(&report, "x-auth-audience").as_deref(),
+        Some("portcullis")
+    );
+    let cookies = received_headers(&report, "cookie");
+    assert!(
+        cookies.iter().all(|c| !c.contains("sess_auth")),
+        "the session cookie went upstream: {cookies:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_signature_is_refused() {
+    refused(
+        |r| r.signing = Signing::Rs256Tampered(Key::A),
+        "id_token_bad_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alg_none_is_refused_even_when_advertised() {
+    refused(|r| r.signing = Signing::None, "id_token_disallowed_alg").await;
+}
+
+#[tokio::test]
+async fn hs256_keyed_with_the_public_key_is_refused() {
+    refused(
+        |r| r.signing = Signing::Hs256WithPublicKey(Key::A),
+        "id_token_disallowed_alg",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_issuer_is_refused() {
+    refused(
+        |r| r.iss = Some("http://evil.example".into()),
+        "id_token_wrong_issuer",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_audience_is_refused() {
+    refused(
+        |r| r.aud = Some(serde_json::json!("another-client")),
+        "id_token_wrong_audience",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    refused(|r| r.exp_in = -600, "id_token_expired").await;
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    refused(|r| r.iat_in = 3600, "id_token_iat_in_future").await;
+}
+
+#[tokio::test]
+async fn a_wrong_nonce_is_refused() {
+    refused(|r| r.nonce = NonceChoice::Wrong, "id_token_nonce_mismatch").await;
+}
+
+#[tokio::test]
+async fn a_missing_nonce_is_refused() {
+    refused(
+        |r| r.nonce = NonceChoice::Missing,
+        "id_token_nonce_mismatch",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_when_the_jwks_does_not_have_it() {
+    refused(
+        |r| r.signing = Signing::Rs256(Key::B),
+        "id_token_unknown_key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rotated_keys_are_picked_up_by_refetching_the_jwks() {
+    let mut script = Script::default();
+    script.login.signing = Signing::Rs256(Key::B);
+    let setup = setup(script).await;
+    // The provider rotates to key B after the proxy cached a JWKS with only key A.
+    setup.idp.script(|s| s.jwks = vec![Key::A, Key::B]);
+    let browser = Browser::new();
+    let answer = login(&browser, &setup, "/app").await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "the refetched JWKS has the new key"
+    );
+    assert_eq!(
+        browser.get(&setup.proxy.url("/app")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_refused_before_the_token_endpoint() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let start = browser.get(&setup.proxy.url("/app")).await;
+    let approved = browser.get(&location(&start)).await;
+    let callback = location(&approved);
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::FOUND);
+    let calls = setup.idp.token_calls();
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        setup.idp.token_calls(),
+        calls,
+        "a replayed state must not reach the token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_without_or_with_an_unknown_state_is_refused() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    for query in ["", "?code=x", "?code=x&state=made-up", "?state=&code=x"] {
+        let answer = browser
+            .get(&setup.proxy.url(&format!("/auth{query}")))
+            .await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    assert_eq!(setup.idp.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_login_started_in_another_browser_is_refused() {
+    let setup = setup(Script::default()).await;
+    let attacker = Browser::new();
+    let start = attacker.get(&setup.proxy.url("/app")).await;
+    let approved = attacker.get(&location(&start)).await;
+    let callback = location(&approved);
+    // The victim opens the attacker's callback link (login CSRF): no binding cookie, refused.
+    let victim = Browser::new();
+    let answer = victim.get(&callback).await;
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert_no_session_cookie(&answer);
+    assert_eq!(setup.idp.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn two_tabs_can_log_in_at_once() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let first = browser.get(&setup.proxy.url("/one")).await;
+    let second = browser.get(&setup.proxy.url("/two")).await;
+    let first_callback = location(&browser.get(&location(&first)).await);
+    let second_callback = location(&browser.get(&location(&second)).await);
+    let second_answer = browser.get(&second_callback).await;
+    let first_answer = browser.get(&first_callback).await;
+    assert_eq!(
+        second_answer.status(),
+        StatusCode::FOUND,
+        "{:?}",
+        second_answer.text().await
+    );
+    assert_eq!(second_answer.headers()["location"], "/two");
+    assert_eq!(first_answer.headers()["location"], "/one");
+}
+
+#[tokio::test]
+async fn the_return_url_never_leaves_the_origin() {
+    let setup = setup(Script::default()).await;
+    for path in [
+        "//evil.example",
+        "//evil.example/%2e%2e",
+        "/app?next=https://evil.example",
+        "/.//evil.example",
+    ] {
+        let browser = Browser::new();
+        let answer = login(&browser, &setup, path).await;
+        assert_eq!(answer.status(), StatusCode::FOUND, "{path}");
+        let target = answer.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\"),
+            "{path} returned to {target}"
+        );
+    }
+    // Targets that would be ambiguous never get as far as a login.
+    let browser = Browser::new();
+    for path in [
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/%2f%2fevil.example",
+    ] {
+        assert_eq!(
+            browser.get(&setup.proxy.url(path)).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_clients_get_401_and_no_cookie() {
+    let setup = setup(Script::default()).await;
+    let answer = Browser::new().get_api(&setup.proxy.url("/api/data")).await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(answer.headers().contains_key("www-authenticate"));
+    assert!(
+        set_cookies(&answer).is_empty(),
+        "a denied request sets no cookie"
+    );
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    let response = browser
+        .client
+        .get(setup.proxy.url("/"))
+        .header("X-Auth-Groups", "root")
+        .header("x_auth_groups", "root")
+        .header("X-AUTH-SUBJECT", "root")
+        .header("X-Auth-Extra", "root")
+        .send()
+        .await
+        .unwrap();
+    let report = json(response).await;
+    assert_eq!(received_headers(&report, "x-auth-groups"), ["admins,staff"]);
+    assert_eq!(received_headers(&report, "x-auth-subject"), ["alice"]);
+    assert!(received_header(&report, "x-auth-extra").is_none());
+    assert!(received_header(&report, "x_auth_groups").is_none());
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_refresh() {
+    let mut script = Script::default();
+    // Access tokens expire within the 60 s leeway: every request finds the session due.
+    script.access_expires_in = 30;
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    // After the first refresh the access token is again due; the scripted refresh answers 300 s.
+    setup.idp.script(|s| s.access_expires_in = 300);
+    let requests = (0..8).map(|_| browser.client.get(setup.proxy.url("/")).send());
+    let answers = futures_util::future::join_all(requests).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        setup.idp.refresh_calls(),
+        1,
+        "one refresh for eight concurrent requests"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_naming_another_user_ends_the_session() {
+    let mut script = Script::default();
+    script.access_expires_in = 30;
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    setup.idp.script(|s| {
+        let mut other = Recipe::good();
+        other.sub = "mallory".into();
+        other.nonce = NonceChoice::Missing;
+        s.refresh = Some(other);
+    });
+    let answer = browser.get(&setup.proxy.url("/")).await;
+    assert_eq!(answer.status(), StatusCode::FOUND, "sent to log in again");
+    assert!(
+        set_cookies(&answer)
+            .iter()
+            .any(|c| c.starts_with("sess_auth=;") && c.contains("Max-Age=0"))
+    );
+    assert!(logs::text().contains("id_token_subject_changed"));
+}
+
+#[tokio::test]
+async fn invalid_grant_on_refresh_ends_the_session() {
+    let mut script = Script::default();
+    script.access_expires_in = 30;
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    setup.idp.script(|s| s.refresh_invalid_grant = true);
+    assert_eq!(
+        browser.get(&setup.proxy.url("/")).await.status(),
+        StatusCode::FOUND
+    );
+    assert_eq!(
+        browser.get_api(&setup.proxy.url("/")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_goes_to_the_end_session_endpoint() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    assert_eq!(
+        browser.get(&setup.proxy.url("/")).await.status(),
+        StatusCode::OK
+    );
+    let answer = browser.get(&setup.proxy.url("/logout")).await;
+    assert_eq!(answer.status(), StatusCode::FOUND);
+    let target = location(&answer);
+    assert!(
+        target.starts_with(&format!("{}/logout?", setup.idp.issuer)),
+        "{target}"
+    );
+    assert!(target.contains("id_token_hint="), "{target}");
+    assert!(target.contains("post_logout_redirect_uri="), "{target}");
+    assert!(
+        set_cookies(&answer)
+            .iter()
+            .any(|c| c.starts_with("sess_auth=;") && c.contains("Max-Age=0"))
+    );
+    assert_eq!(
+        browser.get(&setup.proxy.url("/")).await.status(),
+        StatusCode::FOUND,
+        "logged out"
+    );
+}

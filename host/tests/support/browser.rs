@@ -1,0 +1,81 @@
+//! A browser stand-in: an HTTP client with a cookie jar that asks for HTML and follows redirects
+//! one hop at a time, so tests can look at every hop.
+
+use reqwest::{Response, StatusCode, header};
+
+/// A cookie-keeping client that never follows redirects by itself.
+pub struct Browser {
+    pub client: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// GET as a browser does (Accept: text/html).
+    pub async fn get(&self, url: &str) -> Response {
+        self.client
+            .get(url)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+    }
+
+    /// GET as an API client does (Accept: application/json).
+    pub async fn get_api(&self, url: &str) -> Response {
+        self.client
+            .get(url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The absolute URL a redirect points to.
+pub fn location(response: &Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "expected a redirect from {}, got {}",
+        response.url(),
+        response.status()
+    );
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    response.url().join(location).unwrap().to_string()
+}
+
+/// Every `Set-Cookie` of a response.
+pub fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether a status is a redirect.
+pub fn is_redirect(status: StatusCode) -> bool {
+    status.is_redirection()
+}
+
+/// The body as JSON.
+pub async fn json(response: Response) -> serde_json::Value {
+    let bytes = response.bytes().await.unwrap();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {}", String::from_utf8_lossy(&bytes)))
+}

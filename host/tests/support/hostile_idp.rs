@@ -1,0 +1,418 @@
+//! A hostile identity provider on loopback: discovery, JWKS, an authorization endpoint that
+//! approves at once, and a token endpoint whose ID tokens the test scripts — badly signed, for the
+//! wrong audience, expired, with another nonce, and so on.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ring::signature::RsaKeyPair;
+use serde_json::{Value, json};
+
+/// One of the two fixture RSA keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    A,
+    B,
+}
+
+impl Key {
+    fn kid(self) -> &'static str {
+        match self {
+            Key::A => "hostile-a",
+            Key::B => "hostile-b",
+        }
+    }
+
+    fn jwk(self) -> Value {
+        let text = match self {
+            Key::A => include_str!("../fixtures/hostile-rsa-a.jwk.json"),
+            Key::B => include_str!("../fixtures/hostile-rsa-b.jwk.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn pair(self) -> RsaKeyPair {
+        let der: &[u8] = match self {
+            Key::A => include_bytes!("../fixtures/hostile-rsa-a.der"),
+            Key::B => include_bytes!("../fixtures/hostile-rsa-b.der"),
+        };
+        RsaKeyPair::from_der(der).unwrap()
+    }
+
+    fn public_pem(self) -> &'static str {
+        match self {
+            Key::A => include_str!("../fixtures/hostile-rsa-a.pub.pem"),
+            Key::B => include_str!("../fixtures/hostile-rsa-b.pub.pem"),
+        }
+    }
+}
+
+/// How an ID token is signed.
+#[derive(Clone, Debug)]
+pub enum Signing {
+    /// RS256 with this key, its kid in the header.
+    Rs256(Key),
+    /// RS256 with this key, but the signature bytes flipped.
+    Rs256Tampered(Key),
+    /// `alg: none`, no signature.
+    None,
+    /// HS256 keyed with the PEM of this key's public key (the classic key-confusion attack).
+    Hs256WithPublicKey(Key),
+}
+
+/// What the nonce claim holds.
+#[derive(Clone, Debug)]
+pub enum NonceChoice {
+    /// The nonce of the login.
+    Echo,
+    /// Another value.
+    Wrong,
+    /// No nonce claim.
+    Missing,
+}
+
+/// An ID token to issue, relative to now.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub signing: Signing,
+    pub iss: Option<String>,
+    pub aud: Option<Value>,
+    pub sub: String,
+    pub exp_in: i64,
+    pub iat_in: i64,
+    pub nonce: NonceChoice,
+    pub extra: Value,
+}
+
+impl Recipe {
+    /// A correct ID token for `alice`, signed with key A.
+    pub fn good() -> Self {
+        Recipe {
+            signing: Signing::Rs256(Key::A),
+            iss: None,
+            aud: None,
+            sub: "alice".into(),
+            exp_in: 300,
+            iat_in: 0,
+            nonce: NonceChoice::Echo,
+            extra: json!({ "preferred_username": "alice", "groups": ["admins", "staff"] }),
+        }
+    }
+}
+
+/// What the provider does; the test changes it between steps.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// Keys in the JWKS.
+    pub jwks: Vec<Key>,
+    /// The ID token issued for a code.
+    pub login: Recipe,
+    /// The ID token issued on refresh (`None`: the refresh answer has no ID token).
+    pub refresh: Option<Recipe>,
+    /// Answer refresh with `invalid_grant`.
+    pub refresh_invalid_grant: bool,
+    /// `expires_in` of access tokens.
+    pub access_expires_in: u64,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            jwks: vec![Key::A],
+            login: Recipe::good(),
+            refresh: None,
+            refresh_invalid_grant: false,
+            access_expires_in: 300,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: Script,
+    /// code → nonce of the login it belongs to.
+    codes: HashMap<String, String>,
+    used_codes: HashSet<String>,
+    issued_id_tokens: Vec<String>,
+}
+
+/// The running hostile provider.
+#[derive(Clone)]
+pub struct HostileIdp {
+    pub issuer: String,
+    state: Arc<Mutex<State>>,
+    token_calls: Arc<AtomicUsize>,
+    refresh_calls: Arc<AtomicUsize>,
+}
+
+impl HostileIdp {
+    /// Starts on a loopback port.
+    pub async fn start(script: Script) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let idp = HostileIdp {
+            issuer: format!("http://{addr}"),
+            state: Arc::new(Mutex::new(State {
+                script,
+                ..State::default()
+            })),
+            token_calls: Arc::default(),
+            refresh_calls: Arc::default(),
+        };
+        let server = idp.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let idp = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let idp = idp.clone();
+                        async move { Ok::<_, Infallible>(idp.handle(request).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        idp
+    }
+
+    /// Changes what the provider does from now on.
+    pub fn script(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.state.lock().unwrap().script);
+    }
+
+    /// Calls to the token endpoint so far.
+    pub fn token_calls(&self) -> usize {
+        self.token_calls.load(Ordering::SeqCst)
+    }
+
+    /// Refresh-token grants so far.
+    pub fn refresh_calls(&self) -> usize {
+        self.refresh_calls.load(Ordering::SeqCst)
+    }
+
+    /// Every ID token issued (to check none of them reached a log).
+    pub fn issued_id_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued_id_tokens.clone()
+    }
+
+    /// The discovery URL for `[oidc] discovery`.
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        match path.as_str() {
+            "/.well-known/openid-configuration" => json_response(StatusCode::OK, self.discovery()),
+            "/jwks" => {
+                let keys: Vec<Value> = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .script
+                    .jwks
+                    .iter()
+                    .map(|k| k.jwk())
+                    .collect();
+                json_response(StatusCode::OK, json!({ "keys": keys }))
+            }
+            "/authorize" => self.authorize(&query),
+            "/token" => {
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                self.token(&body)
+            }
+            _ => json_response(StatusCode::NOT_FOUND, json!({ "error": "not_found" })),
+        }
+    }
+
+    fn discovery(&self) -> Value {
+        let issuer = &self.issuer;
+        json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "end_session_endpoint": format!("{issuer}/logout"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            // Advertising HMAC and none must not make the proxy accept them.
+            "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
+        })
+    }
+
+    /// Approves at once: redirects back with a fresh code bound to the login's nonce.
+    fn authorize(&self, query: &str) -> Response<Full<Bytes>> {
+        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let code = format!("code-{}", rand_suffix());
+        self.state.lock().unwrap().codes.insert(
+            code.clone(),
+            params.get("nonce").cloned().unwrap_or_default(),
+        );
+        let location = format!(
+            "{}?code={code}&state={}",
+            params["redirect_uri"],
+            url::form_urlencoded::byte_serialize(params["state"].as_bytes()).collect::<String>()
+        );
+        Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    fn token(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        self.token_calls.fetch_add(1, Ordering::SeqCst);
+        let form: HashMap<String, String> =
+            url::form_urlencoded::parse(body).into_owned().collect();
+        let mut state = self.state.lock().unwrap();
+        let script = state.script.clone();
+        let (recipe, nonce) = match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let code = form.get("code").cloned().unwrap_or_default();
+                let Some(nonce) = state.codes.get(&code).cloned() else {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_grant" }),
+                    );
+                };
+                if !state.used_codes.insert(code) {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_grant" }),
+                    );
+                }
+                (Some(script.login.clone()), nonce)
+            }
+            Some("refresh_token") => {
+                self.refresh_calls.fetch_add(1, Ordering::SeqCst);
+                if script.refresh_invalid_grant {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_grant" }),
+                    );
+                }
+                (script.refresh.clone(), String::new())
+            }
+            _ => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "unsupported_grant_type" }),
+                );
+            }
+        };
+        let mut answer = json!({
+            "access_token": format!("at-{}", rand_suffix()),
+            "token_type": "Bearer",
+            "expires_in": script.access_expires_in,
+            "refresh_token": format!("rt-{}", rand_suffix()),
+        });
+        if let Some(recipe) = recipe {
+            let id_token = self.id_token(&recipe, &nonce);
+            state.issued_id_tokens.push(id_token.clone());
+            answer["id_token"] = Value::String(id_token);
+        }
+        json_response(StatusCode::OK, answer)
+    }
+
+    fn id_token(&self, recipe: &Recipe, login_nonce: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut claims = json!({
+            "iss": recipe.iss.clone().unwrap_or_else(|| self.issuer.clone()),
+            "aud": recipe.aud.clone().unwrap_or_else(|| json!("portcullis")),
+            "sub": recipe.sub,
+            "exp": now + recipe.exp_in,
+            "iat": now + recipe.iat_in,
+        });
+        match recipe.nonce {
+            NonceChoice::Echo => claims["nonce"] = json!(login_nonce),
+            NonceChoice::Wrong => claims["nonce"] = json!("not-the-nonce"),
+            NonceChoice::Missing => {}
+        }
+        if let Value::Object(extra) = &recipe.extra {
+            for (key, value) in extra {
+                claims[key] = value.clone();
+            }
+        }
+        sign(&recipe.signing, &claims)
+    }
+}
+
+fn sign(signing: &Signing, claims: &Value) -> String {
+    let (alg, kid) = match signing {
+        Signing::Rs256(key) | Signing::Rs256Tampered(key) => ("RS256", Some(key.kid())),
+        Signing::None => ("none", None),
+        Signing::Hs256WithPublicKey(key) => ("HS256", Some(key.kid())),
+    };
+    let mut header = json!({ "alg": alg, "typ": "JWT" });
+    if let Some(kid) = kid {
+        header["kid"] = json!(kid);
+    }
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = match signing {
+        Signing::None => Vec::new(),
+        Signing::Rs256(key) | Signing::Rs256Tampered(key) => {
+            let pair = key.pair();
+            let mut signature = vec![0u8; pair.public().modulus_len()];
+            pair.sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+            if matches!(signing, Signing::Rs256Tampered(_)) {
+                signature[10] ^= 0xff;
+            }
+            signature
+        }
+        Signing::Hs256WithPublicKey(key) => {
+            let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.public_pem().as_bytes());
+            ring::hmac::sign(&hmac, input.as_bytes()).as_ref().to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn rand_suffix() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
