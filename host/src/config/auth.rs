@@ -39,6 +39,8 @@ pub struct OidcConfig {
     pub logout_id_token_hint: bool,
     /// Revoke tokens at logout.
     pub revoke_tokens_on_logout: bool,
+    /// Extra authorization-request parameters.
+    pub authorization_params: Vec<(String, String)>,
     /// Scopes requested at login (contains `openid`).
     pub scopes: Vec<String>,
     /// Refresh access tokens before they expire.
@@ -272,6 +274,26 @@ pub(super) fn validate_oidc(
     let post_logout_redirect_uri = raw.post_logout_redirect_uri.and_then(|text| {
         problems.check("oidc.post_logout_redirect_uri", parse_absolute_url(&text))
     });
+    const RESERVED: [&str; 8] = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    ];
+    let authorization_params: Vec<(String, String)> =
+        raw.authorization_params.unwrap_or_default().into_iter().collect();
+    for (name, _) in &authorization_params {
+        if RESERVED.contains(&name.as_str()) {
+            problems.add(
+                format!("oidc.authorization_params.{name}"),
+                "set by Portcullis itself; remove it (scopes go in oidc.scopes)",
+            );
+        }
+    }
     let scopes = raw
         .scopes
         .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
@@ -322,6 +344,7 @@ pub(super) fn validate_oidc(
         post_logout_redirect_uri,
         logout_id_token_hint: raw.logout_id_token_hint.unwrap_or(true),
         revoke_tokens_on_logout: raw.revoke_tokens_on_logout.unwrap_or(false),
+        authorization_params,
         scopes,
         renew_access_token_on_expiry: raw.renew_access_token_on_expiry.unwrap_or(true),
         access_token_expires_leeway: leeway?,

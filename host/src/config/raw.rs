@@ -55,6 +55,9 @@ pub struct RawOidc {
     pub logout_id_token_hint: Option<bool>,
     /// Revoke the refresh (or access) token at the provider on logout. Default `false`.
     pub revoke_tokens_on_logout: Option<bool>,
+    /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`
+    /// (the seed's `authorization_params`). Default: none.
+    pub authorization_params: Option<BTreeMap<String, String>>,
     /// Scopes requested at login. Default `["openid", "email", "profile"]`; must contain `openid`.
     pub scopes: Option<Vec<String>>,
     /// Refresh the access token when it is about to expire. Default `true`.

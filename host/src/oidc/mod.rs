@@ -298,7 +298,7 @@ impl Oidc {
         let provider = self.provider().ok_or(LoginError::NotReady)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = state.to_owned();
-        let (url, _, nonce) = provider
+        let mut request = provider
             .client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
@@ -313,8 +313,11 @@ impl Oidc {
                     .cloned()
                     .map(Scope::new),
             )
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        for (name, value) in &self.config.authorization_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        let (url, _, nonce) = request.url();
         Ok(LoginStart {
             url,
             nonce: nonce.secret().clone(),

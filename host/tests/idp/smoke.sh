@@ -15,6 +15,7 @@ CLIENT_SECRET=s3cret
 REDIRECT_URI=http://127.0.0.1:5555/auth
 POST_LOGOUT_URI=http://127.0.0.1:5555/
 export IDP_PORT=0
+export IDP_AUTO_PROMPT_CONSENT=1  # this script sends no prompt=consent itself
 export IDP_CLIENTS='[{"client_id":"portcullis","client_secret":"s3cret","redirect_uris":["http://127.0.0.1:5555/auth"],"post_logout_redirect_uris":["http://127.0.0.1:5555/"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_basic"}]'
 
 WORK=$(mktemp -d)

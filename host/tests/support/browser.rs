@@ -20,6 +20,8 @@ impl Browser {
             client: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(reqwest::redirect::Policy::none())
+                // No pooled connections: tests restart servers on the same port.
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
         }

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod echo;
 pub mod hostile_idp;
 pub mod logs;
+pub mod real_idp;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -79,7 +80,17 @@ pub async fn start_proxy_at(
 ) -> TestProxy {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = portcullis::config::parse(&config(addr), base_dir)
+    start_proxy_on(listener, &config(addr), base_dir).await
+}
+
+/// Starts a proxy on an already bound listener.
+pub async fn start_proxy_on(
+    listener: std::net::TcpListener,
+    config: &str,
+    base_dir: &Path,
+) -> TestProxy {
+    let addr = listener.local_addr().unwrap();
+    let config = portcullis::config::parse(config, base_dir)
         .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
     let server =
         Server::with_listener(Proxy::start(config).expect("start the proxy"), listener).unwrap();
