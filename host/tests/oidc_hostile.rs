@@ -61,7 +61,7 @@ async fn setup(script: Script) -> Setup {
 /// Discovery runs in the background: wait until a browser request is sent to log in.
 async fn wait_until_discovered(proxy: &TestProxy) {
     let browser = Browser::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         if browser.get(&proxy.url("/")).await.status() == StatusCode::FOUND {
             return;
         }
@@ -391,9 +391,11 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 
 #[tokio::test]
 async fn concurrent_requests_share_one_refresh() {
-    let mut script = Script::default();
     // Access tokens expire within the 60 s leeway: every request finds the session due.
-    script.access_expires_in = 30;
+    let script = Script {
+        access_expires_in: 30,
+        ..Script::default()
+    };
     let setup = setup(script).await;
     let browser = Browser::new();
     login(&browser, &setup, "/").await;
@@ -413,8 +415,10 @@ async fn concurrent_requests_share_one_refresh() {
 
 #[tokio::test]
 async fn a_refresh_naming_another_user_ends_the_session() {
-    let mut script = Script::default();
-    script.access_expires_in = 30;
+    let script = Script {
+        access_expires_in: 30,
+        ..Script::default()
+    };
     let setup = setup(script).await;
     let browser = Browser::new();
     login(&browser, &setup, "/").await;
@@ -436,8 +440,10 @@ async fn a_refresh_naming_another_user_ends_the_session() {
 
 #[tokio::test]
 async fn invalid_grant_on_refresh_ends_the_session() {
-    let mut script = Script::default();
-    script.access_expires_in = 30;
+    let script = Script {
+        access_expires_in: 30,
+        ..Script::default()
+    };
     let setup = setup(script).await;
     let browser = Browser::new();
     login(&browser, &setup, "/").await;
@@ -480,4 +486,57 @@ async fn logout_ends_the_session_and_goes_to_the_end_session_endpoint() {
         StatusCode::FOUND,
         "logged out"
     );
+}
+
+#[tokio::test]
+async fn while_the_provider_is_down_login_routes_answer_503_and_open_routes_work() {
+    logs::capture();
+    let idp_addr = support::closed_port();
+    let echo = echo::spawn().await;
+    let discovery = format!("http://{idp_addr}/.well-known/openid-configuration");
+    let proxy = start_proxy_at(
+        |proxy| {
+            format!(
+                r#"
+[server]
+listen = "{proxy}"
+[oidc]
+discovery = "{discovery}"
+client_id = "portcullis"
+client_secret = "hostile-test-secret"
+redirect_uri = "http://{proxy}/auth"
+[session]
+store = "memory"
+cookie_secure = false
+[[routes]]
+name = "open"
+path = "/public"
+upstream = "http://{echo}"
+auth = "none"
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+"#
+            )
+        },
+        std::path::Path::new("."),
+    )
+    .await;
+    let browser = Browser::new();
+    assert_eq!(
+        browser.get(&proxy.url("/app")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        browser.get_api(&proxy.url("/app")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        browser.get(&proxy.url("/public/x")).await.status(),
+        StatusCode::OK
+    );
+    // The provider comes up: discovery is retried and logins start working.
+    let _idp = HostileIdp::start_at(idp_addr, Script::default()).await;
+    wait_until_discovered(&proxy).await;
 }

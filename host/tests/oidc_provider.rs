@@ -11,10 +11,18 @@ use reqwest::StatusCode;
 use support::binary::RunningProxy;
 use support::browser::{Browser, json, location};
 use support::echo::{self, received_header};
-use support::real_idp::{CLIENT_SECRET, IdpOptions, RealIdp, confirm_logout_at_provider, log_in_at_provider};
+use support::real_idp::{
+    CLIENT_SECRET, IdpOptions, RealIdp, confirm_logout_at_provider, log_in_at_provider,
+};
 use support::{TestProxy, start_proxy_on};
 
-fn config(proxy: SocketAddr, idp: &RealIdp, echo: SocketAddr, session: &str, leeway: &str) -> String {
+fn config(
+    proxy: SocketAddr,
+    idp: &RealIdp,
+    echo: SocketAddr,
+    session: &str,
+    leeway: &str,
+) -> String {
     let discovery = idp.discovery_url();
     format!(
         r#"
@@ -65,7 +73,12 @@ async fn setup(options: IdpOptions, leeway: &str) -> Setup {
 async fn wait_for_login_page(url: &str) {
     let browser = Browser::new();
     for _ in 0..200 {
-        if let Ok(answer) = browser.client.get(url).header("accept", "text/html").send().await
+        if let Ok(answer) = browser
+            .client
+            .get(url)
+            .header("accept", "text/html")
+            .send()
+            .await
             && answer.status() == StatusCode::FOUND
         {
             return;
@@ -88,7 +101,11 @@ async fn alice_logs_in_and_the_backend_sees_her_identity_headers() {
     let browser = Browser::new();
     let callback = log_in(&browser, &setup.proxy.url("/reports?month=11"), "alice").await;
     assert_eq!(callback.status(), StatusCode::FOUND);
-    assert_eq!(callback.headers()["location"], "/reports?month=11", "back where she started");
+    assert_eq!(
+        callback.headers()["location"],
+        "/reports?month=11",
+        "back where she started"
+    );
     let report = json(browser.get(&setup.proxy.url("/reports?month=11")).await).await;
     let header = |name| received_header(&report, name);
     assert_eq!(header("x-auth-subject").as_deref(), Some("alice"));
@@ -97,7 +114,10 @@ async fn alice_logs_in_and_the_backend_sees_her_identity_headers() {
     assert_eq!(header("x-auth-groups").as_deref(), Some("admins,staff"));
     assert_eq!(header("x-auth-audience").as_deref(), Some("portcullis"));
     assert_eq!(header("x-auth-locale").as_deref(), Some("en-GB"));
-    let expires: u64 = header("x-auth-expiresin").expect("exp").parse().expect("a number");
+    let expires: u64 = header("x-auth-expiresin")
+        .expect("exp")
+        .parse()
+        .expect("a number");
     assert!(expires > 1_700_000_000);
 }
 
@@ -108,8 +128,17 @@ async fn browsers_are_redirected_and_api_clients_get_401() {
     let redirected = browser.get(&setup.proxy.url("/x")).await;
     assert_eq!(redirected.status(), StatusCode::FOUND);
     let target = location(&redirected);
-    assert!(target.starts_with(&format!("{}/auth?", setup.idp.issuer)), "{target}");
-    for part in ["response_type=code", "code_challenge_method=S256", "state=", "nonce=", "scope=openid"] {
+    assert!(
+        target.starts_with(&format!("{}/auth?", setup.idp.issuer)),
+        "{target}"
+    );
+    for part in [
+        "response_type=code",
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "scope=openid",
+    ] {
         assert!(target.contains(part), "{part} missing in {target}");
     }
     let api = browser.get_api(&setup.proxy.url("/x")).await;
@@ -121,14 +150,23 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
     let setup = setup(IdpOptions::default(), "60s").await;
     let browser = Browser::new();
     log_in(&browser, &setup.proxy.url("/"), "bob").await;
-    assert_eq!(browser.get(&setup.proxy.url("/")).await.status(), StatusCode::OK);
+    assert_eq!(
+        browser.get(&setup.proxy.url("/")).await.status(),
+        StatusCode::OK
+    );
 
     let logout = browser.get(&setup.proxy.url("/logout")).await;
     let end_session = location(&logout);
-    assert!(end_session.starts_with(&format!("{}/session/end?", setup.idp.issuer)), "{end_session}");
+    assert!(
+        end_session.starts_with(&format!("{}/session/end?", setup.idp.issuer)),
+        "{end_session}"
+    );
     assert!(end_session.contains("id_token_hint="));
     let after = confirm_logout_at_provider(&browser, &end_session).await;
-    assert!(after.starts_with(&setup.proxy.url("/")), "back at post_logout_redirect_uri: {after}");
+    assert!(
+        after.starts_with(&setup.proxy.url("/")),
+        "back at post_logout_redirect_uri: {after}"
+    );
 
     // The next visit asks for a login again, and the provider shows its login form again.
     let start = browser.get(&setup.proxy.url("/")).await;
@@ -141,13 +179,22 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
         url = location(&browser.get(&url).await);
     }
     let page = browser.get(&url).await.text().await.unwrap();
-    assert!(page.contains("name=\"login\""), "the provider's session ended too");
+    assert!(
+        page.contains("name=\"login\""),
+        "the provider's session ended too"
+    );
 }
 
 #[tokio::test]
 async fn short_lived_access_tokens_are_refreshed_once_for_concurrent_requests() {
     // Access tokens live 6 s; with a 4 s leeway they are due 2 s after login.
-    let setup = setup(IdpOptions { access_token_ttl: 6 }, "4s").await;
+    let setup = setup(
+        IdpOptions {
+            access_token_ttl: 6,
+        },
+        "4s",
+    )
+    .await;
     let browser = Browser::new();
     log_in(&browser, &setup.proxy.url("/"), "alice").await;
     let (_, refreshes_before) = setup.idp.stats().await;
@@ -156,7 +203,10 @@ async fn short_lived_access_tokens_are_refreshed_once_for_concurrent_requests() 
     let requests = (0..6).map(|_| browser.client.get(setup.proxy.url("/")).send());
     for answer in futures_util::future::join_all(requests).await {
         let report = json(answer.unwrap()).await;
-        assert_eq!(received_header(&report, "x-auth-subject").as_deref(), Some("alice"));
+        assert_eq!(
+            received_header(&report, "x-auth-subject").as_deref(),
+            Some("alice")
+        );
     }
     let (_, refreshes) = setup.idp.stats().await;
     assert_eq!(refreshes, 1, "six concurrent requests, one refresh");
@@ -176,7 +226,10 @@ async fn two_tabs_can_log_in_at_the_same_time() {
 
 /// A free loopback port (the binary is restarted on the same one).
 fn reserve_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -185,7 +238,10 @@ async fn sessions_survive_a_restart_and_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let addr = reserve_port();
     let idp = RealIdp::start(addr, IdpOptions::default());
-    let sessions = format!("store = \"sled\"\npath = \"{}\"", dir.path().join("sessions").display());
+    let sessions = format!(
+        "store = \"sled\"\npath = \"{}\"",
+        dir.path().join("sessions").display()
+    );
     let config_path = dir.path().join("portcullis.toml");
     std::fs::write(&config_path, config(addr, &idp, echo, &sessions, "60s")).unwrap();
 
@@ -202,10 +258,16 @@ async fn sessions_survive_a_restart_and_a_kill_9() {
         let answer = browser.client.get(format!("http://{addr}/")).send().await;
         let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap_or_default();
         let report = json(answer.unwrap_or_else(|err| panic!("{restart}: {err}\n{log}"))).await;
-        assert_eq!(received_header(&report, "x-auth-subject").as_deref(), Some("alice"), "{restart}");
+        assert_eq!(
+            received_header(&report, "x-auth-subject").as_deref(),
+            Some("alice"),
+            "{restart}"
+        );
         proxy.terminate();
         let mut proxy = proxy;
-        let status = tokio::task::spawn_blocking(move || proxy.child.wait().unwrap()).await.unwrap();
+        let status = tokio::task::spawn_blocking(move || proxy.child.wait().unwrap())
+            .await
+            .unwrap();
         assert!(status.success(), "{restart}: {status}");
     }
 }

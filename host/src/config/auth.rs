@@ -284,8 +284,11 @@ pub(super) fn validate_oidc(
         "code_challenge",
         "code_challenge_method",
     ];
-    let authorization_params: Vec<(String, String)> =
-        raw.authorization_params.unwrap_or_default().into_iter().collect();
+    let authorization_params: Vec<(String, String)> = raw
+        .authorization_params
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for (name, _) in &authorization_params {
         if RESERVED.contains(&name.as_str()) {
             problems.add(

@@ -394,6 +394,10 @@ impl Auth {
         return_to: String,
     ) -> Result<Response<ProxyBody>, AuthError> {
         let config = self.oidc.config();
+        if self.oidc.provider().is_none() {
+            // Until discovery succeeds nobody can log in: say so rather than deny.
+            return Err(AuthError::Unavailable);
+        }
         let browser = headers
             .get_all(header::ACCEPT)
             .iter()
@@ -405,9 +409,6 @@ impl Auth {
         };
         if !redirect_to_login {
             return Err(AuthError::Unauthenticated(config.unauthenticated_status));
-        }
-        if self.oidc.provider().is_none() {
-            return Err(AuthError::Unavailable);
         }
         // One binding per browser, shared by its tabs: several logins may be under way at once.
         let binding_name = self.sessions.binding_cookie_name();

@@ -160,7 +160,12 @@ pub struct HostileIdp {
 impl HostileIdp {
     /// Starts on a loopback port.
     pub async fn start(script: Script) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), script).await
+    }
+
+    /// Starts on a given loopback address (a provider that comes up late).
+    pub async fn start_at(addr: SocketAddr, script: Script) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let idp = HostileIdp {
             issuer: format!("http://{addr}"),

@@ -27,7 +27,9 @@ pub struct IdpOptions {
 
 impl Default for IdpOptions {
     fn default() -> Self {
-        IdpOptions { access_token_ttl: 3600 }
+        IdpOptions {
+            access_token_ttl: 3600,
+        }
     }
 }
 
@@ -62,7 +64,9 @@ impl RealIdp {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start node tests/idp/provider.js (is Node.js installed? scripts/test installs it)");
+            .expect(
+                "start node tests/idp/provider.js (is Node.js installed? scripts/test installs it)",
+            );
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -81,10 +85,18 @@ impl RealIdp {
     /// `(token requests, refresh requests)` seen by the provider.
     pub async fn stats(&self) -> (u64, u64) {
         let stats: serde_json::Value = serde_json::from_slice(
-            &reqwest::get(format!("{}/test/stats", self.issuer)).await.unwrap().bytes().await.unwrap(),
+            &reqwest::get(format!("{}/test/stats", self.issuer))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
         )
         .unwrap();
-        (stats["token_requests"].as_u64().unwrap(), stats["refresh_requests"].as_u64().unwrap())
+        (
+            stats["token_requests"].as_u64().unwrap(),
+            stats["refresh_requests"].as_u64().unwrap(),
+        )
     }
 }
 
