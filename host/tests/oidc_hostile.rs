@@ -15,6 +15,10 @@ use support::hostile_idp::{HostileIdp, Key, NonceChoice, Recipe, Script, Signing
 use support::{TestProxy, logs, start_proxy_at};
 
 fn config(idp: &HostileIdp, echo: SocketAddr) -> impl FnOnce(SocketAddr) -> String {
+    config_with(idp, echo, "")
+}
+
+fn config_with(idp: &HostileIdp, echo: SocketAddr, oidc_extra: &'static str) -> impl FnOnce(SocketAddr) -> String {
     let discovery = idp.discovery_url();
     move |proxy: SocketAddr| {
         format!(
@@ -29,6 +33,7 @@ client_secret = "hostile-test-secret"
 redirect_uri = "http://{proxy}/auth"
 post_logout_redirect_uri = "http://{proxy}/"
 access_token_expires_leeway = "60s"
+{oidc_extra}
 
 [session]
 store = "memory"
@@ -539,4 +544,19 @@ upstream = "http://{echo}"
     // The provider comes up: discovery is retried and logins start working.
     let _idp = HostileIdp::start_at(idp_addr, Script::default()).await;
     wait_until_discovered(&proxy).await;
+}
+
+#[tokio::test]
+async fn logout_can_revoke_the_refresh_token() {
+    logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy_at(config_with(&idp, echo, "revoke_tokens_on_logout = true"), std::path::Path::new(".")).await;
+    wait_until_discovered(&proxy).await;
+    let setup = Setup { idp, proxy };
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    assert!(setup.idp.revoked().is_empty());
+    browser.get(&setup.proxy.url("/logout")).await;
+    assert_eq!(setup.idp.revoked(), setup.idp.issued_refresh_tokens(), "the session's refresh token is revoked");
 }

@@ -293,7 +293,11 @@ pub(super) fn validate_oidc(
         if RESERVED.contains(&name.as_str()) {
             problems.add(
                 format!("oidc.authorization_params.{name}"),
-                "set by Portcullis itself; remove it (scopes go in oidc.scopes)",
+                if name == "scope" {
+                    "set by Portcullis itself; list scopes in oidc.scopes"
+                } else {
+                    "set by Portcullis itself; remove it"
+                },
             );
         }
     }

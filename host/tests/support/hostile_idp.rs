@@ -146,6 +146,8 @@ struct State {
     codes: HashMap<String, String>,
     used_codes: HashSet<String>,
     issued_id_tokens: Vec<String>,
+    issued_refresh_tokens: Vec<String>,
+    revoked: Vec<String>,
 }
 
 /// The running hostile provider.
@@ -217,6 +219,16 @@ impl HostileIdp {
         self.state.lock().unwrap().issued_id_tokens.clone()
     }
 
+    /// Refresh tokens issued, in order.
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued_refresh_tokens.clone()
+    }
+
+    /// Tokens revoked at the revocation endpoint, in order.
+    pub fn revoked(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
+    }
+
     /// The discovery URL for `[oidc] discovery`.
     pub fn discovery_url(&self) -> String {
         format!("{}/.well-known/openid-configuration", self.issuer)
@@ -244,6 +256,14 @@ impl HostileIdp {
                 let body = request.into_body().collect().await.unwrap().to_bytes();
                 self.token(&body)
             }
+            "/revoke" => {
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+                if let Some(token) = form.get("token") {
+                    self.state.lock().unwrap().revoked.push(token.clone());
+                }
+                json_response(StatusCode::OK, json!({}))
+            }
             _ => json_response(StatusCode::NOT_FOUND, json!({ "error": "not_found" })),
         }
     }
@@ -256,6 +276,7 @@ impl HostileIdp {
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
             "end_session_endpoint": format!("{issuer}/logout"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             // Advertising HMAC and none must not make the proxy accept them.
@@ -331,6 +352,9 @@ impl HostileIdp {
             "expires_in": script.access_expires_in,
             "refresh_token": format!("rt-{}", rand_suffix()),
         });
+        if let Some(token) = answer["refresh_token"].as_str() {
+            state.issued_refresh_tokens.push(token.to_owned());
+        }
         if let Some(recipe) = recipe {
             let id_token = self.id_token(&recipe, &nonce);
             state.issued_id_tokens.push(id_token.clone());
