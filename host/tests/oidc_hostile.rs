@@ -18,7 +18,11 @@ fn config(idp: &HostileIdp, echo: SocketAddr) -> impl FnOnce(SocketAddr) -> Stri
     config_with(idp, echo, "")
 }
 
-fn config_with(idp: &HostileIdp, echo: SocketAddr, oidc_extra: &'static str) -> impl FnOnce(SocketAddr) -> String {
+fn config_with(
+    idp: &HostileIdp,
+    echo: SocketAddr,
+    oidc_extra: &'static str,
+) -> impl FnOnce(SocketAddr) -> String {
     let discovery = idp.discovery_url();
     move |proxy: SocketAddr| {
         format!(
@@ -551,12 +555,20 @@ async fn logout_can_revoke_the_refresh_token() {
     logs::capture();
     let idp = HostileIdp::start(Script::default()).await;
     let echo = echo::spawn().await;
-    let proxy = start_proxy_at(config_with(&idp, echo, "revoke_tokens_on_logout = true"), std::path::Path::new(".")).await;
+    let proxy = start_proxy_at(
+        config_with(&idp, echo, "revoke_tokens_on_logout = true"),
+        std::path::Path::new("."),
+    )
+    .await;
     wait_until_discovered(&proxy).await;
     let setup = Setup { idp, proxy };
     let browser = Browser::new();
     login(&browser, &setup, "/").await;
     assert!(setup.idp.revoked().is_empty());
     browser.get(&setup.proxy.url("/logout")).await;
-    assert_eq!(setup.idp.revoked(), setup.idp.issued_refresh_tokens(), "the session's refresh token is revoked");
+    assert_eq!(
+        setup.idp.revoked(),
+        setup.idp.issued_refresh_tokens(),
+        "the session's refresh token is revoked"
+    );
 }

@@ -258,7 +258,8 @@ impl HostileIdp {
             }
             "/revoke" => {
                 let body = request.into_body().collect().await.unwrap().to_bytes();
-                let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+                let form: HashMap<String, String> =
+                    url::form_urlencoded::parse(&body).into_owned().collect();
                 if let Some(token) = form.get("token") {
                     self.state.lock().unwrap().revoked.push(token.clone());
                 }
