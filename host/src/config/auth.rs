@@ -9,7 +9,7 @@ use url::Url;
 
 use super::raw::{RawOidc, RawSession};
 use super::secret::{self, Secret};
-use super::validate::{Problems, parse_duration};
+use super::validate::{Problems, duration};
 use crate::canonical::CanonicalPath;
 
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -307,13 +307,17 @@ pub(super) fn validate_oidc(
     if !scopes.iter().any(|s| s == "openid") {
         problems.add("oidc.scopes", "must contain \"openid\"");
     }
-    let leeway = problems.check(
+    let leeway = duration(
+        problems,
         "oidc.access_token_expires_leeway",
-        parse_duration(raw.access_token_expires_leeway.as_deref().unwrap_or("60s")),
+        raw.access_token_expires_leeway.as_deref(),
+        "60s",
     );
-    let clock_skew = problems.check(
+    let clock_skew = duration(
+        problems,
         "oidc.clock_skew",
-        parse_duration(raw.clock_skew.as_deref().unwrap_or("30s")),
+        raw.clock_skew.as_deref(),
+        "30s",
     );
     let unauthenticated = match raw.unauthenticated.as_deref() {
         None | Some("auto") => Some(Unauthenticated::Auto),
@@ -403,17 +407,13 @@ pub(super) fn validate_session(
     if cookie_name.starts_with("__Secure-") && !cookie_secure {
         problems.add("session.cookie_name", "a __Secure- cookie must be Secure");
     }
-    let renew = problems.check(
-        "session.renew",
-        parse_duration(raw.renew.as_deref().unwrap_or("1h")),
-    );
-    let lifetime = problems.check(
-        "session.lifetime",
-        parse_duration(raw.lifetime.as_deref().unwrap_or("24h")),
-    );
-    let idle_timeout = problems.check(
+    let renew = duration(problems, "session.renew", raw.renew.as_deref(), "1h");
+    let lifetime = duration(problems, "session.lifetime", raw.lifetime.as_deref(), "24h");
+    let idle_timeout = duration(
+        problems,
         "session.idle_timeout",
-        parse_duration(raw.idle_timeout.as_deref().unwrap_or("8h")),
+        raw.idle_timeout.as_deref(),
+        "8h",
     );
     let cache_entries = raw.cache_entries.unwrap_or(10_000);
     Some(SessionConfig {

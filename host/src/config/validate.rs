@@ -364,7 +364,7 @@ fn parse_ip_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("not an IP address or CIDR range like \"10.0.0.0/8\": {text:?}"))
 }
 
-fn duration(
+pub(super) fn duration(
     problems: &mut Problems,
     key: &str,
     text: Option<&str>,
