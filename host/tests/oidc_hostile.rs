@@ -572,3 +572,36 @@ async fn logout_can_revoke_the_refresh_token() {
         "the session's refresh token is revoked"
     );
 }
+
+#[tokio::test]
+async fn a_replayed_code_under_a_new_state_is_refused_by_the_provider_and_by_us() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let start = browser.get(&setup.proxy.url("/app")).await;
+    let callback = location(&browser.get(&location(&start)).await);
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::FOUND);
+    let used_code = callback
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A new login (another browser), answered with the old code.
+    let browser = Browser::new();
+    let fresh = browser.get(&setup.proxy.url("/other")).await;
+    let fresh_callback = location(&browser.get(&location(&fresh)).await);
+    let fresh_code = fresh_callback
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let replay = fresh_callback.replace(fresh_code, &used_code);
+    let answer = browser.get(&replay).await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_no_session_cookie(&answer);
+    assert!(logs::text().contains("code_refused"));
+}

@@ -59,7 +59,9 @@ impl AuthError {
             AuthError::Login(LoginError::NotReady) | AuthError::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            AuthError::Login(LoginError::IdToken(_)) => StatusCode::UNAUTHORIZED,
+            AuthError::Login(LoginError::IdToken(_) | LoginError::CodeRefused(_)) => {
+                StatusCode::UNAUTHORIZED
+            }
             AuthError::Login(_) => StatusCode::BAD_GATEWAY,
             AuthError::Unauthenticated(status) => *status,
             AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,7 +78,7 @@ impl AuthError {
                 "this login link is not valid (expired, used already, or opened in another browser); please start again"
             }
             AuthError::ProviderDenied(_) => "the identity provider did not log you in",
-            AuthError::Login(LoginError::IdToken(_)) => {
+            AuthError::Login(LoginError::IdToken(_) | LoginError::CodeRefused(_)) => {
                 "the login could not be verified; please start again"
             }
             AuthError::Login(_) | AuthError::Unavailable => {

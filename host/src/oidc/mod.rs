@@ -85,9 +85,12 @@ pub enum LoginError {
     /// Discovery has not succeeded yet.
     #[error("the identity provider is not available yet")]
     NotReady,
-    /// The token endpoint could not be reached or answered with an error.
+    /// The token endpoint could not be reached or answered nonsense.
     #[error("token exchange failed: {0}")]
     TokenExchange(String),
+    /// The provider refused the code (used already, expired, not ours).
+    #[error("the provider refused the code: {0}")]
+    CodeRefused(String),
     /// The token response had no ID token.
     #[error("the token response has no ID token")]
     NoIdToken,
@@ -102,6 +105,7 @@ impl LoginError {
         match self {
             LoginError::NotReady => "provider_not_ready",
             LoginError::TokenExchange(_) => "token_exchange_failed",
+            LoginError::CodeRefused(_) => "code_refused",
             LoginError::NoIdToken => "no_id_token",
             LoginError::IdToken(rejection) => rejection.reason_code(),
         }
@@ -341,7 +345,12 @@ impl Oidc {
         let response = request
             .request_async(&self.http)
             .await
-            .map_err(|err| LoginError::TokenExchange(describe_token_error(&err)))?;
+            .map_err(|err| match err {
+                RequestTokenError::ServerResponse(refusal) => {
+                    LoginError::CodeRefused(refusal.error().to_string())
+                }
+                other => LoginError::TokenExchange(describe_token_error(&other)),
+            })?;
         let id_token = response.id_token().ok_or(LoginError::NoIdToken)?.clone();
         let nonce = Nonce::new(nonce.to_owned());
         let claims = self.verify(&provider, &id_token, Some(&nonce)).await?;
