@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::canonical::{HostError, PathError};
 use crate::oidc::AuthError;
+use crate::policy::PolicyError;
 use crate::proxy::upstream::UpstreamError;
 
 /// Errors as they travel through boxed bodies.
@@ -41,6 +42,9 @@ pub enum ProxyError {
     /// Login, logout or authentication refused the request (400/401/403/502/503/500).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The route's policy failed (500: fail closed).
+    #[error("policy failed: {0}")]
+    Policy(#[from] PolicyError),
 }
 
 impl ProxyError {
@@ -53,6 +57,7 @@ impl ProxyError {
             ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Auth(err) => err.status(),
+            ProxyError::Policy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -66,6 +71,7 @@ impl ProxyError {
             ProxyError::Upstream(err) if err.is_timeout() => "the service did not answer in time",
             ProxyError::Upstream(_) => "the service is not reachable",
             ProxyError::Auth(err) => err.public_text(),
+            ProxyError::Policy(_) => "the request could not be authorized",
         }
     }
 

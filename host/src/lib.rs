@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod oidc;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -27,6 +27,33 @@ enum Command {
         #[arg(long, short, default_value = "portcullis.toml")]
         config: PathBuf,
     },
+    /// Work with policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run one decision of a policy and print it as JSON. Exit 0; 1 when it differs from
+    /// `--expect`; 2 when the policy fails (compile, runtime, limit) or an input is bad.
+    Test {
+        /// The policy file (`.rhai`).
+        file: PathBuf,
+        /// JSON object of ID-token claims, e.g. {"sub": "alice", "groups": ["admins"]}.
+        #[arg(long)]
+        claims: PathBuf,
+        /// JSON object with method, path, query, host, headers, client_ip, route (all optional).
+        #[arg(long)]
+        request: Option<PathBuf>,
+        /// `key=value` for the policy's config; JSON values are parsed (`groups=["a","b"]`).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The decision you expect.
+        #[arg(long, value_parser = ["allow", "deny", "login"])]
+        expect: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +68,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Policy {
+            command: PolicyCommand::Test { file, claims, request, config, expect },
+        } => policy_test(&file, &claims, request.as_deref(), &config, expect.as_deref()),
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -71,4 +101,31 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         server.serve(portcullis::server::shutdown_signal()).await;
         Ok(())
     })
+}
+
+fn policy_test(
+    file: &std::path::Path,
+    claims: &std::path::Path,
+    request: Option<&std::path::Path>,
+    config: &[String],
+    expect: Option<&str>,
+) -> ExitCode {
+    // print() and debug() in the policy go to stderr.
+    portcullis::logging::init("info");
+    match portcullis::policy::tester::run(file, claims, request, config) {
+        Ok(decision) => {
+            println!("{}", decision.to_json());
+            match expect {
+                Some(expected) if expected != decision.kind() => {
+                    eprintln!("expected {expected}, the policy decided {}", decision.kind());
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! so they accept exactly the same files. Every problem is reported at once with its key path.
 
 mod auth;
+mod policies;
 mod raw;
 pub mod secret;
 mod validate;
@@ -36,6 +37,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[headers]`: the default identity headers of routes.
     pub identity_headers: Arc<IdentityHeaders>,
+    /// `[policy_limits]`.
+    pub policy_limits: crate::policy::PolicyLimits,
 }
 
 /// `[server]`, resolved.
@@ -93,6 +96,17 @@ pub struct RouteConfig {
     pub identity_headers: Arc<IdentityHeaders>,
     /// Send the access token upstream as `Authorization: Bearer`.
     pub forward_access_token: bool,
+    /// The route's policy, compiled, with the rules its output must follow.
+    pub policy: Option<RoutePolicy>,
+}
+
+/// A route's compiled policy and the checks its decisions pass.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    /// The compiled policy (with the route's `policy_config` bound).
+    pub policy: crate::policy::Policy,
+    /// What headers its decisions may set.
+    pub rules: crate::policy::OutputRules,
 }
 
 /// The `host` of a route.

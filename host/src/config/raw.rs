@@ -26,9 +26,36 @@ pub struct RawConfig {
     /// Identity headers for the upstream, `"Header-Name" = "claim"`. Default: the seven `X-Auth-*`
     /// headers of the seed (see `docs/oidc.md`).
     pub headers: Option<BTreeMap<String, String>>,
+    /// Sandbox bounds of every policy.
+    #[serde(default)]
+    pub policy_limits: RawPolicyLimits,
     /// The routes, matched by host and longest path prefix. At least one is required.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+/// `[policy_limits]`: every key optional; defaults in `policy/limits.rs` and `docs/policies.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyLimits {
+    /// Rhai operations per decision. Default 100000.
+    pub max_operations: Option<u64>,
+    /// Nested calls. Default 32.
+    pub max_call_depth: Option<usize>,
+    /// Expression nesting. Default 64.
+    pub max_expr_depth: Option<usize>,
+    /// Bytes per string. Default 65536.
+    pub max_string_size: Option<usize>,
+    /// Items per array. Default 10000.
+    pub max_array_size: Option<usize>,
+    /// Entries per map. Default 10000.
+    pub max_map_size: Option<usize>,
+    /// Wall-clock cap per decision. Default `"20ms"`.
+    pub timeout: Option<String>,
+    /// Headers one decision may set. Default 16.
+    pub max_headers: Option<usize>,
+    /// Bytes per header value set by a policy. Default 4096.
+    pub max_header_value_size: Option<usize>,
 }
 
 /// `[oidc]`
@@ -176,6 +203,13 @@ pub struct RawRoute {
     /// Send `Authorization: Bearer <access token>` upstream. Default `false`.
     #[serde(default)]
     pub forward_access_token: bool,
+    /// Policy script deciding each request (`.rhai`), relative to the config file. Default: none.
+    pub policy: Option<String>,
+    /// Table handed to the policy as `config`. Default: empty.
+    pub policy_config: Option<toml::Table>,
+    /// Let the policy set identity headers (`X-Auth-*`, the route's `headers`). Default `false`.
+    #[serde(default)]
+    pub policy_may_set_identity_headers: bool,
 }
 
 /// A key that takes either one string or a list of strings.

@@ -14,6 +14,8 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::auth::{self, AuthMode, IdentityHeaders};
+use super::policies;
+use crate::policy::{OutputRules, PolicyEngine};
 use super::raw::{RawConfig, RawRoute, RawServer};
 use super::{
     CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl,
@@ -69,7 +71,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let session = auth::validate_session(raw.session, base_dir, &mut problems);
     let identity_headers =
         auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
+    let policy_limits = policies::validate_limits(raw.policy_limits, &mut problems);
     let defaults = RouteDefaults {
+        engine: PolicyEngine::new(policy_limits.clone()),
         oidc_set,
         identity_headers: identity_headers
             .clone()
@@ -84,6 +88,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
             oidc,
             session,
             identity_headers,
+            policy_limits,
         }),
         _ => Err(problems.0),
     }
@@ -91,6 +96,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
 
 /// What routes inherit from the top-level login sections.
 struct RouteDefaults {
+    /// Compiles every route's policy (one engine per config).
+    engine: PolicyEngine,
     oidc_set: bool,
     identity_headers: Arc<IdentityHeaders>,
 }
@@ -317,6 +324,33 @@ fn validate_routes(
                 "needs auth = \"required\" or \"optional\" (there is no token without a login)",
             );
         }
+        let policy = match (&raw.policy, &identity_headers) {
+            (Some(file), Some(identity_headers)) => {
+                let rules = OutputRules {
+                    limits: defaults.engine.limits().clone(),
+                    identity_headers: identity_headers.0.iter().map(|(name, _)| name.as_str().to_owned()).collect(),
+                    may_set_identity_headers: raw.policy_may_set_identity_headers,
+                };
+                let compiled = policies::compile_route_policy(
+                    &defaults.engine,
+                    file,
+                    raw.policy_config,
+                    rules,
+                    base_dir,
+                    &key("policy"),
+                    problems,
+                );
+                if compiled.is_none() {
+                    continue;
+                }
+                compiled
+            }
+            (None, _) if raw.policy_config.is_some() => {
+                problems.add(key("policy_config"), "given, but the route has no policy");
+                None
+            }
+            _ => None,
+        };
         if let (
             Some(name),
             Some(path),
@@ -347,6 +381,7 @@ fn validate_routes(
                 auth,
                 identity_headers,
                 forward_access_token: raw.forward_access_token,
+                policy,
             });
         }
     }

@@ -234,6 +234,7 @@ impl Auth {
             created_at: previous.map_or(now, |p| p.created_at),
             last_seen: now,
             cookie_issued_at: previous.map_or(now, |p| p.cookie_issued_at),
+            policy_claims: std::sync::OnceLock::new(),
         }
     }
 
@@ -411,6 +412,15 @@ impl Auth {
         };
         if !redirect_to_login {
             return Err(AuthError::Unauthenticated(config.unauthenticated_status));
+        }
+        self.start_login(headers, return_to)
+    }
+
+    /// Starts a login: stores the pending login and redirects to the provider. Also used when a
+    /// policy asks for a (new) login.
+    pub fn start_login(&self, headers: &HeaderMap, return_to: String) -> Result<Response<ProxyBody>, AuthError> {
+        if self.oidc.provider().is_none() {
+            return Err(AuthError::Unavailable);
         }
         // One binding per browser, shared by its tabs: several logins may be under way at once.
         let binding_name = self.sessions.binding_cookie_name();

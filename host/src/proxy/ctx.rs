@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::canonical::CanonicalPath;
 use crate::oidc::Auth;
@@ -49,6 +49,8 @@ pub struct RequestCtx {
     pub session: Option<LiveSession>,
     /// `Set-Cookie` values for the response (renewed or expired session cookie).
     pub set_cookies: Vec<HeaderValue>,
+    /// Headers the route's policy set for the upstream request.
+    pub policy_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestCtx {

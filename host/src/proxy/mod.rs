@@ -29,6 +29,7 @@ use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
 use crate::oidc::{Auth, Oidc, claim_header_value};
+use crate::policy::{Decision, PolicyClaims, PolicyError, PolicyRequest};
 use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
@@ -115,6 +116,7 @@ impl Proxy {
             auth: self.auth.clone(),
             session: None,
             set_cookies: Vec::new(),
+            policy_headers: Vec::new(),
         };
         let mut response = match run_phases(&mut ctx, request).await {
             Ok(response) => response,
@@ -158,6 +160,9 @@ where
         return Err(ProxyError::NoRoute);
     }
     if let Flow::Respond(response) = authenticate(ctx, &request).await? {
+        return Ok(response);
+    }
+    if let Flow::Respond(response) = authorize(ctx, &request)? {
         return Ok(response);
     }
     let (upstream_request, client_upgrade) = upstream_request(ctx, request)?;
@@ -249,14 +254,84 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
     if ctx.session.is_some() || mode == AuthMode::Optional {
         return Ok(Flow::Continue);
     }
-    let path = ctx.path.as_ref().expect("routing set the path");
-    let return_to = match request.uri().query() {
-        Some(query) => format!("{}?{query}", path.forward()),
-        None => path.forward().to_owned(),
+    Ok(Flow::Respond(auth.unauthenticated(request.headers(), return_to(ctx, request))?))
+}
+
+/// Where to come back to after a login: this request's canonical path and query, on this origin.
+fn return_to<B>(ctx: &RequestCtx, request: &Request<B>) -> String {
+    let path = ctx.path.as_ref().map_or("/", CanonicalPath::forward);
+    match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
+}
+
+/// Phase 5, authorize: the route's policy decides on the request and the user's claims. A deny is
+/// an answer (a value); a policy that fails is a 500 — fail closed.
+fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+    let snapshot = ctx.snapshot.clone();
+    let Some(route) = ctx.route.map(|id| &snapshot.routes[id]) else {
+        return Ok(Flow::Continue);
     };
-    Ok(Flow::Respond(
-        auth.unauthenticated(request.headers(), return_to)?,
-    ))
+    let Some(route_policy) = &route.config.policy else {
+        return Ok(Flow::Continue);
+    };
+    let anonymous;
+    let claims = match &ctx.session {
+        Some(live) => live.session.policy_claims(),
+        None => {
+            anonymous = PolicyClaims::anonymous();
+            &anonymous
+        }
+    };
+    let input = PolicyRequest {
+        method: request.method().as_str(),
+        path: ctx.path.as_ref().map_or("/", CanonicalPath::decision),
+        query: request.uri().query().unwrap_or(""),
+        host: ctx.host.as_deref().unwrap_or(""),
+        headers: request.headers(),
+        client_ip: ctx.conn.peer.ip().to_canonical(),
+        route: &route.config.name,
+    };
+    let decision = route_policy
+        .policy
+        .decide(&input, claims, &route_policy.rules)
+        .inspect_err(|err| {
+            tracing::warn!(request_id = ?ctx.request_id, route = %route.config.name, error = %err, "policy failed; request refused");
+        })?;
+    match decision {
+        Decision::Allow { headers } => {
+            ctx.policy_headers = headers;
+            Ok(Flow::Continue)
+        }
+        Decision::Deny { status, reason } => Ok(Flow::Respond(denied(status, reason.as_deref()))),
+        Decision::Login => {
+            let Some(auth) = ctx.auth.clone() else {
+                return Err(ProxyError::Policy(PolicyError {
+                    file: route_policy.policy.file().to_owned(),
+                    position: None,
+                    message: "login() needs an [oidc] section".into(),
+                }));
+            };
+            Ok(Flow::Respond(auth.start_login(request.headers(), return_to(ctx, request))?))
+        }
+    }
+}
+
+/// The answer to a policy's deny: its status and reason (or the status's own text).
+fn denied(status: StatusCode, reason: Option<&str>) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reason.unwrap_or("access denied")
+    );
+    let mut response = Response::new(crate::error::full_body(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned
@@ -323,6 +398,9 @@ where
         {
             headers.insert(header::AUTHORIZATION, value);
         }
+    }
+    for (name, value) in ctx.policy_headers.drain(..) {
+        headers.insert(name, value);
     }
     let host = if route.config.preserve_host {
         host_header.clone()

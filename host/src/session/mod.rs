@@ -18,7 +18,7 @@ mod conformance;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,6 +32,7 @@ pub use sled_store::SledStore;
 pub use store::{Clock, ManualClock, SessionStore, StoreError, SystemClock, UnixTime};
 
 use crate::config::{SessionConfig, StoreKind};
+use crate::policy::PolicyClaims;
 
 /// How long a login may take from redirect to callback.
 pub const PENDING_LOGIN_TTL: u64 = 600;
@@ -101,6 +102,17 @@ pub struct Session {
     pub last_seen: UnixTime,
     /// When the cookie was last sent.
     pub cookie_issued_at: UnixTime,
+    /// The claims converted for policies: built on first use, then shared by every request of
+    /// this session (never stored).
+    #[serde(skip)]
+    pub policy_claims: OnceLock<PolicyClaims>,
+}
+
+impl Session {
+    /// The claims as policies see them, converted once per session.
+    pub fn policy_claims(&self) -> &PolicyClaims {
+        self.policy_claims.get_or_init(|| PolicyClaims::from_json(&self.claims))
+    }
 }
 
 impl fmt::Debug for Session {
@@ -439,6 +451,7 @@ mod tests {
             created_at: 0,
             last_seen: 0,
             cookie_issued_at: 0,
+            policy_claims: OnceLock::new(),
         }
     }
 

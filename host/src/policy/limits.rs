@@ -1,0 +1,44 @@
+//! [`PolicyLimits`]: every bound a policy runs under, defined once, with its default.
+//!
+//! Configured in `[policy_limits]`; each has a test in `tests/policies.rs` that exceeds it.
+
+use std::time::Duration;
+
+/// The sandbox bounds of policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// Rhai operations per decision (loops are stopped by this). Default 100,000 (about 1–5 ms).
+    pub max_operations: u64,
+    /// Nested function calls. Default 32.
+    pub max_call_depth: usize,
+    /// Nesting of expressions (at global level; functions get the same). Default 64.
+    pub max_expr_depth: usize,
+    /// Bytes in one string. Default 64 KiB.
+    pub max_string_size: usize,
+    /// Items in one array. Default 10,000.
+    pub max_array_size: usize,
+    /// Entries in one map. Default 10,000.
+    pub max_map_size: usize,
+    /// Wall-clock cap per decision. Default 20 ms.
+    pub timeout: Duration,
+    /// Headers one decision may set. Default 16.
+    pub max_headers: usize,
+    /// Bytes in one header value a policy sets. Default 4 KiB.
+    pub max_header_value_size: usize,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            max_operations: 100_000,
+            max_call_depth: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            timeout: Duration::from_millis(20),
+            max_headers: 16,
+            max_header_value_size: 4096,
+        }
+    }
+}

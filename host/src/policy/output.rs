@@ -1,0 +1,79 @@
+//! Checks on the headers a policy asks to set: a policy can never smuggle a header line, touch
+//! framing or hop-by-hop headers, or (unless the route allows it) override identity headers.
+
+use http::{HeaderName, HeaderValue};
+
+use super::limits::PolicyLimits;
+
+/// What the headers of one route's decisions may be.
+#[derive(Debug, Clone)]
+pub struct OutputRules {
+    /// The bounds.
+    pub limits: PolicyLimits,
+    /// Identity header names of the route (lower case).
+    pub identity_headers: Vec<String>,
+    /// Whether the policy may set identity headers (`X-Auth-*` and the route's configured ones).
+    pub may_set_identity_headers: bool,
+}
+
+/// Headers nobody but the proxy sets: framing, hop-by-hop, routing.
+const FORBIDDEN: [&str; 14] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+    "x-request-id",
+    "expect",
+];
+
+impl OutputRules {
+    /// Validates `(name, value)` pairs returned by a policy; the error text says which and why.
+    pub fn check(&self, headers: Vec<(String, String)>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        if headers.len() > self.limits.max_headers {
+            return Err(format!(
+                "the policy sets {} headers; at most {} are allowed (policy_limits.max_headers)",
+                headers.len(),
+                self.limits.max_headers
+            ));
+        }
+        headers
+            .into_iter()
+            .map(|(name, value)| self.check_one(&name, &value))
+            .collect()
+    }
+
+    fn check_one(&self, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(format!("header {name:?}: the value contains CR, LF or NUL"));
+        }
+        if value.len() > self.limits.max_header_value_size {
+            return Err(format!(
+                "header {name:?}: the value has {} bytes; at most {} are allowed (policy_limits.max_header_value_size)",
+                value.len(),
+                self.limits.max_header_value_size
+            ));
+        }
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
+        let lower = header.as_str();
+        let normalised = lower.replace('_', "-");
+        if FORBIDDEN.contains(&normalised.as_str()) || normalised.starts_with("x-forwarded-") || normalised == "forwarded" {
+            return Err(format!("header {name:?} is managed by the proxy; a policy cannot set it"));
+        }
+        let identity = normalised.starts_with("x-auth-") || self.identity_headers.iter().any(|h| *h == normalised);
+        if identity && !self.may_set_identity_headers {
+            return Err(format!(
+                "header {name:?} is an identity header; set policy_may_set_identity_headers = true on the route to allow it"
+            ));
+        }
+        let value = HeaderValue::from_str(value).map_err(|_| format!("header {name:?}: the value is not valid in a header"))?;
+        Ok((header, value))
+    }
+}

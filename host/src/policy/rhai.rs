@@ -1,0 +1,367 @@
+//! Rhai policies: one hardened [`PolicyEngine`] per config, scripts compiled at load into
+//! [`RhaiPolicy`], run per request with a fresh scope.
+//!
+//! The sandbox is what is registered: the script sees four constants (`claims`, `request`, `route`,
+//! `config`), the helpers below, and Rhai's core language. There is no `eval`, no `import` (the
+//! crate is built with `no_module`), no clock (`no_time`), and no file, network or environment
+//! function. Every bound comes from [`PolicyLimits`]; the wall-clock cap is checked from the
+//! progress callback every 256 operations.
+//!
+//! Helpers need the current request, which a shared engine cannot capture: it is put in a
+//! thread-local for the length of one synchronous evaluation ([`CallGuard`]).
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use rhai::{AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+
+use super::input::{PolicyClaims, PolicyRequest};
+use super::limits::PolicyLimits;
+use super::output::OutputRules;
+use super::{Decision, PolicyError};
+
+/// The request while a policy runs.
+struct Current {
+    groups: Arc<Vec<String>>,
+    claims: Arc<Map>,
+    request: Arc<RequestData>,
+    route: ImmutableString,
+    file: Arc<str>,
+    deadline: Instant,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Clears the thread-local when an evaluation ends, however it ends.
+struct CallGuard;
+
+impl CallGuard {
+    fn set(current: Current) -> Self {
+        CURRENT.with(|c| *c.borrow_mut() = Some(current));
+        CallGuard
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+fn with_current<T>(default: T, f: impl FnOnce(&Current) -> T) -> T {
+    CURRENT.with(|c| c.borrow().as_ref().map(f).unwrap_or(default))
+}
+
+/// The request fields, owned, behind the script's `request` value.
+#[derive(Debug)]
+struct RequestData {
+    method: ImmutableString,
+    path: ImmutableString,
+    query: ImmutableString,
+    host: ImmutableString,
+    client_ip: ImmutableString,
+    headers: http::HeaderMap,
+}
+
+/// `request` in a script: properties `method`, `path`, `query`, `host`, `client_ip`, `headers`.
+#[derive(Debug, Clone)]
+struct RequestView(Arc<RequestData>);
+
+impl RequestData {
+    fn header(&self, name: &str) -> Dynamic {
+        let values: Vec<&str> = self
+            .headers
+            .get_all(name.to_ascii_lowercase().as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            Dynamic::UNIT
+        } else {
+            values.join(", ").into()
+        }
+    }
+
+    fn headers_map(&self) -> Map {
+        let mut map = Map::new();
+        for name in self.headers.keys() {
+            map.insert(name.as_str().into(), self.header(name.as_str()));
+        }
+        map
+    }
+}
+
+/// What a script's `allow()`, `deny()` and `login()` return.
+#[derive(Debug, Clone)]
+enum ScriptDecision {
+    Allow(Vec<(String, String)>),
+    Deny(i64, Option<String>),
+    Login,
+}
+
+/// A Rhai engine configured with the sandbox and the policy API.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    engine: Arc<Engine>,
+    limits: PolicyLimits,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").field("limits", &self.limits).finish()
+    }
+}
+
+/// A compiled Rhai policy.
+#[derive(Debug)]
+pub struct RhaiPolicy {
+    ast: AST,
+    file: Arc<str>,
+    config: Dynamic,
+    engine: PolicyEngine,
+}
+
+impl PolicyEngine {
+    /// An engine with `limits` and the policy API.
+    pub fn new(limits: PolicyLimits) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_depth)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_strict_variables(true);
+        engine.disable_symbol("eval");
+        engine.on_progress(|operations| {
+            if operations % 256 != 0 {
+                return None;
+            }
+            with_current(None, |current| {
+                (Instant::now() > current.deadline).then(|| Dynamic::from("wall-clock cap"))
+            })
+        });
+        engine.on_print(|text| {
+            with_current((), |current| {
+                tracing::info!(target: "portcullis::policy", route = %current.route, file = %current.file, "print: {text}")
+            })
+        });
+        engine.on_debug(|text, _, position| {
+            with_current((), |current| {
+                tracing::debug!(target: "portcullis::policy", route = %current.route, file = %current.file, line = position.line(), "debug: {text}")
+            })
+        });
+        register_api(&mut engine);
+        PolicyEngine {
+            engine: Arc::new(engine),
+            limits,
+        }
+    }
+
+    /// The limits this engine enforces.
+    pub fn limits(&self) -> &PolicyLimits {
+        &self.limits
+    }
+
+    /// Compiles a script file. `shown` is the path as written in the config (used in messages);
+    /// `config` is the route's `policy_config`.
+    pub fn compile(&self, path: &Path, shown: &str, config: Map) -> Result<RhaiPolicy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|err| PolicyError {
+            file: shown.to_owned(),
+            position: None,
+            message: format!("cannot read the policy: {err}"),
+        })?;
+        self.compile_text(&text, shown, config)
+    }
+
+    /// Compiles script text (tests, `policy test`).
+    pub fn compile_text(&self, text: &str, shown: &str, config: Map) -> Result<RhaiPolicy, PolicyError> {
+        let ast = self
+            .engine
+            .compile_with_scope(&template_scope(), text)
+            .map_err(|err| PolicyError {
+                file: shown.to_owned(),
+                position: line_column(err.position()),
+                message: err.err_type().to_string(),
+            })?;
+        Ok(RhaiPolicy {
+            ast,
+            file: shown.into(),
+            config: Dynamic::from_map(config),
+            engine: self.clone(),
+        })
+    }
+}
+
+/// The names every script sees (for compiling with strict variables). Pushed as variables, not
+/// constants: the optimizer would fold constant placeholder values into the compiled script.
+fn template_scope() -> Scope<'static> {
+    let mut scope = Scope::new();
+    for name in ["claims", "request", "route", "config"] {
+        scope.push(name, ());
+    }
+    scope
+}
+
+fn line_column(position: Position) -> Option<(usize, usize)> {
+    Some((position.line()?, position.position().unwrap_or(0)))
+}
+
+fn register_api(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<RequestView>("Request")
+        .register_get("method", |r: &mut RequestView| r.0.method.clone())
+        .register_get("path", |r: &mut RequestView| r.0.path.clone())
+        .register_get("query", |r: &mut RequestView| r.0.query.clone())
+        .register_get("host", |r: &mut RequestView| r.0.host.clone())
+        .register_get("client_ip", |r: &mut RequestView| r.0.client_ip.clone())
+        .register_get("headers", |r: &mut RequestView| r.0.headers_map());
+    engine.register_type_with_name::<ScriptDecision>("Decision");
+
+    engine
+        .register_fn("has_group", |name: &str| {
+            with_current(false, |c| c.groups.iter().any(|g| g == name))
+        })
+        .register_fn("has_any_group", |names: Array| {
+            with_current(false, |c| {
+                names
+                    .iter()
+                    .filter_map(|n| n.clone().into_immutable_string().ok())
+                    .any(|n| c.groups.iter().any(|g| *g == *n))
+            })
+        })
+        .register_fn("claim", |name: &str| {
+            with_current(Dynamic::UNIT, |c| c.claims.get(name).cloned().unwrap_or(Dynamic::UNIT))
+        })
+        .register_fn("header", |name: &str| {
+            with_current(Dynamic::UNIT, |c| c.request.header(name))
+        })
+        .register_fn("allow", || ScriptDecision::Allow(Vec::new()))
+        .register_fn("allow", |headers: Map| -> Result<ScriptDecision, Box<EvalAltResult>> {
+            let mut pairs = Vec::with_capacity(headers.len());
+            for (name, value) in headers {
+                let value = match value.clone().into_immutable_string() {
+                    Ok(text) => text.to_string(),
+                    Err(_) if value.is_int() || value.is_bool() || value.is_float() => value.to_string(),
+                    Err(kind) => return Err(format!("allow(): the value of header {name:?} is a {kind}, not a string").into()),
+                };
+                pairs.push((name.to_string(), value));
+            }
+            Ok(ScriptDecision::Allow(pairs))
+        })
+        .register_fn("deny", |status: i64| ScriptDecision::Deny(status, None))
+        .register_fn("deny", |status: i64, reason: &str| ScriptDecision::Deny(status, Some(reason.to_owned())))
+        .register_fn("login", || ScriptDecision::Login);
+}
+
+impl RhaiPolicy {
+    /// The file, as written in the config.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Runs the script for one request. Never panics and never blocks longer than the limits allow.
+    pub fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: &PolicyClaims,
+        rules: &OutputRules,
+    ) -> Result<Decision, PolicyError> {
+        let data = Arc::new(RequestData {
+            method: request.method.into(),
+            path: request.path.into(),
+            query: request.query.into(),
+            host: request.host.into(),
+            client_ip: request.client_ip.to_string().into(),
+            headers: request.headers.clone(),
+        });
+        let route: ImmutableString = request.route.into();
+        let mut scope = Scope::with_capacity(4);
+        scope.push_constant("claims", (*claims.map).clone());
+        scope.push_constant("request", RequestView(data.clone()));
+        scope.push_constant("route", route.clone());
+        scope.push_constant_dynamic("config", self.config.clone());
+        let _guard = CallGuard::set(Current {
+            groups: claims.groups.clone(),
+            claims: claims.map.clone(),
+            request: data,
+            route,
+            file: self.file.clone(),
+            deadline: Instant::now() + self.engine.limits.timeout,
+        });
+        let result = self
+            .engine
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast)
+            .map_err(|err| self.runtime_error(*err))?;
+        self.decision(result, rules)
+    }
+
+    fn error(&self, position: Option<(usize, usize)>, message: String) -> PolicyError {
+        PolicyError {
+            file: self.file.to_string(),
+            position,
+            message,
+        }
+    }
+
+    fn runtime_error(&self, err: EvalAltResult) -> PolicyError {
+        let limits = &self.engine.limits;
+        let position = line_column(err.position());
+        let message = match &err {
+            EvalAltResult::ErrorTooManyOperations(_) => format!(
+                "stopped after {} operations (policy_limits.max_operations)",
+                limits.max_operations
+            ),
+            EvalAltResult::ErrorTerminated(_, _) => format!(
+                "stopped after {:?} of wall-clock time (policy_limits.timeout)",
+                limits.timeout
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => format!(
+                "more than {} nested calls (policy_limits.max_call_depth)",
+                limits.max_call_depth
+            ),
+            EvalAltResult::ErrorDataTooLarge(what, _) => format!(
+                "{what} larger than allowed (policy_limits.max_string_size / max_array_size / max_map_size)"
+            ),
+            other => other.to_string(),
+        };
+        self.error(position, message)
+    }
+
+    fn decision(&self, result: Dynamic, rules: &OutputRules) -> Result<Decision, PolicyError> {
+        let type_name = result.type_name();
+        let Some(decision) = result.try_cast::<ScriptDecision>() else {
+            return Err(self.error(
+                None,
+                format!("the policy returned {type_name}; it must end with allow(), deny(status) or login()"),
+            ));
+        };
+        match decision {
+            ScriptDecision::Allow(headers) => {
+                let headers = rules.check(headers).map_err(|message| self.error(None, message))?;
+                Ok(Decision::Allow { headers })
+            }
+            ScriptDecision::Deny(status, reason) => {
+                let status = u16::try_from(status)
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .ok_or_else(|| self.error(None, format!("deny({status}): the status must be 400–599")))?;
+                if let Some(reason) = &reason
+                    && reason.len() > rules.limits.max_header_value_size
+                {
+                    return Err(self.error(None, "deny(): the reason is too long".to_owned()));
+                }
+                Ok(Decision::Deny { status, reason })
+            }
+            ScriptDecision::Login => Ok(Decision::Login),
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Rhai policies: every sample against its decision table, the sandbox (each limit exceeded, no
+//! eval, no import), output checks, error positions, and `portcullis policy test`.
+
+mod support;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use http::{HeaderMap, StatusCode};
+use portcullis::config::IdentityHeaders;
+use portcullis::policy::{Decision, OutputRules, PolicyClaims, PolicyEngine, PolicyLimits, PolicyRequest};
+use serde_json::json;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+fn rules(limits: &PolicyLimits) -> OutputRules {
+    OutputRules {
+        limits: limits.clone(),
+        identity_headers: IdentityHeaders::seed_default().0.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+        may_set_identity_headers: false,
+    }
+}
+
+fn config(value: serde_json::Value) -> rhai::Map {
+    rhai::serde::to_dynamic(value).unwrap().try_cast::<rhai::Map>().unwrap()
+}
+
+fn claims(groups: &[&str]) -> PolicyClaims {
+    let claims = json!({ "sub": "u1", "preferred_username": "user1", "groups": groups });
+    PolicyClaims::from_json(claims.as_object().unwrap())
+}
+
+/// One decision with the default limits.
+fn decide(policy: &portcullis::policy::RhaiPolicy, method: &str, path: &str, claims: &PolicyClaims) -> Result<Decision, String> {
+    decide_with(policy, method, path, claims, &rules(&PolicyLimits::default()))
+}
+
+fn decide_with(
+    policy: &portcullis::policy::RhaiPolicy,
+    method: &str,
+    path: &str,
+    claims: &PolicyClaims,
+    rules: &OutputRules,
+) -> Result<Decision, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert("accept", "text/html".parse().unwrap());
+    headers.insert("x-tenant", "blue".parse().unwrap());
+    let request = PolicyRequest {
+        method,
+        path,
+        query: "a=1",
+        host: "app.example.com",
+        headers: &headers,
+        client_ip: IpAddr::from([10, 1, 2, 3]),
+        route: "app",
+    };
+    policy.decide(&request, claims, rules).map_err(|err| err.to_string())
+}
+
+fn sample(name: &str, policy_config: serde_json::Value) -> portcullis::policy::RhaiPolicy {
+    PolicyEngine::new(PolicyLimits::default())
+        .compile(&samples().join(name), name, config(policy_config))
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn script(text: &str) -> portcullis::policy::RhaiPolicy {
+    script_with(text, PolicyLimits::default())
+}
+
+fn script_with(text: &str, limits: PolicyLimits) -> portcullis::policy::RhaiPolicy {
+    PolicyEngine::new(limits)
+        .compile_text(text, "test.rhai", rhai::Map::new())
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// `allow`, `deny 403` or `login` for a table cell.
+fn short(decision: Result<Decision, String>) -> String {
+    match decision {
+        Ok(Decision::Allow { .. }) => "allow".into(),
+        Ok(Decision::Deny { status, .. }) => format!("deny {}", status.as_u16()),
+        Ok(Decision::Login) => "login".into(),
+        Err(err) => format!("error: {err}"),
+    }
+}
+
+#[test]
+fn require_group_decision_table() {
+    let one = sample("require-group.rhai", json!({ "group": "admins" }));
+    let any = sample("require-group.rhai", json!({ "groups": ["admins", "ops"] }));
+    let table: [(&portcullis::policy::RhaiPolicy, &[&str], &str); 6] = [
+        (&one, &["admins"], "allow"),
+        (&one, &["staff", "admins"], "allow"),
+        (&one, &["staff"], "deny 403"),
+        (&one, &[], "deny 403"),
+        (&any, &["ops"], "allow"),
+        (&any, &["staff"], "deny 403"),
+    ];
+    for (policy, groups, expected) in table {
+        assert_eq!(short(decide(policy, "GET", "/", &claims(groups))), expected, "{groups:?}");
+    }
+    let Ok(Decision::Deny { reason, .. }) = decide(&any, "GET", "/", &claims(&[])) else { panic!() };
+    assert_eq!(reason.as_deref(), Some("members of admins or ops only"));
+}
+
+#[test]
+fn read_only_for_viewers_decision_table() {
+    let policy = sample("read-only-for-viewers.rhai", json!({}));
+    let table: [(&[&str], &str, &str); 7] = [
+        (&["editors"], "DELETE", "allow"),
+        (&["editors"], "GET", "allow"),
+        (&["viewers"], "GET", "allow"),
+        (&["viewers"], "HEAD", "allow"),
+        (&["viewers"], "POST", "deny 403"),
+        (&["viewers"], "DELETE", "deny 403"),
+        (&[], "GET", "deny 403"),
+    ];
+    for (groups, method, expected) in table {
+        assert_eq!(short(decide(&policy, method, "/doc", &claims(groups))), expected, "{groups:?} {method}");
+    }
+}
+
+#[test]
+fn per_path_groups_decision_table() {
+    let strict = sample(
+        "per-path-groups.rhai",
+        json!({ "paths": { "/admin": "admins", "/admin/audit": "auditors", "/reports": "staff" } }),
+    );
+    let open = sample("per-path-groups.rhai", json!({ "default": "allow", "paths": { "/admin": "admins" } }));
+    let table: [(&portcullis::policy::RhaiPolicy, &[&str], &str, &str); 9] = [
+        (&strict, &["admins"], "/admin", "allow"),
+        (&strict, &["admins"], "/admin/users", "allow"),
+        (&strict, &["staff"], "/admin", "deny 403"),
+        (&strict, &["admins"], "/admin/audit/log", "deny 403"),
+        (&strict, &["auditors"], "/admin/audit/log", "allow"),
+        (&strict, &["admins"], "/administrator", "deny 403"),
+        (&strict, &["staff"], "/reports/2026", "allow"),
+        (&open, &[], "/elsewhere", "allow"),
+        (&open, &[], "/admin", "deny 403"),
+    ];
+    for (policy, groups, path, expected) in table {
+        assert_eq!(short(decide(policy, "GET", path, &claims(groups))), expected, "{groups:?} {path}");
+    }
+}
+
+#[test]
+fn set_role_header_decision_table() {
+    let policy = sample("set-role-header.rhai", json!({}));
+    let table: [(&[&str], &str); 4] = [(&["admins", "staff"], "admin"), (&["staff"], "staff"), (&[], "user"), (&["x"], "user")];
+    for (groups, role) in table {
+        let Ok(Decision::Allow { headers }) = decide(&policy, "GET", "/", &claims(groups)) else { panic!("{groups:?}") };
+        let headers: Vec<(String, String)> =
+            headers.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned())).collect();
+        assert!(headers.contains(&("x-role".into(), role.into())), "{groups:?}: {headers:?}");
+        assert!(headers.contains(&("x-user".into(), "user1".into())), "{headers:?}");
+    }
+    assert_eq!(short(decide(&policy, "GET", "/", &PolicyClaims::anonymous())), "login");
+}
+
+#[test]
+fn scripts_see_the_documented_values() {
+    let policy = script(
+        r#"
+        let ok = request.method == "POST" && request.path == "/a/b" && request.query == "a=1"
+            && request.host == "app.example.com" && request.client_ip == "10.1.2.3"
+            && request.headers["x-tenant"] == "blue" && header("X-Tenant") == "blue"
+            && header("missing") == () && route == "app"
+            && claims.sub == "u1" && claim("sub") == "u1" && claim("missing") == ()
+            && type_of(claims.groups) == "array" && has_group("a") && !has_group("z")
+            && has_any_group(["z", "b"]) && !has_any_group([]);
+        if ok { allow() } else { deny(418) }
+    "#,
+    );
+    assert_eq!(short(decide_with(&policy, "POST", "/a/b", &claims(&["a", "b"]), &rules(&PolicyLimits::default()))), "allow");
+    let anonymous = script(r#"if type_of(claims.groups) == "array" && claims.groups.len() == 0 { allow() } else { deny(500) }"#);
+    assert_eq!(short(decide(&anonymous, "GET", "/", &PolicyClaims::anonymous())), "allow");
+}
+
+#[test]
+fn anything_but_a_decision_is_a_policy_error() {
+    for (text, message) in [
+        ("42", "the policy returned i64"),
+        (r#""allow""#, "returned string"),
+        ("deny(200)", "deny(200): the status must be 400–599"),
+        ("throw \"nope\"", "nope"),
+        ("let x = 1 / 0; allow()", "Division by zero"),
+    ] {
+        let err = short(decide(&script(text), "GET", "/", &claims(&[])));
+        assert!(err.starts_with("error: test.rhai") && err.contains(message), "{text}: {err}");
+    }
+}
+
+#[test]
+fn errors_carry_file_line_and_column() {
+    let err = PolicyEngine::new(PolicyLimits::default())
+        .compile_text("allow(\n  let = ;", "policies/broken.rhai", rhai::Map::new())
+        .unwrap_err();
+    assert!(err.to_string().starts_with("policies/broken.rhai:2:"), "{err}");
+    let runtime = short(decide(&script("let a = 1;\nlet b = undefined_function();\nallow()"), "GET", "/", &claims(&[])));
+    assert!(runtime.starts_with("error: test.rhai:2:"), "{runtime}");
+    let undefined = PolicyEngine::new(PolicyLimits::default())
+        .compile_text("if not_a_variable { allow() }", "v.rhai", rhai::Map::new())
+        .unwrap_err();
+    assert!(undefined.to_string().contains("not_a_variable"), "strict variables: {undefined}");
+}
+
+#[test]
+fn eval_and_import_are_not_available() {
+    let engine = PolicyEngine::new(PolicyLimits::default());
+    assert!(engine.compile_text(r#"eval("allow()")"#, "e.rhai", rhai::Map::new()).is_err());
+    assert!(engine.compile_text(r#"import "fs" as fs; allow()"#, "i.rhai", rhai::Map::new()).is_err());
+    for call in ["open_file(\"/etc/passwd\")", "env(\"HOME\")", "timestamp()", "system(\"ls\")"] {
+        let err = short(decide(&script(&format!("{call}; allow()")), "GET", "/", &claims(&[])));
+        assert!(err.starts_with("error:"), "{call} must not exist: {err}");
+    }
+}
+
+#[test]
+fn every_limit_is_enforced() {
+    let limits = PolicyLimits {
+        max_operations: 10_000,
+        max_call_depth: 8,
+        max_expr_depth: 16,
+        max_string_size: 100,
+        max_array_size: 10,
+        max_map_size: 10,
+        timeout: std::time::Duration::from_millis(20),
+        max_headers: 2,
+        max_header_value_size: 16,
+    };
+    let cases = [
+        ("loop {} ", "max_operations"),
+        ("fn f(n) { f(n + 1) } f(0)", "max_call_depth"),
+        ("let s = \"\"; for i in 0..1000 { s += \"x\"; } allow()", "max_string_size"),
+        ("let a = []; for i in 0..100 { a.push(i); } allow()", "max_array_size"),
+        ("let m = #{}; for i in 0..100 { m.set(`k${i}`, i); } allow()", "max_map_size"),
+        ("allow(#{ \"A\": \"1\", \"B\": \"2\", \"C\": \"3\" })", "max_headers"),
+        ("allow(#{ \"A\": \"0123456789abcdefghij\" })", "max_header_value_size"),
+    ];
+    for (text, limit) in cases {
+        let policy = script_with(text, limits.clone());
+        let err = short(decide_with(&policy, "GET", "/", &claims(&[]), &rules(&limits)));
+        assert!(err.starts_with("error:") && err.contains(limit), "{limit}: {err}");
+    }
+    // Rhai 1.27 does not check the map size on `m[key] = value`; such growth is still bounded by
+    // the operation budget.
+    let growing = script_with("let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }", limits.clone());
+    let err = short(decide_with(&growing, "GET", "/", &claims(&[]), &rules(&limits)));
+    assert!(err.contains("max_operations"), "{err}");
+    let literal = "let m = #{ a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10, k: 11 }; allow()";
+    let err = PolicyEngine::new(limits.clone()).compile_text(literal, "m.rhai", rhai::Map::new()).unwrap_err();
+    assert!(err.to_string().contains("maximum limit (10)"), "map literals are checked at compile time: {err}");
+    let deep = format!("let x = {}1{}; allow()", "(".repeat(40), ")".repeat(40));
+    let err = PolicyEngine::new(limits.clone()).compile_text(&deep, "deep.rhai", rhai::Map::new()).unwrap_err();
+    assert!(err.to_string().contains("deep.rhai:1:"), "max_expr_depth is checked at compile time: {err}");
+}
+
+#[test]
+fn the_wall_clock_cap_stops_a_slow_script() {
+    // Plenty of operations, little time: the deadline stops it first.
+    let limits = PolicyLimits {
+        max_operations: u64::MAX,
+        timeout: std::time::Duration::from_millis(30),
+        ..PolicyLimits::default()
+    };
+    let policy = script_with("loop { let s = \"x\" + \"y\"; }", limits.clone());
+    let started = std::time::Instant::now();
+    let err = short(decide_with(&policy, "GET", "/", &claims(&[]), &rules(&limits)));
+    assert!(err.contains("policy_limits.timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped near its cap");
+}
+
+#[test]
+fn header_output_is_checked() {
+    let limits = PolicyLimits::default();
+    let cases = [
+        (r#"allow(#{ "X-Ok": "a\r\nX-Injected: 1" })"#, "CR, LF or NUL"),
+        (r#"allow(#{ "Host": "evil" })"#, "managed by the proxy"),
+        (r#"allow(#{ "Content-Length": "0" })"#, "managed by the proxy"),
+        (r#"allow(#{ "Transfer-Encoding": "chunked" })"#, "managed by the proxy"),
+        (r#"allow(#{ "Connection": "close" })"#, "managed by the proxy"),
+        (r#"allow(#{ "X-Forwarded-For": "1.2.3.4" })"#, "managed by the proxy"),
+        (r#"allow(#{ "X-Auth-Groups": "admins" })"#, "identity header"),
+        (r#"allow(#{ "x_auth_subject": "root" })"#, "identity header"),
+        (r#"allow(#{ "bad header": "x" })"#, "not a valid header name"),
+    ];
+    for (text, message) in cases {
+        let err = short(decide(&script(text), "GET", "/", &claims(&[])));
+        assert!(err.contains(message), "{text}: {err}");
+    }
+    let permissive = OutputRules {
+        may_set_identity_headers: true,
+        ..rules(&limits)
+    };
+    let decision = decide_with(&script(r#"allow(#{ "X-Auth-Groups": "admins" })"#), "GET", "/", &claims(&[]), &permissive);
+    assert_eq!(short(decision), "allow", "allowed when the route says so");
+}
+
+#[test]
+fn a_failing_policy_does_not_affect_the_next_decision() {
+    let broken = script("loop {}");
+    let fine = script("allow()");
+    for _ in 0..3 {
+        assert!(short(decide(&broken, "GET", "/", &claims(&[]))).starts_with("error:"));
+        assert_eq!(short(decide(&fine, "GET", "/", &claims(&[]))), "allow");
+    }
+}
+
+mod cli {
+    use super::support::binary::binary;
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn policy_test_prints_the_decision_and_honours_expect() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = write(dir.path(), "claims.json", r#"{"sub": "bob", "groups": ["staff"]}"#);
+        let request = write(dir.path(), "request.json", r#"{"method": "DELETE", "path": "/doc"}"#);
+        let policy = super::samples().join("require-group.rhai");
+        let run = |args: &[&str]| {
+            binary()
+                .args(["policy", "test"])
+                .arg(&policy)
+                .arg("--claims")
+                .arg(&claims)
+                .arg("--request")
+                .arg(&request)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let allowed = run(&["--config", "groups=[\"staff\"]"]);
+        assert_eq!(allowed.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&allowed.stdout).trim(), r#"{"decision":"allow","headers":{}}"#);
+        let denied = run(&["--config", "group=admins", "--expect", "allow"]);
+        assert_eq!(denied.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&denied.stdout).trim(),
+            r#"{"decision":"deny","reason":"members of admins only","status":403}"#
+        );
+        let expected = run(&["--config", "group=admins", "--expect", "deny"]);
+        assert_eq!(expected.status.code(), Some(0));
+    }
+
+    #[test]
+    fn policy_test_exits_2_on_a_policy_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = write(dir.path(), "claims.json", r#"{"sub": "bob"}"#);
+        let broken = write(dir.path(), "broken.rhai", "if true {\n  allow(\n");
+        let looping = write(dir.path(), "loop.rhai", "loop {}");
+        for (policy, message) in [(&broken, "broken.rhai:"), (&looping, "policy_limits.max_operations")] {
+            let output = binary().args(["policy", "test"]).arg(policy).arg("--claims").arg(&claims).output().unwrap();
+            assert_eq!(output.status.code(), Some(2));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(message), "{stderr}");
+        }
+        let login = write(dir.path(), "login.rhai", "login()");
+        let output = binary().args(["policy", "test"]).arg(&login).arg("--claims").arg(&claims).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), r#"{"decision":"login"}"#);
+    }
+}
+
+#[test]
+fn deny_statuses_are_kept() {
+    let Ok(Decision::Deny { status, reason }) = decide(&script("deny(451, \"legal\")"), "GET", "/", &claims(&[])) else {
+        panic!()
+    };
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert_eq!(reason.as_deref(), Some("legal"));
+}
