@@ -69,8 +69,21 @@ fn main() -> ExitCode {
             }
         },
         Command::Policy {
-            command: PolicyCommand::Test { file, claims, request, config, expect },
-        } => policy_test(&file, &claims, request.as_deref(), &config, expect.as_deref()),
+            command:
+                PolicyCommand::Test {
+                    file,
+                    claims,
+                    request,
+                    config,
+                    expect,
+                },
+        } => policy_test(
+            &file,
+            &claims,
+            request.as_deref(),
+            &config,
+            expect.as_deref(),
+        ),
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -117,7 +130,10 @@ fn policy_test(
             println!("{}", decision.to_json());
             match expect {
                 Some(expected) if expected != decision.kind() => {
-                    eprintln!("expected {expected}, the policy decided {}", decision.kind());
+                    eprintln!(
+                        "expected {expected}, the policy decided {}",
+                        decision.kind()
+                    );
                     ExitCode::from(1)
                 }
                 _ => ExitCode::SUCCESS,

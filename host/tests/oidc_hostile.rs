@@ -605,3 +605,116 @@ async fn a_replayed_code_under_a_new_state_is_refused_by_the_provider_and_by_us(
     assert_no_session_cookie(&answer);
     assert!(logs::text().contains("code_refused"));
 }
+
+#[tokio::test]
+async fn route_policies_decide_after_login_and_fail_closed() {
+    logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("read-only.rhai"),
+        r#"if request.method == "GET" { allow() } else { deny(405, "read only") }"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.rhai"), "loop {}").unwrap();
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let base = config(&idp, echo);
+    let samples_dir = samples.display().to_string();
+    let proxy = start_proxy_at(
+        move |addr| {
+            format!(
+                r#"{}
+[[routes]]
+name = "admin"
+path = "/admin"
+upstream = "http://{echo}"
+policy = "{samples_dir}/require-group.rhai"
+[routes.policy_config]
+group = "admins"
+
+[[routes]]
+name = "role"
+path = "/role"
+upstream = "http://{echo}"
+policy = "{samples_dir}/set-role-header.rhai"
+
+[[routes]]
+name = "open"
+path = "/open"
+upstream = "http://{echo}"
+auth = "none"
+policy = "read-only.rhai"
+
+[[routes]]
+name = "broken"
+path = "/broken"
+upstream = "http://{echo}"
+policy = "broken.rhai"
+"#,
+                base(addr)
+            )
+        },
+        dir.path(),
+    )
+    .await;
+    wait_until_discovered(&proxy).await;
+    let setup = Setup { idp, proxy };
+
+    // Anonymous, on an auth = "none" route: the policy still decides.
+    let anonymous = Browser::new();
+    assert_eq!(
+        anonymous.get(&setup.proxy.url("/open/page")).await.status(),
+        StatusCode::OK
+    );
+    let post = anonymous
+        .client
+        .post(setup.proxy.url("/open/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        post.text().await.unwrap(),
+        "405 Method Not Allowed: read only\n"
+    );
+
+    // alice is in admins.
+    let alice = Browser::new();
+    login(&alice, &setup, "/admin").await;
+    assert_eq!(
+        alice.get(&setup.proxy.url("/admin/users")).await.status(),
+        StatusCode::OK
+    );
+    let report = json(alice.get(&setup.proxy.url("/role")).await).await;
+    assert_eq!(received_header(&report, "x-role").as_deref(), Some("admin"));
+    assert_eq!(received_header(&report, "x-user").as_deref(), Some("alice"));
+
+    // bob is not.
+    setup.idp.script(|s| {
+        s.login.sub = "bob".into();
+        s.login.extra = serde_json::json!({ "preferred_username": "bob", "groups": ["staff"] });
+    });
+    let bob = Browser::new();
+    login(&bob, &setup, "/role").await;
+    let refused = bob.get(&setup.proxy.url("/admin")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.text().await.unwrap(),
+        "403 Forbidden: members of admins only\n"
+    );
+    let report = json(bob.get(&setup.proxy.url("/role")).await).await;
+    assert_eq!(received_header(&report, "x-role").as_deref(), Some("staff"));
+
+    // A failing policy answers 500 and is logged with its file; other routes keep working.
+    let broken = alice.get(&setup.proxy.url("/broken")).await;
+    assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        logs::text().contains("broken.rhai"),
+        "the policy error names its file"
+    );
+    assert_eq!(
+        alice.get(&setup.proxy.url("/admin")).await.status(),
+        StatusCode::OK
+    );
+}

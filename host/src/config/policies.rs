@@ -19,10 +19,26 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
     };
     let limits = PolicyLimits {
         max_operations: raw.max_operations.unwrap_or(defaults.max_operations).max(1),
-        max_call_depth: positive("max_call_depth", raw.max_call_depth, defaults.max_call_depth),
-        max_expr_depth: positive("max_expr_depth", raw.max_expr_depth, defaults.max_expr_depth),
-        max_string_size: positive("max_string_size", raw.max_string_size, defaults.max_string_size),
-        max_array_size: positive("max_array_size", raw.max_array_size, defaults.max_array_size),
+        max_call_depth: positive(
+            "max_call_depth",
+            raw.max_call_depth,
+            defaults.max_call_depth,
+        ),
+        max_expr_depth: positive(
+            "max_expr_depth",
+            raw.max_expr_depth,
+            defaults.max_expr_depth,
+        ),
+        max_string_size: positive(
+            "max_string_size",
+            raw.max_string_size,
+            defaults.max_string_size,
+        ),
+        max_array_size: positive(
+            "max_array_size",
+            raw.max_array_size,
+            defaults.max_array_size,
+        ),
         max_map_size: positive("max_map_size", raw.max_map_size, defaults.max_map_size),
         timeout: defaults.timeout,
         max_headers: raw.max_headers.unwrap_or(defaults.max_headers),
@@ -35,7 +51,12 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
     if raw.max_operations == Some(0) {
         problems.add("policy_limits.max_operations", "must be at least 1");
     }
-    let timeout = duration(problems, "policy_limits.timeout", raw.timeout.as_deref(), "20ms");
+    let timeout = duration(
+        problems,
+        "policy_limits.timeout",
+        raw.timeout.as_deref(),
+        "20ms",
+    );
     PolicyLimits {
         timeout: timeout.unwrap_or(limits.timeout),
         ..limits
@@ -53,13 +74,19 @@ pub(super) fn compile_route_policy(
     problems: &mut Problems,
 ) -> Option<RoutePolicy> {
     if !file.ends_with(".rhai") {
-        problems.add(key, format!("{file:?}: only Rhai policies (.rhai) are supported so far"));
+        problems.add(
+            key,
+            format!("{file:?}: only Rhai policies (.rhai) are supported so far"),
+        );
         return None;
     }
     let config = match rhai::serde::to_dynamic(config.unwrap_or_default()) {
         Ok(value) => value.try_cast::<rhai::Map>().unwrap_or_default(),
         Err(err) => {
-            problems.add(format!("{key}_config"), format!("cannot be handed to the policy: {err}"));
+            problems.add(
+                format!("{key}_config"),
+                format!("cannot be handed to the policy: {err}"),
+            );
             return None;
         }
     };

@@ -15,12 +15,12 @@ use ipnet::IpNet;
 
 use super::auth::{self, AuthMode, IdentityHeaders};
 use super::policies;
-use crate::policy::{OutputRules, PolicyEngine};
 use super::raw::{RawConfig, RawRoute, RawServer};
 use super::{
     CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl,
 };
 use crate::canonical::CanonicalPath;
+use crate::policy::{OutputRules, PolicyEngine};
 use crate::tls;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -328,7 +328,11 @@ fn validate_routes(
             (Some(file), Some(identity_headers)) => {
                 let rules = OutputRules {
                     limits: defaults.engine.limits().clone(),
-                    identity_headers: identity_headers.0.iter().map(|(name, _)| name.as_str().to_owned()).collect(),
+                    identity_headers: identity_headers
+                        .0
+                        .iter()
+                        .map(|(name, _)| name.as_str().to_owned())
+                        .collect(),
                     may_set_identity_headers: raw.policy_may_set_identity_headers,
                 };
                 let compiled = policies::compile_route_policy(

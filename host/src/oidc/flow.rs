@@ -418,7 +418,11 @@ impl Auth {
 
     /// Starts a login: stores the pending login and redirects to the provider. Also used when a
     /// policy asks for a (new) login.
-    pub fn start_login(&self, headers: &HeaderMap, return_to: String) -> Result<Response<ProxyBody>, AuthError> {
+    pub fn start_login(
+        &self,
+        headers: &HeaderMap,
+        return_to: String,
+    ) -> Result<Response<ProxyBody>, AuthError> {
         if self.oidc.provider().is_none() {
             return Err(AuthError::Unavailable);
         }

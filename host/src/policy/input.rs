@@ -42,9 +42,10 @@ impl PolicyClaims {
             }
         }
         let groups: Vec<String> = match claims.get("groups") {
-            Some(serde_json::Value::Array(items)) => {
-                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-            }
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             Some(serde_json::Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };

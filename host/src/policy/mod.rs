@@ -48,7 +48,12 @@ impl Decision {
                 let headers: serde_json::Map<String, serde_json::Value> = headers
                     .iter()
                     .map(|(name, value)| {
-                        (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned().into())
+                        (
+                            name.to_string(),
+                            String::from_utf8_lossy(value.as_bytes())
+                                .into_owned()
+                                .into(),
+                        )
                     })
                     .collect();
                 serde_json::json!({ "decision": "allow", "headers": headers })

@@ -36,7 +36,10 @@ const FORBIDDEN: [&str; 14] = [
 
 impl OutputRules {
     /// Validates `(name, value)` pairs returned by a policy; the error text says which and why.
-    pub fn check(&self, headers: Vec<(String, String)>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    pub fn check(
+        &self,
+        headers: Vec<(String, String)>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         if headers.len() > self.limits.max_headers {
             return Err(format!(
                 "the policy sets {} headers; at most {} are allowed (policy_limits.max_headers)",
@@ -61,19 +64,27 @@ impl OutputRules {
                 self.limits.max_header_value_size
             ));
         }
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a valid header name"))?;
         let lower = header.as_str();
         let normalised = lower.replace('_', "-");
-        if FORBIDDEN.contains(&normalised.as_str()) || normalised.starts_with("x-forwarded-") || normalised == "forwarded" {
-            return Err(format!("header {name:?} is managed by the proxy; a policy cannot set it"));
+        if FORBIDDEN.contains(&normalised.as_str())
+            || normalised.starts_with("x-forwarded-")
+            || normalised == "forwarded"
+        {
+            return Err(format!(
+                "header {name:?} is managed by the proxy; a policy cannot set it"
+            ));
         }
-        let identity = normalised.starts_with("x-auth-") || self.identity_headers.iter().any(|h| *h == normalised);
+        let identity = normalised.starts_with("x-auth-")
+            || self.identity_headers.iter().any(|h| *h == normalised);
         if identity && !self.may_set_identity_headers {
             return Err(format!(
                 "header {name:?} is an identity header; set policy_may_set_identity_headers = true on the route to allow it"
             ));
         }
-        let value = HeaderValue::from_str(value).map_err(|_| format!("header {name:?}: the value is not valid in a header"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("header {name:?}: the value is not valid in a header"))?;
         Ok((header, value))
     }
 }

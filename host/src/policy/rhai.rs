@@ -113,7 +113,9 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("limits", &self.limits).finish()
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -171,7 +173,12 @@ impl PolicyEngine {
 
     /// Compiles a script file. `shown` is the path as written in the config (used in messages);
     /// `config` is the route's `policy_config`.
-    pub fn compile(&self, path: &Path, shown: &str, config: Map) -> Result<RhaiPolicy, PolicyError> {
+    pub fn compile(
+        &self,
+        path: &Path,
+        shown: &str,
+        config: Map,
+    ) -> Result<RhaiPolicy, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|err| PolicyError {
             file: shown.to_owned(),
             position: None,
@@ -181,7 +188,12 @@ impl PolicyEngine {
     }
 
     /// Compiles script text (tests, `policy test`).
-    pub fn compile_text(&self, text: &str, shown: &str, config: Map) -> Result<RhaiPolicy, PolicyError> {
+    pub fn compile_text(
+        &self,
+        text: &str,
+        shown: &str,
+        config: Map,
+    ) -> Result<RhaiPolicy, PolicyError> {
         let ast = self
             .engine
             .compile_with_scope(&template_scope(), text)
@@ -237,26 +249,39 @@ fn register_api(engine: &mut Engine) {
             })
         })
         .register_fn("claim", |name: &str| {
-            with_current(Dynamic::UNIT, |c| c.claims.get(name).cloned().unwrap_or(Dynamic::UNIT))
+            with_current(Dynamic::UNIT, |c| {
+                c.claims.get(name).cloned().unwrap_or(Dynamic::UNIT)
+            })
         })
         .register_fn("header", |name: &str| {
             with_current(Dynamic::UNIT, |c| c.request.header(name))
         })
         .register_fn("allow", || ScriptDecision::Allow(Vec::new()))
-        .register_fn("allow", |headers: Map| -> Result<ScriptDecision, Box<EvalAltResult>> {
-            let mut pairs = Vec::with_capacity(headers.len());
-            for (name, value) in headers {
-                let value = match value.clone().into_immutable_string() {
-                    Ok(text) => text.to_string(),
-                    Err(_) if value.is_int() || value.is_bool() || value.is_float() => value.to_string(),
-                    Err(kind) => return Err(format!("allow(): the value of header {name:?} is a {kind}, not a string").into()),
-                };
-                pairs.push((name.to_string(), value));
-            }
-            Ok(ScriptDecision::Allow(pairs))
-        })
+        .register_fn(
+            "allow",
+            |headers: Map| -> Result<ScriptDecision, Box<EvalAltResult>> {
+                let mut pairs = Vec::with_capacity(headers.len());
+                for (name, value) in headers {
+                    let value =
+                        match value.clone().into_immutable_string() {
+                            Ok(text) => text.to_string(),
+                            Err(_) if value.is_int() || value.is_bool() || value.is_float() => {
+                                value.to_string()
+                            }
+                            Err(kind) => return Err(format!(
+                                "allow(): the value of header {name:?} is a {kind}, not a string"
+                            )
+                            .into()),
+                        };
+                    pairs.push((name.to_string(), value));
+                }
+                Ok(ScriptDecision::Allow(pairs))
+            },
+        )
         .register_fn("deny", |status: i64| ScriptDecision::Deny(status, None))
-        .register_fn("deny", |status: i64, reason: &str| ScriptDecision::Deny(status, Some(reason.to_owned())))
+        .register_fn("deny", |status: i64, reason: &str| {
+            ScriptDecision::Deny(status, Some(reason.to_owned()))
+        })
         .register_fn("login", || ScriptDecision::Login);
 }
 
@@ -345,7 +370,9 @@ impl RhaiPolicy {
         };
         match decision {
             ScriptDecision::Allow(headers) => {
-                let headers = rules.check(headers).map_err(|message| self.error(None, message))?;
+                let headers = rules
+                    .check(headers)
+                    .map_err(|message| self.error(None, message))?;
                 Ok(Decision::Allow { headers })
             }
             ScriptDecision::Deny(status, reason) => {
@@ -353,7 +380,9 @@ impl RhaiPolicy {
                     .ok()
                     .and_then(|s| StatusCode::from_u16(s).ok())
                     .filter(|s| s.is_client_error() || s.is_server_error())
-                    .ok_or_else(|| self.error(None, format!("deny({status}): the status must be 400–599")))?;
+                    .ok_or_else(|| {
+                        self.error(None, format!("deny({status}): the status must be 400–599"))
+                    })?;
                 if let Some(reason) = &reason
                     && reason.len() > rules.limits.max_header_value_size
                 {

@@ -7,7 +7,9 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{Decision, OutputRules, PolicyClaims, PolicyEngine, PolicyError, PolicyLimits, PolicyRequest};
+use super::{
+    Decision, OutputRules, PolicyClaims, PolicyEngine, PolicyError, PolicyLimits, PolicyRequest,
+};
 use crate::canonical::CanonicalPath;
 use crate::config::IdentityHeaders;
 
@@ -57,8 +59,10 @@ impl Default for TestRequest {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T, TestError> {
-    let text = std::fs::read_to_string(path).map_err(|err| TestError::Input(format!("cannot read {what} {}: {err}", path.display())))?;
-    serde_json::from_str(&text).map_err(|err| TestError::Input(format!("{what} {} is not valid: {err}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| TestError::Input(format!("cannot read {what} {}: {err}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|err| TestError::Input(format!("{what} {} is not valid: {err}", path.display())))
 }
 
 /// Turns `key=value` arguments into the policy's `config`: values that parse as JSON are taken as
@@ -70,7 +74,8 @@ pub fn config_from_pairs(pairs: &[String]) -> Result<rhai::Map, TestError> {
             .split_once('=')
             .ok_or_else(|| TestError::Input(format!("--config {pair:?}: expected key=value")))?;
         let json: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
-        let value = rhai::serde::to_dynamic(json).map_err(|err| TestError::Input(err.to_string()))?;
+        let value =
+            rhai::serde::to_dynamic(json).map_err(|err| TestError::Input(err.to_string()))?;
         config.insert(key.into(), value);
     }
     Ok(config)
@@ -92,19 +97,27 @@ pub fn run(
         .map_err(|err| TestError::Input(format!("request path {:?}: {err}", request.path)))?;
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| TestError::Input(format!("bad header name {name:?}")))?;
-        let value = HeaderValue::from_str(value).map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| TestError::Input(format!("bad header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
         headers.append(name, value);
     }
     let engine = PolicyEngine::new(PolicyLimits::default());
     let shown = file.display().to_string();
     if !shown.ends_with(".rhai") {
-        return Err(TestError::Input(format!("{shown}: only Rhai policies (.rhai) are supported so far")));
+        return Err(TestError::Input(format!(
+            "{shown}: only Rhai policies (.rhai) are supported so far"
+        )));
     }
     let policy = engine.compile(file, &shown, config_from_pairs(config)?)?;
     let rules = OutputRules {
         limits: engine.limits().clone(),
-        identity_headers: IdentityHeaders::seed_default().0.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+        identity_headers: IdentityHeaders::seed_default()
+            .0
+            .iter()
+            .map(|(n, _)| n.as_str().to_owned())
+            .collect(),
         may_set_identity_headers: false,
     };
     let input = PolicyRequest {

@@ -254,7 +254,10 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
     if ctx.session.is_some() || mode == AuthMode::Optional {
         return Ok(Flow::Continue);
     }
-    Ok(Flow::Respond(auth.unauthenticated(request.headers(), return_to(ctx, request))?))
+    Ok(Flow::Respond(auth.unauthenticated(
+        request.headers(),
+        return_to(ctx, request),
+    )?))
 }
 
 /// Where to come back to after a login: this request's canonical path and query, on this origin.
@@ -313,7 +316,9 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
                     message: "login() needs an [oidc] section".into(),
                 }));
             };
-            Ok(Flow::Respond(auth.start_login(request.headers(), return_to(ctx, request))?))
+            Ok(Flow::Respond(
+                auth.start_login(request.headers(), return_to(ctx, request))?,
+            ))
         }
     }
 }
@@ -329,7 +334,10 @@ fn denied(status: StatusCode, reason: Option<&str>) -> Response<ProxyBody> {
     let mut response = Response::new(crate::error::full_body(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

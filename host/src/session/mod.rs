@@ -111,7 +111,8 @@ pub struct Session {
 impl Session {
     /// The claims as policies see them, converted once per session.
     pub fn policy_claims(&self) -> &PolicyClaims {
-        self.policy_claims.get_or_init(|| PolicyClaims::from_json(&self.claims))
+        self.policy_claims
+            .get_or_init(|| PolicyClaims::from_json(&self.claims))
     }
 }
 
