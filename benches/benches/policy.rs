@@ -15,7 +15,11 @@ fn require_group(c: &mut Criterion) {
     let mut config = rhai::Map::new();
     config.insert("group".into(), "group-7".into());
     let policy = engine
-        .compile(&samples.join("require-group.rhai"), "require-group.rhai", config)
+        .compile(
+            &samples.join("require-group.rhai"),
+            "require-group.rhai",
+            config,
+        )
         .expect("the sample compiles");
     let groups: Vec<String> = (0..10).map(|i| format!("group-{i}")).collect();
     let claims = serde_json::json!({
@@ -25,7 +29,12 @@ fn require_group(c: &mut Criterion) {
     });
     let claims = PolicyClaims::from_json(claims.as_object().unwrap());
     let mut headers = HeaderMap::new();
-    for (name, value) in [("accept", "text/html"), ("user-agent", "bench"), ("cookie", "a=b"), ("x-request-id", "r")] {
+    for (name, value) in [
+        ("accept", "text/html"),
+        ("user-agent", "bench"),
+        ("cookie", "a=b"),
+        ("x-request-id", "r"),
+    ] {
         headers.insert(name, value.parse().unwrap());
     }
     let request = PolicyRequest {
@@ -43,7 +52,11 @@ fn require_group(c: &mut Criterion) {
         may_set_identity_headers: false,
     };
     c.bench_function("policy/rhai/require-group (10 groups)", |b| {
-        b.iter(|| policy.decide(black_box(&request), black_box(&claims), &rules).unwrap())
+        b.iter(|| {
+            policy
+                .decide(black_box(&request), black_box(&claims), &rules)
+                .unwrap()
+        })
     });
 }
 

@@ -614,7 +614,7 @@ async fn route_policies_decide_after_login_and_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("read-only.rhai"),
-        r#"if request.method == "GET" { allow() } else { deny(405, "read only") }"#,
+        r#"print(`checked ${request.method}`); if request.method == "GET" { allow() } else { deny(405, "read only") }"#,
     )
     .unwrap();
     std::fs::write(dir.path().join("broken.rhai"), "loop {}").unwrap();
@@ -677,6 +677,15 @@ policy = "broken.rhai"
     assert_eq!(
         post.text().await.unwrap(),
         "405 Method Not Allowed: read only\n"
+    );
+    let printed = logs::text();
+    let line = printed
+        .lines()
+        .find(|l| l.contains("print: checked POST"))
+        .expect("print() reaches the log");
+    assert!(
+        line.contains("route=open") && line.contains("read-only.rhai"),
+        "{line}"
     );
 
     // alice is in admins.

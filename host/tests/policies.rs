@@ -596,3 +596,30 @@ fn deny_statuses_are_kept() {
     assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
     assert_eq!(reason.as_deref(), Some("legal"));
 }
+
+#[test]
+fn a_script_cannot_change_claims_or_config_for_later_requests() {
+    let engine = PolicyEngine::new(PolicyLimits::default());
+    let compile = |text: &str| {
+        engine
+            .compile_text(text, "tamper.rhai", config(json!({ "group": "admins" })))
+            .unwrap()
+    };
+    let user = claims(&["staff"]);
+    // What a script reads out of claims is a copy: changing it changes nothing else.
+    let copy = compile(
+        r#"let g = claims.groups; g.push("admins"); claims.groups.push("admins"); if has_group("admins") || "admins" in claims.groups { deny(403) } else { allow() }"#,
+    );
+    assert_eq!(short(decide(&copy, "GET", "/", &user)), "allow");
+    for text in [
+        r#"claims.sub = "root"; allow()"#,
+        r#"config.group = "nobody"; allow()"#,
+    ] {
+        let err = short(decide(&compile(text), "GET", "/", &user));
+        assert!(err.contains("No writable property"), "{text}: {err}");
+    }
+    let check = compile(
+        r#"if claims.sub == "u1" && claims.groups == ["staff"] && config.group == "admins" && "sub" in claims && claims.keys().len() == 3 { allow() } else { deny(403) }"#,
+    );
+    assert_eq!(short(decide(&check, "GET", "/", &user)), "allow");
+}

@@ -58,7 +58,7 @@ fn with_current<T>(default: T, f: impl FnOnce(&Current) -> T) -> T {
 }
 
 /// The request fields, owned, behind the script's `request` value.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RequestData {
     method: ImmutableString,
     path: ImmutableString,
@@ -96,6 +96,17 @@ impl RequestData {
     }
 }
 
+/// `claims` and `config` in a script: a map that can be read (`m.key`, `m["key"]`, `"key" in m`,
+/// `m.keys()`, `m.len()`) but not changed. Values read out of it are copies.
+#[derive(Debug, Clone)]
+struct ReadOnlyMap(Arc<Map>);
+
+impl ReadOnlyMap {
+    fn get(&mut self, key: &str) -> Dynamic {
+        self.0.get(key).cloned().unwrap_or(Dynamic::UNIT)
+    }
+}
+
 /// What a script's `allow()`, `deny()` and `login()` return.
 #[derive(Debug, Clone)]
 enum ScriptDecision {
@@ -123,8 +134,13 @@ impl std::fmt::Debug for PolicyEngine {
 #[derive(Debug)]
 pub struct RhaiPolicy {
     ast: AST,
+    /// Whether the script can see the request at all (a conservative text check): if not, the
+    /// request is not copied for it.
+    reads_request: bool,
+    /// The route name as a script string, made on first use.
+    route: std::sync::OnceLock<ImmutableString>,
     file: Arc<str>,
-    config: Dynamic,
+    config: Arc<Map>,
     engine: PolicyEngine,
 }
 
@@ -205,7 +221,9 @@ impl PolicyEngine {
         Ok(RhaiPolicy {
             ast,
             file: shown.into(),
-            config: Dynamic::from_map(config),
+            config: Arc::new(config),
+            reads_request: text.contains("request") || text.contains("header"),
+            route: std::sync::OnceLock::new(),
             engine: self.clone(),
         })
     }
@@ -235,6 +253,24 @@ fn register_api(engine: &mut Engine) {
         .register_get("client_ip", |r: &mut RequestView| r.0.client_ip.clone())
         .register_get("headers", |r: &mut RequestView| r.0.headers_map());
     engine.register_type_with_name::<ScriptDecision>("Decision");
+    engine
+        .register_type_with_name::<ReadOnlyMap>("map")
+        .register_indexer_get(|m: &mut ReadOnlyMap, key: &str| m.get(key))
+        .register_fn("contains", |m: &mut ReadOnlyMap, key: &str| {
+            m.0.contains_key(key)
+        })
+        .register_fn("keys", |m: &mut ReadOnlyMap| -> Array {
+            m.0.keys().map(|k| k.as_str().into()).collect()
+        })
+        .register_fn("values", |m: &mut ReadOnlyMap| -> Array {
+            m.0.values().cloned().collect()
+        })
+        .register_fn("len", |m: &mut ReadOnlyMap| m.0.len() as i64)
+        .register_fn("to_map", |m: &mut ReadOnlyMap| (*m.0).clone())
+        .register_fn("to_string", |m: &mut ReadOnlyMap| {
+            Dynamic::from_map((*m.0).clone()).to_string()
+        })
+        .register_fn("to_debug", |m: &mut ReadOnlyMap| format!("{:?}", *m.0));
 
     engine
         .register_fn("has_group", |name: &str| {
@@ -298,20 +334,31 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        let data = Arc::new(RequestData {
-            method: request.method.into(),
-            path: request.path.into(),
-            query: request.query.into(),
-            host: request.host.into(),
-            client_ip: request.client_ip.to_string().into(),
-            headers: request.headers.clone(),
+        let data = Arc::new(if self.reads_request {
+            RequestData {
+                method: request.method.into(),
+                path: request.path.into(),
+                query: request.query.into(),
+                host: request.host.into(),
+                client_ip: request.client_ip.to_string().into(),
+                headers: request.headers.clone(),
+            }
+        } else {
+            RequestData::default()
         });
-        let route: ImmutableString = request.route.into();
+        let cached = self.route.get_or_init(|| request.route.into());
+        let route = if cached.as_str() == request.route {
+            cached.clone()
+        } else {
+            request.route.into()
+        };
         let mut scope = Scope::with_capacity(4);
-        scope.push_constant("claims", (*claims.map).clone());
+        // Read-only views over shared maps: handing them over costs a reference count, and what a
+        // script reads out of them is a copy, so no request can change what the next one sees.
+        scope.push_constant("claims", ReadOnlyMap(claims.map.clone()));
         scope.push_constant("request", RequestView(data.clone()));
         scope.push_constant("route", route.clone());
-        scope.push_constant_dynamic("config", self.config.clone());
+        scope.push_constant("config", ReadOnlyMap(self.config.clone()));
         let _guard = CallGuard::set(Current {
             groups: claims.groups.clone(),
             claims: claims.map.clone(),
