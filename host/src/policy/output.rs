@@ -40,6 +40,9 @@ impl OutputRules {
         &self,
         headers: Vec<(String, String)>,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        if headers.is_empty() {
+            return Ok(Vec::new());
+        }
         if headers.len() > self.limits.max_headers {
             return Err(format!(
                 "the policy sets {} headers; at most {} are allowed (policy_limits.max_headers)",

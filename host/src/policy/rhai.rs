@@ -35,6 +35,9 @@ struct Current {
 
 thread_local! {
     static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    static SCOPE: RefCell<Scope<'static>> = RefCell::new(Scope::new());
+    /// What scripts that never read the request get: made once per thread.
+    static NO_REQUEST: Arc<RequestData> = Arc::new(RequestData::default());
 }
 
 /// Clears the thread-local when an evaluation ends, however it ends.
@@ -212,7 +215,7 @@ impl PolicyEngine {
     ) -> Result<RhaiPolicy, PolicyError> {
         let ast = self
             .engine
-            .compile_with_scope(&template_scope(), text)
+            .compile_with_scope(&compile_scope(), text)
             .map_err(|err| PolicyError {
                 file: shown.to_owned(),
                 position: line_column(err.position()),
@@ -229,9 +232,10 @@ impl PolicyEngine {
     }
 }
 
-/// The names every script sees (for compiling with strict variables). Pushed as variables, not
-/// constants: the optimizer would fold constant placeholder values into the compiled script.
-fn template_scope() -> Scope<'static> {
+/// The names every script sees, for compiling with strict variables. Pushed as variables with
+/// placeholder values, never as constants: the optimizer would fold constants into the compiled
+/// script (and Rhai 1.27 then panics on a script that assigns to such a folded name).
+fn compile_scope() -> Scope<'static> {
     let mut scope = Scope::new();
     for name in ["claims", "request", "route", "config"] {
         scope.push(name, ());
@@ -276,7 +280,7 @@ fn register_api(engine: &mut Engine) {
         .register_fn("has_group", |name: &str| {
             with_current(false, |c| c.groups.iter().any(|g| g == name))
         })
-        .register_fn("has_any_group", |names: Array| {
+        .register_fn("has_any_group", |names: &mut Array| {
             with_current(false, |c| {
                 names
                     .iter()
@@ -334,31 +338,36 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        let data = Arc::new(if self.reads_request {
-            RequestData {
+        let data = if self.reads_request {
+            Arc::new(RequestData {
                 method: request.method.into(),
                 path: request.path.into(),
                 query: request.query.into(),
                 host: request.host.into(),
                 client_ip: request.client_ip.to_string().into(),
                 headers: request.headers.clone(),
-            }
+            })
         } else {
-            RequestData::default()
-        });
+            NO_REQUEST.with(Arc::clone)
+        };
         let cached = self.route.get_or_init(|| request.route.into());
         let route = if cached.as_str() == request.route {
             cached.clone()
         } else {
             request.route.into()
         };
-        let mut scope = Scope::with_capacity(4);
-        // Read-only views over shared maps: handing them over costs a reference count, and what a
-        // script reads out of them is a copy, so no request can change what the next one sees.
-        scope.push_constant("claims", ReadOnlyMap(claims.map.clone()));
-        scope.push_constant("request", RequestView(data.clone()));
-        scope.push_constant("route", route.clone());
-        scope.push_constant("config", ReadOnlyMap(self.config.clone()));
+        // The scope is reused across decisions on this thread (cleared each time): no allocation.
+        let mut scope = SCOPE.with(|cached| std::mem::take(&mut *cached.borrow_mut()));
+        scope.clear();
+        // `claims` (possibly large, shared by a session's requests) and `request` are read-only
+        // views: handing them over costs a reference count, they have no setters, and what a
+        // script reads out of them is a copy. `config` is small: this decision's own copy is
+        // cheaper than a view's property lookups. Either way no request can change what the next
+        // one sees. (Plain variables, not constants: Rhai re-marks constants value by value.)
+        scope.push("claims", ReadOnlyMap(claims.map.clone()));
+        scope.push("request", RequestView(data.clone()));
+        scope.push("route", route.clone());
+        scope.push("config", (*self.config).clone());
         let _guard = CallGuard::set(Current {
             groups: claims.groups.clone(),
             claims: claims.map.clone(),
@@ -370,9 +379,10 @@ impl RhaiPolicy {
         let result = self
             .engine
             .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast)
-            .map_err(|err| self.runtime_error(*err))?;
-        self.decision(result, rules)
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+        scope.clear();
+        SCOPE.with(|cached| *cached.borrow_mut() = scope);
+        self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
     }
 
     fn error(&self, position: Option<(usize, usize)>, message: String) -> PolicyError {
