@@ -376,10 +376,18 @@ impl RhaiPolicy {
             file: self.file.clone(),
             deadline: Instant::now() + self.engine.limits.timeout,
         });
-        let result = self
-            .engine
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+        // A panic inside the script engine (a Rhai bug) must cost this request, not the
+        // connection or the worker: it becomes a policy error like any other failure.
+        let engine = &self.engine.engine;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Box::new(EvalAltResult::ErrorRuntime(
+                "the script engine failed unexpectedly".into(),
+                Position::NONE,
+            )))
+        });
         scope.clear();
         SCOPE.with(|cached| *cached.borrow_mut() = scope);
         self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
