@@ -79,8 +79,8 @@ impl OutputRules {
                 "header {name:?} is managed by the proxy; a policy cannot set it"
             ));
         }
-        let identity = normalised.starts_with("x-auth-")
-            || self.identity_headers.iter().any(|h| *h == normalised);
+        let identity =
+            normalised.starts_with("x-auth-") || self.identity_headers.contains(&normalised);
         if identity && !self.may_set_identity_headers {
             return Err(format!(
                 "header {name:?} is an identity header; set policy_may_set_identity_headers = true on the route to allow it"
