@@ -78,18 +78,7 @@ impl ProxyError {
     /// The response for this error.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        let text = format!(
-            "{} {}: {}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            self.public_text()
-        );
-        let mut response = Response::new(full_body(text));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut response = status_response(status, self.public_text());
         if matches!(
             self,
             ProxyError::Auth(AuthError::Unauthenticated(StatusCode::UNAUTHORIZED))
@@ -99,11 +88,6 @@ impl ProxyError {
                 HeaderValue::from_static("Bearer realm=\"portcullis\""),
             );
         }
-        if matches!(self, ProxyError::Auth(_)) {
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
             response
@@ -112,6 +96,25 @@ impl ProxyError {
         }
         response
     }
+}
+
+/// A plain-text answer Portcullis makes itself, never cached: `body` as it is.
+pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A plain-text answer reading `"403 Forbidden: <message>"`.
+pub fn status_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    text_response(status, format!("{} {reason}: {message}\n", status.as_u16()))
 }
 
 /// A body with fixed content.

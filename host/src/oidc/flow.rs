@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{LoginError, Oidc, RefreshError, Tokens};
 use crate::config::Unauthenticated;
-use crate::error::{ProxyBody, empty_body, full_body};
+use crate::error::{ProxyBody, empty_body, text_response};
 use crate::session::{
     LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, random_token,
 };
@@ -263,7 +263,7 @@ impl Auth {
         let id_token = live.as_ref().map(|l| l.session.id_token.as_str());
         let mut response = match self.oidc.logout_redirect(id_token) {
             Some(url) => redirect(url.as_str()),
-            None => plain(StatusCode::OK, "You are logged out.\n"),
+            None => text_response(StatusCode::OK, "You are logged out.\n"),
         };
         response
             .headers_mut()
@@ -479,18 +479,6 @@ fn redirect(location: &str) -> Response<ProxyBody> {
     if let Ok(location) = HeaderValue::from_str(location) {
         headers.insert(header::LOCATION, location);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(text));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -323,23 +323,9 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
     }
 }
 
-/// The answer to a policy's deny: its status and reason (or the status's own text).
+/// The answer to a policy's deny: its status and reason (or "access denied").
 fn denied(status: StatusCode, reason: Option<&str>) -> Response<ProxyBody> {
-    let text = format!(
-        "{} {}: {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        reason.unwrap_or("access denied")
-    );
-    let mut response = Response::new(crate::error::full_body(text));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    crate::error::status_response(status, reason.unwrap_or("access denied"))
 }
 
 /// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned
