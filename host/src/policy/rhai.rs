@@ -143,7 +143,7 @@ pub struct RhaiPolicy {
     /// The route name as a script string, made on first use.
     route: std::sync::OnceLock<ImmutableString>,
     file: Arc<str>,
-    config: Arc<Map>,
+    config: Dynamic,
     engine: PolicyEngine,
 }
 
@@ -224,7 +224,7 @@ impl PolicyEngine {
         Ok(RhaiPolicy {
             ast,
             file: shown.into(),
-            config: Arc::new(config),
+            config: Dynamic::from_map(config),
             reads_request: text.contains("request") || text.contains("header"),
             route: std::sync::OnceLock::new(),
             engine: self.clone(),
@@ -367,7 +367,7 @@ impl RhaiPolicy {
         scope.push("claims", ReadOnlyMap(claims.map.clone()));
         scope.push("request", RequestView(data.clone()));
         scope.push("route", route.clone());
-        scope.push("config", (*self.config).clone());
+        scope.push_dynamic("config", self.config.clone());
         let _guard = CallGuard::set(Current {
             groups: claims.groups.clone(),
             claims: claims.map.clone(),
