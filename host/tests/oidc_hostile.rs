@@ -67,11 +67,11 @@ async fn setup(script: Script) -> Setup {
     Setup { idp, proxy }
 }
 
-/// Discovery runs in the background: wait until a browser request is sent to log in.
+/// Discovery runs in the background: wait until a browser request is no longer answered 503.
 async fn wait_until_discovered(proxy: &TestProxy) {
     let browser = Browser::new();
     for _ in 0..300 {
-        if browser.get(&proxy.url("/")).await.status() == StatusCode::FOUND {
+        if browser.get(&proxy.url("/")).await.status() != StatusCode::SERVICE_UNAVAILABLE {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -726,4 +726,117 @@ policy = "broken.rhai"
         alice.get(&setup.proxy.url("/admin")).await.status(),
         StatusCode::OK
     );
+}
+
+/// Starts a proxy against the hostile provider with `oidc_extra` in `[oidc]` and extra routes.
+async fn setup_with(oidc_extra: &'static str, routes: &'static str) -> Setup {
+    logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let base = config_with(&idp, echo, oidc_extra);
+    let proxy = start_proxy_at(
+        move |addr| {
+            format!(
+                "{}\n{}",
+                base(addr),
+                routes.replace("{echo}", &echo.to_string())
+            )
+        },
+        std::path::Path::new("."),
+    )
+    .await;
+    wait_until_discovered(&proxy).await;
+    Setup { idp, proxy }
+}
+
+#[tokio::test]
+async fn optional_routes_forwarded_tokens_and_per_route_headers() {
+    let setup = setup_with(
+        "",
+        r#"
+[[routes]]
+name = "optional"
+path = "/optional"
+upstream = "http://{echo}"
+auth = "optional"
+
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "http://{echo}"
+forward_access_token = true
+[routes.headers]
+"X-User" = "preferred_username"
+"#,
+    )
+    .await;
+    let browser = Browser::new();
+    let anonymous = json(browser.get(&setup.proxy.url("/optional")).await).await;
+    assert_eq!(
+        received_header(&anonymous, "x-auth-subject"),
+        None,
+        "passes without a login"
+    );
+    login(&browser, &setup, "/").await;
+    let optional = json(browser.get(&setup.proxy.url("/optional")).await).await;
+    assert_eq!(
+        received_header(&optional, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    let api = json(browser.get(&setup.proxy.url("/api")).await).await;
+    assert_eq!(
+        received_header(&api, "x-user").as_deref(),
+        Some("alice"),
+        "the route's own headers"
+    );
+    assert_eq!(
+        received_header(&api, "x-auth-subject"),
+        None,
+        "replacing the top-level set"
+    );
+    let bearer = received_header(&api, "authorization").expect("access token forwarded");
+    assert!(bearer.starts_with("Bearer at-"), "{bearer}");
+    // A client cannot send the route's identity header itself.
+    let spoofed = browser
+        .client
+        .get(setup.proxy.url("/optional"))
+        .header("X_User", "root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received_header(&json(spoofed).await, "x-user"), None);
+}
+
+#[tokio::test]
+async fn client_secret_post_is_used_when_configured() {
+    let setup = setup_with("token_endpoint_auth_method = \"client_secret_post\"", "").await;
+    login(&Browser::new(), &setup, "/").await;
+    assert_eq!(setup.idp.client_auth_methods(), ["client_secret_post"]);
+    let basic = self::setup(Script::default()).await;
+    login(&Browser::new(), &basic, "/").await;
+    assert_eq!(basic.idp.client_auth_methods(), ["client_secret_basic"]);
+}
+
+#[tokio::test]
+async fn unauthenticated_redirect_and_deny_apply_to_every_client() {
+    let redirect = setup_with("unauthenticated = \"redirect\"", "").await;
+    assert_eq!(
+        Browser::new()
+            .get_api(&redirect.proxy.url("/"))
+            .await
+            .status(),
+        StatusCode::FOUND
+    );
+    let deny = setup_with(
+        "unauthenticated = \"deny\"\nunauthenticated_status = 403",
+        "",
+    )
+    .await;
+    let answer = Browser::new().get(&deny.proxy.url("/")).await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FORBIDDEN,
+        "even browsers are denied"
+    );
+    assert!(!answer.headers().contains_key("www-authenticate"));
 }

@@ -535,6 +535,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn browser_session_cookies_and_domain_cookies() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let mut config = manager(clock.clone()).config.clone();
+        config.cookie_persistent = false;
+        config.cookie_domain = Some("example.com".into());
+        config.cookie_secure = false;
+        let manager =
+            SessionManager::with_store(Arc::new(MemoryStore::new(clock.clone())), config, clock);
+        let live = manager.create(session()).await.unwrap();
+        let text = manager.session_cookie(&live).to_str().unwrap().to_owned();
+        assert!(
+            !text.contains("Max-Age"),
+            "a browser-session cookie: {text}"
+        );
+        assert!(text.contains("Domain=example.com"), "{text}");
+        assert!(!text.contains("Secure"), "{text}");
+        assert!(
+            text.contains("HttpOnly") && text.contains("SameSite=Lax"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_corrupted_record_is_dropped_not_fatal() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Arc::new(MemoryStore::new(clock.clone()));

@@ -148,6 +148,7 @@ struct State {
     issued_id_tokens: Vec<String>,
     issued_refresh_tokens: Vec<String>,
     revoked: Vec<String>,
+    client_auth_methods: Vec<&'static str>,
 }
 
 /// The running hostile provider.
@@ -224,6 +225,11 @@ impl HostileIdp {
         self.state.lock().unwrap().issued_refresh_tokens.clone()
     }
 
+    /// How the client authenticated at each token request.
+    pub fn client_auth_methods(&self) -> Vec<&'static str> {
+        self.state.lock().unwrap().client_auth_methods.clone()
+    }
+
     /// Tokens revoked at the revocation endpoint, in order.
     pub fn revoked(&self) -> Vec<String> {
         self.state.lock().unwrap().revoked.clone()
@@ -253,7 +259,15 @@ impl HostileIdp {
             }
             "/authorize" => self.authorize(&query),
             "/token" => {
+                let basic = request.headers().contains_key(header::AUTHORIZATION);
                 let body = request.into_body().collect().await.unwrap().to_bytes();
+                let posted = url::form_urlencoded::parse(&body).any(|(k, _)| k == "client_secret");
+                let method = match (basic, posted) {
+                    (true, false) => "client_secret_basic",
+                    (false, true) => "client_secret_post",
+                    _ => "unclear",
+                };
+                self.state.lock().unwrap().client_auth_methods.push(method);
                 self.token(&body)
             }
             "/revoke" => {
