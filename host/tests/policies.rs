@@ -336,6 +336,7 @@ fn every_limit_is_enforced() {
         timeout: std::time::Duration::from_secs(10),
         max_headers: 2,
         max_header_value_size: 16,
+        ..PolicyLimits::default()
     };
     let cases = [
         ("loop {} ", "max_operations"),

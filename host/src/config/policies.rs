@@ -5,7 +5,7 @@ use std::path::Path;
 use super::RoutePolicy;
 use super::raw::RawPolicyLimits;
 use super::validate::{Problems, duration};
-use crate::policy::{OutputRules, Policy, PolicyEngine, PolicyLimits};
+use crate::policy::{Isolation, OutputRules, Policy, PolicyEngine, PolicyLimits, WasmPolicy};
 
 pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> PolicyLimits {
     let defaults = PolicyLimits::default();
@@ -47,6 +47,24 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
             raw.max_header_value_size,
             defaults.max_header_value_size,
         ),
+        wasm_max_memory: defaults.wasm_max_memory,
+        wasm_pooled_uses: defaults.wasm_pooled_uses,
+    };
+    let wasm_max_memory = match raw
+        .wasm_max_memory
+        .as_deref()
+        .map(super::validate::parse_size)
+    {
+        None => defaults.wasm_max_memory,
+        Some(Ok(bytes)) if bytes <= crate::policy::wasm::MAX_CONFIGURABLE_MEMORY => bytes,
+        Some(Ok(_)) => {
+            problems.add("policy_limits.wasm_max_memory", "at most \"256MiB\"");
+            defaults.wasm_max_memory
+        }
+        Some(Err(message)) => {
+            problems.add("policy_limits.wasm_max_memory", message);
+            defaults.wasm_max_memory
+        }
     };
     if raw.max_operations == Some(0) {
         problems.add("policy_limits.max_operations", "must be at least 1");
@@ -59,25 +77,70 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
     );
     PolicyLimits {
         timeout: timeout.unwrap_or(limits.timeout),
+        wasm_max_memory,
+        wasm_pooled_uses: raw
+            .wasm_pooled_uses
+            .unwrap_or(defaults.wasm_pooled_uses)
+            .max(1),
         ..limits
     }
 }
 
 /// Compiles a route's policy file with its `policy_config`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compile_route_policy(
     engine: &PolicyEngine,
     file: &str,
     config: Option<toml::Table>,
+    isolation: Option<&str>,
     rules: OutputRules,
     base_dir: &Path,
     key: &str,
     problems: &mut Problems,
 ) -> Option<RoutePolicy> {
+    let isolation_key = key.replace(".policy", ".isolation");
+    if file.ends_with(".wasm") {
+        let isolation = match isolation {
+            None | Some("pooled") => Isolation::Pooled,
+            Some("per-request") => Isolation::PerRequest,
+            Some(other) => {
+                problems.add(
+                    isolation_key,
+                    format!("must be \"pooled\" or \"per-request\": {other:?}"),
+                );
+                return None;
+            }
+        };
+        let config = match serde_json::to_value(config.unwrap_or_default()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        return match WasmPolicy::compile(
+            &base_dir.join(file),
+            file,
+            &config,
+            isolation,
+            engine.limits().clone(),
+        ) {
+            Ok(policy) => Some(RoutePolicy {
+                policy: Policy::Wasm(policy),
+                rules,
+            }),
+            Err(err) => {
+                problems.add(key, err.to_string());
+                None
+            }
+        };
+    }
     if !file.ends_with(".rhai") {
         problems.add(
             key,
-            format!("{file:?}: only Rhai policies (.rhai) are supported so far"),
+            format!("{file:?}: a policy is a Rhai script (.rhai) or a Wasm component (.wasm)"),
         );
+        return None;
+    }
+    if isolation.is_some() {
+        problems.add(isolation_key, "only Wasm policies have an isolation mode");
         return None;
     }
     let config = match rhai::serde::to_dynamic(config.unwrap_or_default()) {

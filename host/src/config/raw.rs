@@ -56,6 +56,10 @@ pub struct RawPolicyLimits {
     pub max_headers: Option<usize>,
     /// Bytes per header value set by a policy. Default 4096.
     pub max_header_value_size: Option<usize>,
+    /// Linear memory of a Wasm policy, e.g. `"32MiB"` (the default; at most 256 MiB).
+    pub wasm_max_memory: Option<String>,
+    /// Decisions a pooled Wasm instance serves before it is replaced. Default 10000.
+    pub wasm_pooled_uses: Option<u64>,
 }
 
 /// `[oidc]`
@@ -210,6 +214,8 @@ pub struct RawRoute {
     /// Let the policy set identity headers (`X-Auth-*`, the route's `headers`). Default `false`.
     #[serde(default)]
     pub policy_may_set_identity_headers: bool,
+    /// For Wasm policies: `"pooled"` (default: instances reused per worker) or `"per-request"`.
+    pub isolation: Option<String>,
 }
 
 /// A key that takes either one string or a list of strings.

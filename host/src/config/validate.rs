@@ -339,6 +339,7 @@ fn validate_routes(
                     &defaults.engine,
                     file,
                     raw.policy_config,
+                    raw.isolation.as_deref(),
                     rules,
                     base_dir,
                     &key("policy"),
@@ -426,7 +427,7 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
     match text.parse::<bytesize::ByteSize>() {
         Ok(size) if size.as_u64() == 0 => Err(format!("must be larger than zero: {text:?}")),
         Ok(size) => Ok(size.as_u64()),

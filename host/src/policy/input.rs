@@ -30,6 +30,8 @@ pub struct PolicyRequest<'a> {
 pub struct PolicyClaims {
     pub(crate) map: Arc<rhai::Map>,
     pub(crate) groups: Arc<Vec<String>>,
+    /// All claims as JSON text, for Wasm policies.
+    pub(crate) json: Arc<str>,
 }
 
 impl PolicyClaims {
@@ -54,13 +56,17 @@ impl PolicyClaims {
             rhai::Dynamic::from_array(groups.iter().map(|g| g.clone().into()).collect()),
         );
         PolicyClaims {
+            json: serde_json::Value::Object(claims.clone()).to_string().into(),
             map: Arc::new(map),
             groups: Arc::new(groups),
         }
     }
 
-    /// No user: an empty map whose `groups` is an empty array.
+    /// No user: an empty map whose `groups` is an empty array (made once).
     pub fn anonymous() -> Self {
-        Self::from_json(&serde_json::Map::new())
+        static ANONYMOUS: std::sync::OnceLock<PolicyClaims> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| Self::from_json(&serde_json::Map::new()))
+            .clone()
     }
 }

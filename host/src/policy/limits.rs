@@ -25,6 +25,10 @@ pub struct PolicyLimits {
     pub max_headers: usize,
     /// Bytes in one header value a policy sets. Default 4 KiB.
     pub max_header_value_size: usize,
+    /// Linear memory of a Wasm policy. Default 32 MiB (at most 256 MiB).
+    pub wasm_max_memory: u64,
+    /// Decisions a pooled Wasm instance serves before it is replaced. Default 10,000.
+    pub wasm_pooled_uses: u64,
 }
 
 impl Default for PolicyLimits {
@@ -39,6 +43,8 @@ impl Default for PolicyLimits {
             timeout: Duration::from_millis(20),
             max_headers: 16,
             max_header_value_size: 4096,
+            wasm_max_memory: 32 * 1024 * 1024,
+            wasm_pooled_uses: 10_000,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod output;
 mod rhai;
 pub mod tester;
+pub mod wasm;
 
 use std::fmt;
 
@@ -20,6 +21,7 @@ pub use self::rhai::{PolicyEngine, RhaiPolicy};
 pub use input::{PolicyClaims, PolicyRequest};
 pub use limits::PolicyLimits;
 pub use output::OutputRules;
+pub use wasm::{Isolation, WasmPolicy};
 
 /// What a policy decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +109,8 @@ impl std::error::Error for PolicyError {}
 pub enum Policy {
     /// A Rhai script.
     Rhai(RhaiPolicy),
+    /// A WebAssembly component.
+    Wasm(WasmPolicy),
 }
 
 impl Policy {
@@ -114,11 +118,14 @@ impl Policy {
     pub fn decide(
         &self,
         request: &PolicyRequest<'_>,
-        claims: &PolicyClaims,
+        claims: Option<&PolicyClaims>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
         match self {
-            Policy::Rhai(policy) => policy.decide(request, claims, rules),
+            Policy::Rhai(policy) => {
+                policy.decide(request, claims.unwrap_or(&PolicyClaims::anonymous()), rules)
+            }
+            Policy::Wasm(policy) => policy.decide(request, claims, rules),
         }
     }
 
@@ -126,6 +133,7 @@ impl Policy {
     pub fn file(&self) -> &str {
         match self {
             Policy::Rhai(policy) => policy.file(),
+            Policy::Wasm(policy) => policy.file(),
         }
     }
 }

@@ -8,7 +8,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::{
-    Decision, OutputRules, PolicyClaims, PolicyEngine, PolicyError, PolicyLimits, PolicyRequest,
+    Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyError,
+    PolicyLimits, PolicyRequest, WasmPolicy,
 };
 use crate::canonical::CanonicalPath;
 use crate::config::IdentityHeaders;
@@ -67,16 +68,16 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T,
 
 /// Turns `key=value` arguments into the policy's `config`: values that parse as JSON are taken as
 /// JSON (`groups=["a","b"]`, `limit=3`), anything else as a string.
-pub fn config_from_pairs(pairs: &[String]) -> Result<rhai::Map, TestError> {
-    let mut config = rhai::Map::new();
+pub fn config_from_pairs(
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, TestError> {
+    let mut config = serde_json::Map::new();
     for pair in pairs {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| TestError::Input(format!("--config {pair:?}: expected key=value")))?;
         let json: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
-        let value =
-            rhai::serde::to_dynamic(json).map_err(|err| TestError::Input(err.to_string()))?;
-        config.insert(key.into(), value);
+        config.insert(key.to_owned(), json);
     }
     Ok(config)
 }
@@ -103,16 +104,30 @@ pub fn run(
             .map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
         headers.append(name, value);
     }
-    let engine = PolicyEngine::new(PolicyLimits::default());
+    let limits = PolicyLimits::default();
     let shown = file.display().to_string();
-    if !shown.ends_with(".rhai") {
+    let config = config_from_pairs(config)?;
+    let policy = if shown.ends_with(".wasm") {
+        Policy::Wasm(WasmPolicy::compile(
+            file,
+            &shown,
+            &config,
+            Isolation::PerRequest,
+            limits.clone(),
+        )?)
+    } else if shown.ends_with(".rhai") {
+        let rhai_config = rhai::serde::to_dynamic(serde_json::Value::Object(config))
+            .ok()
+            .and_then(|value| value.try_cast::<rhai::Map>())
+            .unwrap_or_default();
+        Policy::Rhai(PolicyEngine::new(limits.clone()).compile(file, &shown, rhai_config)?)
+    } else {
         return Err(TestError::Input(format!(
-            "{shown}: only Rhai policies (.rhai) are supported so far"
+            "{shown}: a policy is a Rhai script (.rhai) or a Wasm component (.wasm)"
         )));
-    }
-    let policy = engine.compile(file, &shown, config_from_pairs(config)?)?;
+    };
     let rules = OutputRules {
-        limits: engine.limits().clone(),
+        limits,
         identity_headers: IdentityHeaders::seed_default()
             .0
             .iter()
@@ -129,5 +144,9 @@ pub fn run(
         client_ip: request.client_ip,
         route: &request.route,
     };
-    Ok(policy.decide(&input, &PolicyClaims::from_json(&claims), &rules)?)
+    // Claims without a subject stand for "no user" (e.g. `{}`).
+    let claims = claims
+        .contains_key("sub")
+        .then(|| PolicyClaims::from_json(&claims));
+    Ok(policy.decide(&input, claims.as_ref(), &rules)?)
 }

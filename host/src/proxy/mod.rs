@@ -29,7 +29,7 @@ use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
 use crate::oidc::{Auth, Oidc, claim_header_value};
-use crate::policy::{Decision, PolicyClaims, PolicyError, PolicyRequest};
+use crate::policy::{Decision, PolicyError, PolicyRequest};
 use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
@@ -279,14 +279,10 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
     let Some(route_policy) = &route.config.policy else {
         return Ok(Flow::Continue);
     };
-    let anonymous;
-    let claims = match &ctx.session {
-        Some(live) => live.session.policy_claims(),
-        None => {
-            anonymous = PolicyClaims::anonymous();
-            &anonymous
-        }
-    };
+    let claims = ctx
+        .session
+        .as_ref()
+        .map(|live| live.session.policy_claims());
     let input = PolicyRequest {
         method: request.method().as_str(),
         path: ctx.path.as_ref().map_or("/", CanonicalPath::decision),

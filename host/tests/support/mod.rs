@@ -9,6 +9,7 @@ pub mod hostile_idp;
 pub mod logs;
 pub mod real_idp;
 pub mod tls;
+pub mod wasm;
 
 use std::net::SocketAddr;
 use std::path::Path;

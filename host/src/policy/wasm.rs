@@ -1,0 +1,509 @@
+//! Wasm policies: components written against `sdk/wit/policy.wit`, run by wasmtime.
+//!
+//! Lifetimes: one [`WasmRuntime`] per process (the engine, its pooling allocator and the epoch
+//! ticker thread); one [`WasmPolicy`] per route, compiled at load (`Component` + `InstancePre`);
+//! per decision either a fresh store and instance (`isolation = "per-request"`) or a store and
+//! instance reused on the worker thread (`isolation = "pooled"`, the default), dropped after any
+//! trap and after a bounded number of uses.
+//!
+//! The sandbox is what is linked: the world's `log` import and nothing else. A Rust std guest
+//! built for `wasm32-wasip2` imports WASI interfaces it never calls (environment, clocks, stdio):
+//! those are given stubs that trap when called, so ordinary Rust policies load, and a policy that
+//! does try to read a file, the clock or the environment fails closed at that call. Bounds: the
+//! epoch deadline (`policy_limits.timeout`), memory (`policy_limits.wasm_max_memory`, through a
+//! resource limiter), and the wasm stack ([`MAX_WASM_STACK`]).
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "policy",
+    });
+}
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bindings::portcullis::policy::types as wit;
+use http::StatusCode;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use super::input::{PolicyClaims, PolicyRequest};
+use super::limits::PolicyLimits;
+use super::output::OutputRules;
+use super::{Decision, PolicyError};
+
+/// Wasm stack available to a policy (engine-wide).
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Largest memory any policy may be configured to use (the pooling allocator reserves this).
+pub const MAX_CONFIGURABLE_MEMORY: u64 = 256 * 1024 * 1024;
+
+/// How a route's Wasm policy instances are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// An instance reused on each worker thread (fast; a guest's state can be seen by later
+    /// requests on that thread). Dropped after any trap and after `pooled_uses` decisions.
+    Pooled,
+    /// A fresh store and instance per decision (slower; nothing survives a request).
+    PerRequest,
+}
+
+/// What a policy's store holds: its limiter, and who it is (for its log lines).
+struct HostState {
+    limiter: MemoryLimiter,
+    route: String,
+    file: Arc<str>,
+}
+
+/// Caps linear memory and remembers that it refused, so the error can say why the guest failed.
+struct MemoryLimiter {
+    max_memory: usize,
+    refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_memory;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl bindings::PolicyImports for HostState {
+    fn log(&mut self, level: wit::Level, message: String) {
+        let message: String = message.chars().take(4096).collect();
+        let (route, file) = (&self.route, &*self.file);
+        match level {
+            wit::Level::Debug => {
+                tracing::debug!(target: "portcullis::policy", route, file, "{message}")
+            }
+            wit::Level::Info => {
+                tracing::info!(target: "portcullis::policy", route, file, "{message}")
+            }
+            wit::Level::Warn => {
+                tracing::warn!(target: "portcullis::policy", route, file, "{message}")
+            }
+            wit::Level::Error => {
+                tracing::error!(target: "portcullis::policy", route, file, "{message}")
+            }
+        }
+    }
+}
+
+impl bindings::portcullis::policy::types::Host for HostState {}
+
+/// The process-wide wasmtime engine and base linker.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    /// Compiled components by the SHA-256 of their bytes: a reload (or a second route using the
+    /// same file) does not compile again.
+    compiled: std::sync::Mutex<HashMap<[u8; 32], Component>>,
+}
+
+impl WasmRuntime {
+    /// The runtime, created (with its epoch ticker thread) on first use.
+    pub fn get() -> Result<&'static WasmRuntime, String> {
+        static RUNTIME: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(WasmRuntime::new)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn new() -> Result<Self, String> {
+        let mut pooling = wasmtime::PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(512)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(1024)
+            .max_memory_size(MAX_CONFIGURABLE_MEMORY as usize);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        let engine =
+            Engine::new(&config).map_err(|err| format!("cannot start the Wasm engine: {err}"))?;
+        let mut linker = Linker::new(&engine);
+        bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| {
+            state
+        })
+        .map_err(|err| format!("cannot link the policy API: {err}"))?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|err| format!("cannot start the epoch ticker: {err}"))?;
+        Ok(WasmRuntime {
+            engine,
+            linker,
+            compiled: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl WasmRuntime {
+    /// Compiles `bytes`, or returns the component compiled earlier from the same bytes.
+    fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if let Some(component) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(component.clone());
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, component.clone());
+        Ok(component)
+    }
+}
+
+/// Identifies a compiled policy in the per-thread pools.
+static NEXT_POLICY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A compiled Wasm policy, ready to instantiate.
+pub struct WasmPolicy {
+    id: u64,
+    pre: bindings::PolicyPre<HostState>,
+    file: Arc<str>,
+    config_json: String,
+    isolation: Isolation,
+    limits: PolicyLimits,
+    /// Dropped with the policy: pooled instances of a dropped policy are discarded.
+    alive: Arc<()>,
+}
+
+impl std::fmt::Debug for WasmPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmPolicy")
+            .field("file", &self.file)
+            .field("isolation", &self.isolation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A reused instance on one worker thread.
+struct Pooled {
+    store: Store<HostState>,
+    instance: bindings::Policy,
+    uses: u64,
+    owner: Weak<()>,
+}
+
+thread_local! {
+    static POOL: RefCell<HashMap<u64, Pooled>> = RefCell::new(HashMap::new());
+}
+
+impl WasmPolicy {
+    /// Compiles the component at `path` (`shown` as written in the config) with the route's config.
+    pub fn compile(
+        path: &Path,
+        shown: &str,
+        config: &serde_json::Map<String, serde_json::Value>,
+        isolation: Isolation,
+        limits: PolicyLimits,
+    ) -> Result<Self, PolicyError> {
+        let error = |message: String| PolicyError {
+            file: shown.to_owned(),
+            position: None,
+            message,
+        };
+        let runtime = WasmRuntime::get().map_err(&error)?;
+        let bytes =
+            std::fs::read(path).map_err(|err| error(format!("cannot read the policy: {err}")))?;
+        let component = runtime
+            .component(&bytes)
+            .map_err(|err| error(format!("not a valid WebAssembly component: {err:#}")))?;
+        let mut linker = runtime.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|err| error(format!("cannot link: {err:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|err| error(format!("cannot be instantiated: {err:#}")))?;
+        let pre = bindings::PolicyPre::new(pre).map_err(|err| {
+            error(format!(
+                "does not export `decide` as portcullis:policy@0.1.0 says: {err:#}"
+            ))
+        })?;
+        Ok(WasmPolicy {
+            id: NEXT_POLICY_ID.fetch_add(1, Ordering::Relaxed),
+            pre,
+            file: shown.into(),
+            config_json: serde_json::Value::Object(config.clone()).to_string(),
+            isolation,
+            limits,
+            alive: Arc::new(()),
+        })
+    }
+
+    /// The file, as written in the config.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    fn new_store(&self, route: &str) -> Store<HostState> {
+        let runtime = WasmRuntime::get().expect("a compiled policy implies a runtime");
+        let mut store = Store::new(
+            &runtime.engine,
+            HostState {
+                limiter: MemoryLimiter {
+                    max_memory: self.limits.wasm_max_memory as usize,
+                    refused: false,
+                },
+                route: route.to_owned(),
+                file: self.file.clone(),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    }
+
+    /// Runs the policy for one request.
+    pub fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: Option<&PolicyClaims>,
+        rules: &OutputRules,
+    ) -> Result<Decision, PolicyError> {
+        let wit_request = wit::Request {
+            method: request.method.to_owned(),
+            path: request.path.to_owned(),
+            query: request.query.to_owned(),
+            host: request.host.to_owned(),
+            headers: request
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some(wit::Header {
+                        name: name.as_str().to_owned(),
+                        value: value.to_str().ok()?.to_owned(),
+                    })
+                })
+                .collect(),
+            client_ip: request.client_ip.to_string(),
+            route: request.route.to_owned(),
+        };
+        let identity = claims.map(|claims| claims.wit_identity());
+        let outcome = match self.isolation {
+            Isolation::PerRequest => {
+                let mut store = self.new_store(request.route);
+                self.call(&mut store, None, &wit_request, identity.as_ref())
+            }
+            Isolation::Pooled => self.call_pooled(request.route, &wit_request, identity.as_ref()),
+        };
+        let decision = outcome.map_err(|message| PolicyError {
+            file: self.file.to_string(),
+            position: None,
+            message,
+        })?;
+        self.convert(decision, rules)
+    }
+
+    /// One call on `store` (instantiating into it unless `instance` is given). The error text says
+    /// which limit stopped the guest, when one did.
+    fn call(
+        &self,
+        store: &mut Store<HostState>,
+        instance: Option<&bindings::Policy>,
+        request: &wit::Request,
+        identity: Option<&wit::Identity>,
+    ) -> Result<wit::Decision, String> {
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.epoch_deadline_trap();
+        let fresh;
+        let instance = match instance {
+            Some(instance) => instance,
+            None => {
+                fresh = self
+                    .pre
+                    .instantiate(&mut *store)
+                    .map_err(|err| self.explain(store, err))?;
+                &fresh
+            }
+        };
+        instance
+            .call_decide(&mut *store, request, identity, &self.config_json)
+            .map_err(|err| self.explain(store, err))
+    }
+
+    fn call_pooled(
+        &self,
+        route: &str,
+        request: &wit::Request,
+        identity: Option<&wit::Identity>,
+    ) -> Result<wit::Decision, String> {
+        let mut pooled = POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            pool.retain(|_, entry| entry.owner.strong_count() > 0);
+            pool.remove(&self.id)
+        });
+        let mut entry = match pooled.take() {
+            Some(entry) if entry.store.data().route == route => entry,
+            _ => {
+                let mut store = self.new_store(route);
+                store.set_epoch_deadline(self.deadline_ticks());
+                store.epoch_deadline_trap();
+                let instance = self
+                    .pre
+                    .instantiate(&mut store)
+                    .map_err(|err| self.explain(&store, err))?;
+                Pooled {
+                    store,
+                    instance,
+                    uses: 0,
+                    owner: Arc::downgrade(&self.alive),
+                }
+            }
+        };
+        let instance = entry.instance;
+        let result = self.call(&mut entry.store, Some(&instance), request, identity);
+        entry.instance = instance;
+        entry.uses += 1;
+        // A trapped instance cannot be entered again; a worn one is replaced.
+        if result.is_ok() && entry.uses < self.limits.wasm_pooled_uses {
+            POOL.with(|pool| pool.borrow_mut().insert(self.id, entry));
+        }
+        result
+    }
+
+    fn explain(&self, store: &Store<HostState>, err: wasmtime::Error) -> String {
+        if store.data().limiter.refused {
+            return format!(
+                "memory limit of {} bytes exceeded (policy_limits.wasm_max_memory)",
+                self.limits.wasm_max_memory
+            );
+        }
+        let trap = err
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<Trap>())
+            .copied();
+        match trap.as_ref() {
+            Some(Trap::Interrupt) => format!(
+                "stopped after {:?} of wall-clock time (policy_limits.timeout)",
+                self.limits.timeout
+            ),
+            Some(Trap::StackOverflow) => {
+                format!("wasm stack of {MAX_WASM_STACK} bytes exhausted (runaway recursion)")
+            }
+            Some(Trap::UnreachableCodeReached) => {
+                "the policy panicked or aborted (trap: unreachable)".to_owned()
+            }
+            Some(trap) => format!("trap: {trap}"),
+            // Not a trap of the guest's own: the root cause, without wasmtime's backtrace context.
+            // A trapping WASI stub is what a Rust panic usually reaches first (it reads the
+            // environment and writes stderr while reporting itself).
+            None => {
+                let cause = err.root_cause().to_string();
+                if cause.starts_with("unknown import") {
+                    format!(
+                        "the policy panicked or called a function outside its sandbox ({cause})"
+                    )
+                } else {
+                    cause
+                }
+            }
+        }
+    }
+
+    fn convert(
+        &self,
+        decision: wit::Decision,
+        rules: &OutputRules,
+    ) -> Result<Decision, PolicyError> {
+        let error = |message: String| PolicyError {
+            file: self.file.to_string(),
+            position: None,
+            message,
+        };
+        match decision {
+            wit::Decision::Allow(headers) => {
+                let headers = rules
+                    .check(headers.into_iter().map(|h| (h.name, h.value)).collect())
+                    .map_err(error)?;
+                Ok(Decision::Allow { headers })
+            }
+            wit::Decision::Deny(denial) => {
+                let status = StatusCode::from_u16(denial.status)
+                    .ok()
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .ok_or_else(|| {
+                        error(format!(
+                            "deny({}): the status must be 400–599",
+                            denial.status
+                        ))
+                    })?;
+                if denial
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.len() > rules.limits.max_header_value_size)
+                {
+                    return Err(error("deny(): the reason is too long".to_owned()));
+                }
+                Ok(Decision::Deny {
+                    status,
+                    reason: denial.reason,
+                })
+            }
+            wit::Decision::Login => Ok(Decision::Login),
+        }
+    }
+}
+
+impl PolicyClaims {
+    /// The identity as the WIT contract carries it.
+    fn wit_identity(&self) -> wit::Identity {
+        let text = |name: &str| {
+            self.map
+                .get(name)
+                .and_then(|v| v.clone().into_immutable_string().ok())
+                .map(|s| s.to_string())
+        };
+        wit::Identity {
+            subject: text("sub").unwrap_or_default(),
+            groups: self.groups.to_vec(),
+            username: text("preferred_username"),
+            email: text("email"),
+            claims_json: self.json.to_string(),
+        }
+    }
+}
