@@ -23,3 +23,31 @@ pub fn many_routes_config(count: usize) -> String {
 pub fn config(text: &str) -> portcullis::Config {
     portcullis::config::parse(text, Path::new(".")).expect("benchmark config is valid")
 }
+
+/// Builds the sample Wasm policies (`policies/wasm`) for `wasm32-wasip2` and returns the folder
+/// with the `.wasm` files. Panics with the command to run when the target is missing.
+pub fn build_wasm_policies() -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = repo.join("target/wasm-policies");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(repo.join("policies/wasm/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo");
+    assert!(
+        status.success(),
+        "building policies/wasm failed (missing target? run `rustup target add wasm32-wasip2`)"
+    );
+    target_dir.join("wasm32-wasip2/release")
+}

@@ -195,7 +195,7 @@ fn something_that_is_not_a_component_is_refused_at_load() {
     .unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("fake.wasm: not a valid WebAssembly component"),
+            .starts_with("fake.wasm: not a WebAssembly component"),
         "{err}"
     );
 }

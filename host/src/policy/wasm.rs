@@ -246,9 +246,26 @@ impl WasmPolicy {
         let runtime = WasmRuntime::get().map_err(&error)?;
         let bytes =
             std::fs::read(path).map_err(|err| error(format!("cannot read the policy: {err}")))?;
-        let component = runtime
-            .component(&bytes)
-            .map_err(|err| error(format!("not a valid WebAssembly component: {err:#}")))?;
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(error(
+                    "a core Wasm module, not a component: build for --target wasm32-wasip2 (see docs/policies-wasm.md)".into(),
+                ));
+            }
+            _ => {
+                return Err(error(
+                    "not a WebAssembly component (no \"\\0asm\" header)".into(),
+                ));
+            }
+        }
+        let component = runtime.component(&bytes).map_err(|err| {
+            let cause = err.root_cause().to_string();
+            error(format!(
+                "not a valid WebAssembly component: {}",
+                cause.lines().next().unwrap_or_default()
+            ))
+        })?;
         let mut linker = runtime.linker.clone();
         linker
             .define_unknown_imports_as_traps(&component)
