@@ -72,7 +72,28 @@ pub struct Identity {
     pub username: Option<String>,
     /// The `email` claim.
     pub email: Option<String>,
-    claims: Map<String, Value>,
+    /// All claims: parsed from the host's JSON only when a policy asks for one.
+    claims: Claims,
+}
+
+/// The claims of an identity, parsed on first use.
+#[derive(Debug, Clone)]
+struct Claims {
+    json: String,
+    parsed: std::sync::OnceLock<Map<String, Value>>,
+}
+
+impl Claims {
+    fn get(&self) -> &Map<String, Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
+    }
+}
+
+impl PartialEq for Claims {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 impl Identity {
@@ -92,7 +113,10 @@ impl Identity {
             groups,
             username: text("preferred_username"),
             email: text("email"),
-            claims,
+            claims: Claims {
+                json: String::new(),
+                parsed: claims.into(),
+            },
         }
     }
 
@@ -108,12 +132,12 @@ impl Identity {
 
     /// A claim converted to `T`; `None` when absent or of another type.
     pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
-        serde_json::from_value(self.claims.get(name)?.clone()).ok()
+        serde_json::from_value(self.claims.get().get(name)?.clone()).ok()
     }
 
     /// Every claim.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+        self.claims.get()
     }
 }
 
@@ -235,15 +259,15 @@ pub mod __private {
             client_ip: request.client_ip,
             route: request.route,
         };
-        let identity = identity.map(|identity| {
-            let claims = serde_json::from_str(&identity.claims_json).unwrap_or_default();
-            Identity {
-                subject: identity.subject,
-                groups: identity.groups,
-                username: identity.username,
-                email: identity.email,
-                claims,
-            }
+        let identity = identity.map(|identity| Identity {
+            subject: identity.subject,
+            groups: identity.groups,
+            username: identity.username,
+            email: identity.email,
+            claims: Claims {
+                json: identity.claims_json,
+                parsed: std::sync::OnceLock::new(),
+            },
         });
         let config = Config(serde_json::from_str(&config_json).unwrap_or_default());
         match P::decide(&request, identity.as_ref(), &config) {

@@ -32,6 +32,8 @@ pub struct PolicyClaims {
     pub(crate) groups: Arc<Vec<String>>,
     /// All claims as JSON text, for Wasm policies.
     pub(crate) json: Arc<str>,
+    /// The identity as Wasm policies receive it, converted on first use and shared.
+    pub(crate) wasm_identity: Arc<std::sync::OnceLock<super::wasm::WitIdentity>>,
 }
 
 impl PolicyClaims {
@@ -57,6 +59,7 @@ impl PolicyClaims {
         );
         PolicyClaims {
             json: serde_json::Value::Object(claims.clone()).to_string().into(),
+            wasm_identity: Arc::default(),
             map: Arc::new(map),
             groups: Arc::new(groups),
         }

@@ -37,6 +37,9 @@ use super::limits::PolicyLimits;
 use super::output::OutputRules;
 use super::{Decision, PolicyError};
 
+/// The identity as the WIT contract carries it.
+pub(crate) type WitIdentity = wit::Identity;
+
 /// Wasm stack available to a policy (engine-wide).
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -340,13 +343,13 @@ impl WasmPolicy {
             client_ip: request.client_ip.to_string(),
             route: request.route.to_owned(),
         };
-        let identity = claims.map(|claims| claims.wit_identity());
+        let identity = claims.map(PolicyClaims::wit_identity);
         let outcome = match self.isolation {
             Isolation::PerRequest => {
                 let mut store = self.new_store(request.route);
-                self.call(&mut store, None, &wit_request, identity.as_ref())
+                self.call(&mut store, None, &wit_request, identity)
             }
-            Isolation::Pooled => self.call_pooled(request.route, &wit_request, identity.as_ref()),
+            Isolation::Pooled => self.call_pooled(request.route, &wit_request, identity),
         };
         let decision = outcome.map_err(|message| PolicyError {
             file: self.file.to_string(),
@@ -389,11 +392,7 @@ impl WasmPolicy {
         request: &wit::Request,
         identity: Option<&wit::Identity>,
     ) -> Result<wit::Decision, String> {
-        let mut pooled = POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            pool.retain(|_, entry| entry.owner.strong_count() > 0);
-            pool.remove(&self.id)
-        });
+        let mut pooled = POOL.with(|pool| pool.borrow_mut().remove(&self.id));
         let mut entry = match pooled.take() {
             Some(entry) if entry.store.data().route == route => entry,
             _ => {
@@ -418,7 +417,14 @@ impl WasmPolicy {
         entry.uses += 1;
         // A trapped instance cannot be entered again; a worn one is replaced.
         if result.is_ok() && entry.uses < self.limits.wasm_pooled_uses {
-            POOL.with(|pool| pool.borrow_mut().insert(self.id, entry));
+            POOL.with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if entry.uses == 1 {
+                    // A new entry: drop the instances of policies that no longer exist.
+                    pool.retain(|_, other| other.owner.strong_count() > 0);
+                }
+                pool.insert(self.id, entry)
+            });
         }
         result
     }
@@ -507,20 +513,22 @@ impl WasmPolicy {
 }
 
 impl PolicyClaims {
-    /// The identity as the WIT contract carries it.
-    fn wit_identity(&self) -> wit::Identity {
-        let text = |name: &str| {
-            self.map
-                .get(name)
-                .and_then(|v| v.clone().into_immutable_string().ok())
-                .map(|s| s.to_string())
-        };
-        wit::Identity {
-            subject: text("sub").unwrap_or_default(),
-            groups: self.groups.to_vec(),
-            username: text("preferred_username"),
-            email: text("email"),
-            claims_json: self.json.to_string(),
-        }
+    /// The identity as the WIT contract carries it (converted once per session).
+    fn wit_identity(&self) -> &wit::Identity {
+        self.wasm_identity.get_or_init(|| {
+            let text = |name: &str| {
+                self.map
+                    .get(name)
+                    .and_then(|v| v.clone().into_immutable_string().ok())
+                    .map(|s| s.to_string())
+            };
+            wit::Identity {
+                subject: text("sub").unwrap_or_default(),
+                groups: self.groups.to_vec(),
+                username: text("preferred_username"),
+                email: text("email"),
+                claims_json: self.json.to_string(),
+            }
+        })
     }
 }
