@@ -51,3 +51,50 @@ pub fn build_wasm_policies() -> std::path::PathBuf {
     );
     target_dir.join("wasm32-wasip2/release")
 }
+
+/// A realistic user for policy benches: 10 groups (`group-0` … `group-9`) and the usual claims.
+pub fn policy_claims() -> portcullis::policy::PolicyClaims {
+    let groups: Vec<String> = (0..10).map(|i| format!("group-{i}")).collect();
+    let claims = serde_json::json!({
+        "sub": "alice", "preferred_username": "alice", "email": "alice@example.com", "locale": "en-GB",
+        "aud": "portcullis", "iss": "https://idp.example", "exp": 1_900_000_000, "iat": 1_800_000_000,
+        "groups": groups,
+    });
+    portcullis::policy::PolicyClaims::from_json(claims.as_object().expect("an object"))
+}
+
+/// Typical browser request headers for policy benches.
+pub fn policy_request_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("accept", "text/html"),
+        ("user-agent", "bench"),
+        ("cookie", "a=b"),
+        ("x-request-id", "r"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    headers
+}
+
+/// `GET /admin/users?page=2` on route `admin`, with `headers`.
+pub fn policy_request(headers: &http::HeaderMap) -> portcullis::policy::PolicyRequest<'_> {
+    portcullis::policy::PolicyRequest {
+        method: "GET",
+        path: "/admin/users",
+        query: "page=2",
+        host: "app.example.com",
+        headers,
+        client_ip: std::net::IpAddr::from([10, 0, 0, 7]),
+        route: "admin",
+    }
+}
+
+/// Output rules with the default limits.
+pub fn policy_rules() -> portcullis::policy::OutputRules {
+    portcullis::policy::OutputRules {
+        limits: portcullis::policy::PolicyLimits::default(),
+        identity_headers: Vec::new(),
+        may_set_identity_headers: false,
+    }
+}
