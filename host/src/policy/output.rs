@@ -56,6 +56,22 @@ impl OutputRules {
             .collect()
     }
 
+    /// Validates a deny: the status must be 400–599 and the reason fit a header value.
+    pub fn denial(&self, status: i64, reason: Option<String>) -> Result<super::Decision, String> {
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|s| http::StatusCode::from_u16(s).ok())
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .ok_or_else(|| format!("deny({status}): the status must be 400–599"))?;
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.len() > self.limits.max_header_value_size)
+        {
+            return Err("deny(): the reason is too long".to_owned());
+        }
+        Ok(super::Decision::Deny { status, reason })
+    }
+
     fn check_one(&self, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
         if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return Err(format!("header {name:?}: the value contains CR, LF or NUL"));

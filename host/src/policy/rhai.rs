@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::StatusCode;
 use rhai::{AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
 
 use super::input::{PolicyClaims, PolicyRequest};
@@ -440,21 +439,9 @@ impl RhaiPolicy {
                     .map_err(|message| self.error(None, message))?;
                 Ok(Decision::Allow { headers })
             }
-            ScriptDecision::Deny(status, reason) => {
-                let status = u16::try_from(status)
-                    .ok()
-                    .and_then(|s| StatusCode::from_u16(s).ok())
-                    .filter(|s| s.is_client_error() || s.is_server_error())
-                    .ok_or_else(|| {
-                        self.error(None, format!("deny({status}): the status must be 400–599"))
-                    })?;
-                if let Some(reason) = &reason
-                    && reason.len() > rules.limits.max_header_value_size
-                {
-                    return Err(self.error(None, "deny(): the reason is too long".to_owned()));
-                }
-                Ok(Decision::Deny { status, reason })
-            }
+            ScriptDecision::Deny(status, reason) => rules
+                .denial(status, reason)
+                .map_err(|message| self.error(None, message)),
             ScriptDecision::Login => Ok(Decision::Login),
         }
     }

@@ -28,7 +28,6 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bindings::portcullis::policy::types as wit;
-use http::StatusCode;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
@@ -485,28 +484,9 @@ impl WasmPolicy {
                     .map_err(error)?;
                 Ok(Decision::Allow { headers })
             }
-            wit::Decision::Deny(denial) => {
-                let status = StatusCode::from_u16(denial.status)
-                    .ok()
-                    .filter(|s| s.is_client_error() || s.is_server_error())
-                    .ok_or_else(|| {
-                        error(format!(
-                            "deny({}): the status must be 400–599",
-                            denial.status
-                        ))
-                    })?;
-                if denial
-                    .reason
-                    .as_ref()
-                    .is_some_and(|r| r.len() > rules.limits.max_header_value_size)
-                {
-                    return Err(error("deny(): the reason is too long".to_owned()));
-                }
-                Ok(Decision::Deny {
-                    status,
-                    reason: denial.reason,
-                })
-            }
+            wit::Decision::Deny(denial) => rules
+                .denial(i64::from(denial.status), denial.reason)
+                .map_err(error),
             wit::Decision::Login => Ok(Decision::Login),
         }
     }
