@@ -4,6 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis::policy::wasm::WasmOptions;
 use portcullis::policy::{Isolation, Policy, PolicyLimits, WasmPolicy};
 use portcullis_benches::{
     build_wasm_policies, policy_claims, policy_request, policy_request_headers, policy_rules,
@@ -24,8 +25,11 @@ fn decide(c: &mut Criterion) {
                 &file,
                 "require_group.wasm",
                 &config,
-                isolation,
-                PolicyLimits::default(),
+                WasmOptions {
+                    isolation,
+                    limits: PolicyLimits::default(),
+                    cache: None,
+                },
             )
             .expect("the sample compiles"),
         );

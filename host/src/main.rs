@@ -97,6 +97,7 @@ fn main() -> ExitCode {
 fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = config::load(config_path)?;
     portcullis::logging::init(&config.log.level);
+    log_wasm_policies(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -114,6 +115,26 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         server.serve(portcullis::server::shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// One line per Wasm policy: where its code came from and how long loading took (logging starts
+/// after the config is loaded, so the compile itself could not say).
+fn log_wasm_policies(config: &config::Config) {
+    for route in &config.routes {
+        if let Some(config::RoutePolicy {
+            policy: portcullis::policy::Policy::Wasm(policy),
+            ..
+        }) = &route.policy
+        {
+            tracing::info!(
+                route = %route.name,
+                policy = policy.file(),
+                code = policy.origin().as_str(),
+                load_ms = policy.load_time().as_millis() as u64,
+                "wasm policy ready"
+            );
+        }
+    }
 }
 
 fn policy_test(

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use http::HeaderMap;
 use portcullis::config::IdentityHeaders;
+use portcullis::policy::wasm::WasmOptions;
 use portcullis::policy::{
     Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyLimits,
     PolicyRequest, WasmPolicy,
@@ -35,8 +36,17 @@ fn wasm(name: &str, config: serde_json::Value, isolation: Isolation) -> Policy {
     };
     let config = config.as_object().cloned().unwrap_or_default();
     Policy::Wasm(
-        WasmPolicy::compile(&policy(name), name, &config, isolation, limits)
-            .unwrap_or_else(|err| panic!("{err}")),
+        WasmPolicy::compile(
+            &policy(name),
+            name,
+            &config,
+            WasmOptions {
+                isolation,
+                limits,
+                cache: None,
+            },
+        )
+        .unwrap_or_else(|err| panic!("{err}")),
     )
 }
 
@@ -189,8 +199,11 @@ fn something_that_is_not_a_component_is_refused_at_load() {
         &file,
         "fake.wasm",
         &Default::default(),
-        Isolation::Pooled,
-        PolicyLimits::default(),
+        WasmOptions {
+            isolation: Isolation::Pooled,
+            limits: PolicyLimits::default(),
+            cache: None,
+        },
     )
     .unwrap_err();
     assert!(
@@ -231,6 +244,83 @@ mod cli {
         let looping = run(&policy("hostile"), &["--config", "mode=loop"]);
         assert_eq!(looping.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&looping.stderr).contains("policy_limits.timeout"));
+    }
+}
+
+/// Compiled code is kept on disk (`[wasm] cache_dir`): a restarted proxy loads it instead of
+/// compiling, and a cache folder other users could write to is refused.
+mod disk_cache {
+    use super::support::binary::RunningProxy;
+    use super::support::wasm::policy;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn config_with_cache(dir: &std::path::Path, cache: &str) -> std::path::PathBuf {
+        let config = dir.join("portcullis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:0"
+
+[wasm]
+cache_dir = "{cache}"
+
+[[routes]]
+name = "guarded"
+path = "/"
+upstream = "http://127.0.0.1:9"
+policy = "{}"
+[routes.policy_config]
+group = "admins"
+"#,
+                policy("require_group").display()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    fn cache_entries(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn run_once(config: &std::path::Path) -> String {
+        let proxy = RunningProxy::start(config);
+        drop(proxy);
+        std::fs::read_to_string(config.with_file_name("portcullis.log")).unwrap()
+    }
+
+    #[test]
+    fn a_restarted_proxy_loads_its_policy_from_the_disk_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_cache(dir.path(), "compiled");
+        let first = run_once(&config);
+        assert!(first.contains(r#"code="compiled""#), "{first}");
+        assert_eq!(cache_entries(&dir.path().join("compiled")), 1);
+        let second = run_once(&config);
+        assert!(second.contains(r#"code="disk cache""#), "{second}");
+        assert_eq!(cache_entries(&dir.path().join("compiled")), 1);
+    }
+
+    #[test]
+    fn a_cache_folder_others_can_write_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("shared");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let config = config_with_cache(dir.path(), "shared");
+        let err = portcullis::config::load(&config).unwrap_err().to_string();
+        assert!(err.contains("routes[0].policy"), "{err}");
+        assert!(err.contains("chmod go-w"), "{err}");
+        assert_eq!(cache_entries(&cache), 0, "nothing written there");
     }
 }
 

@@ -3,9 +3,44 @@
 use std::path::Path;
 
 use super::RoutePolicy;
-use super::raw::RawPolicyLimits;
+use super::raw::{RawPolicyLimits, RawWasm};
 use super::validate::{Problems, duration};
+use crate::policy::wasm::{CacheDir, WasmOptions};
 use crate::policy::{Isolation, OutputRules, Policy, PolicyEngine, PolicyLimits, WasmPolicy};
+
+/// Where compiled Wasm policies are kept: `[wasm] cache_dir` (relative to the config's folder),
+/// `data/wasm-cache` by default, nowhere with `cache = false`.
+pub(super) fn wasm_cache_dir(
+    raw: RawWasm,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<CacheDir> {
+    match (raw.cache.unwrap_or(true), raw.cache_dir) {
+        (false, Some(_)) => {
+            problems.add(
+                "wasm.cache_dir",
+                "is set but `cache = false`: remove one of them",
+            );
+            None
+        }
+        (false, None) => None,
+        (true, Some(dir)) if dir.is_empty() => {
+            problems.add(
+                "wasm.cache_dir",
+                "is empty: name a folder, or set `cache = false`",
+            );
+            None
+        }
+        (true, Some(dir)) => Some(CacheDir {
+            path: base_dir.join(dir),
+            explicit: true,
+        }),
+        (true, None) => Some(CacheDir {
+            path: base_dir.join("data/wasm-cache"),
+            explicit: false,
+        }),
+    }
+}
 
 pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> PolicyLimits {
     let defaults = PolicyLimits::default();
@@ -90,6 +125,7 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn compile_route_policy(
     engine: &PolicyEngine,
+    wasm_cache: Option<&CacheDir>,
     file: &str,
     config: Option<toml::Table>,
     isolation: Option<&str>,
@@ -119,8 +155,11 @@ pub(super) fn compile_route_policy(
             &base_dir.join(file),
             file,
             &config,
-            isolation,
-            engine.limits().clone(),
+            WasmOptions {
+                isolation,
+                limits: engine.limits().clone(),
+                cache: wasm_cache.cloned(),
+            },
         ) {
             Ok(policy) => Some(RoutePolicy {
                 policy: Policy::Wasm(policy),

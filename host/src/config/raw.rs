@@ -29,9 +29,22 @@ pub struct RawConfig {
     /// Sandbox bounds of every policy.
     #[serde(default)]
     pub policy_limits: RawPolicyLimits,
+    /// How compiled Wasm policies are kept.
+    #[serde(default)]
+    pub wasm: RawWasm,
     /// The routes, matched by host and longest path prefix. At least one is required.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+/// `[wasm]`: the on-disk cache of compiled Wasm policies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWasm {
+    /// Keep compiled policies on disk so a restart or reload does not recompile them. Default: true.
+    pub cache: Option<bool>,
+    /// Where, relative to the config file's folder. Default: `"data/wasm-cache"`.
+    pub cache_dir: Option<String>,
 }
 
 /// `[policy_limits]`: every key optional; defaults in `policy/limits.rs` and `docs/policies.md`.

@@ -74,6 +74,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let policy_limits = policies::validate_limits(raw.policy_limits, &mut problems);
     let defaults = RouteDefaults {
         engine: PolicyEngine::new(policy_limits.clone()),
+        wasm_cache: policies::wasm_cache_dir(raw.wasm, base_dir, &mut problems),
         oidc_set,
         identity_headers: identity_headers
             .clone()
@@ -98,6 +99,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
 struct RouteDefaults {
     /// Compiles every route's policy (one engine per config).
     engine: PolicyEngine,
+    /// Where compiled Wasm policies are kept (`[wasm]`).
+    wasm_cache: Option<crate::policy::wasm::CacheDir>,
     oidc_set: bool,
     identity_headers: Arc<IdentityHeaders>,
 }
@@ -337,6 +340,7 @@ fn validate_routes(
                 };
                 let compiled = policies::compile_route_policy(
                     &defaults.engine,
+                    defaults.wasm_cache.as_ref(),
                     file,
                     raw.policy_config,
                     raw.isolation.as_deref(),

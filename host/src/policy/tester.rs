@@ -7,6 +7,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use super::wasm::WasmOptions;
 use super::{
     Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyError,
     PolicyLimits, PolicyRequest, WasmPolicy,
@@ -112,8 +113,12 @@ pub fn run(
             file,
             &shown,
             &config,
-            Isolation::PerRequest,
-            limits.clone(),
+            // No cache: `policy test` writes nothing.
+            WasmOptions {
+                isolation: Isolation::PerRequest,
+                limits: limits.clone(),
+                cache: None,
+            },
         )?)
     } else if shown.ends_with(".rhai") {
         let rhai_config = rhai::serde::to_dynamic(serde_json::Value::Object(config))

@@ -22,12 +22,13 @@ mod bindings {
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use bindings::portcullis::policy::types as wit;
+use portcullis_wasm_cache::{CompiledCache, Source};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
@@ -54,6 +55,53 @@ pub enum Isolation {
     Pooled,
     /// A fresh store and instance per decision (slower; nothing survives a request).
     PerRequest,
+}
+
+/// How long a compiled component stays in the in-memory cache after it was last asked for (live
+/// policies keep their own reference; this only spares a recompile on the next reload).
+const MEMORY_CACHE_TTL: Duration = Duration::from_secs(600);
+
+/// Where compiled components are kept between runs (`[wasm] cache_dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDir {
+    /// The folder.
+    pub path: PathBuf,
+    /// Set in the config (a folder that cannot be used is then a config error; the default
+    /// folder only costs a warning and a compile).
+    pub explicit: bool,
+}
+
+/// How a route's Wasm policy is compiled and run.
+#[derive(Debug, Clone)]
+pub struct WasmOptions {
+    /// How instances are used.
+    pub isolation: Isolation,
+    /// Sandbox bounds.
+    pub limits: PolicyLimits,
+    /// The compiled-code cache, if any.
+    pub cache: Option<CacheDir>,
+}
+
+/// Where a policy's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeOrigin {
+    /// Compiled from the `.wasm` file now.
+    Compiled,
+    /// Loaded from the on-disk cache (written by an earlier compile).
+    DiskCache,
+    /// Compiled earlier in this process (a reload, or another route with the same file).
+    MemoryCache,
+}
+
+impl CodeOrigin {
+    /// For log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeOrigin::Compiled => "compiled",
+            CodeOrigin::DiskCache => "disk cache",
+            CodeOrigin::MemoryCache => "memory cache",
+        }
+    }
 }
 
 /// What a policy's store holds: its limiter, and who it is (for its log lines).
@@ -118,9 +166,9 @@ impl bindings::portcullis::policy::types::Host for HostState {}
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<HostState>,
-    /// Compiled components by the SHA-256 of their bytes: a reload (or a second route using the
-    /// same file) does not compile again.
-    compiled: std::sync::Mutex<HashMap<[u8; 32], Component>>,
+    /// Compiled components by the SHA-256 of their bytes, with when each was last asked for: a
+    /// reload (or a second route using the same file) does not compile again.
+    compiled: Mutex<HashMap<[u8; 32], (Component, Instant)>>,
 }
 
 impl WasmRuntime {
@@ -168,30 +216,72 @@ impl WasmRuntime {
         Ok(WasmRuntime {
             engine,
             linker,
-            compiled: std::sync::Mutex::new(HashMap::new()),
+            compiled: Mutex::new(HashMap::new()),
         })
     }
 }
 
 impl WasmRuntime {
-    /// Compiles `bytes`, or returns the component compiled earlier from the same bytes.
-    fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// The component compiled from `bytes`: compiled earlier in this process, loaded from the
+    /// disk cache, or compiled now (and then cached). `Err` is a message for the config.
+    fn component(
+        &self,
+        bytes: &[u8],
+        cache: Option<&CacheDir>,
+    ) -> Result<(Component, CodeOrigin), String> {
         use sha2::Digest;
+        // Opened (and so checked) even when memory has the component: a config naming an
+        // unusable folder is refused the same way every time.
+        let disk = match cache.map(|dir| (dir, CompiledCache::open(&dir.path, &self.engine))) {
+            None => None,
+            Some((_, Ok(disk))) => Some(disk),
+            Some((dir, Err(err))) if dir.explicit => {
+                return Err(format!("{err} (or set `[wasm] cache = false`)"));
+            }
+            Some((_, Err(err))) => {
+                tracing::warn!(
+                    "{err}; compiling without a cache (set `[wasm] cache_dir` or `cache = false`)"
+                );
+                None
+            }
+        };
         let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        if let Some(component) = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(component.clone());
+        let now = Instant::now();
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((component, last_used)) = compiled.get_mut(&key) {
+            *last_used = now;
+            return Ok((component.clone(), CodeOrigin::MemoryCache));
         }
-        let component = Component::new(&self.engine, bytes)?;
-        self.compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, component.clone());
-        Ok(component)
+        // Compiling under the lock: two routes naming one new file compile it once.
+        let (component, origin) = self.compile_or_load(bytes, disk.as_ref())?;
+        compiled.retain(|_, (_, last_used)| now.duration_since(*last_used) < MEMORY_CACHE_TTL);
+        compiled.insert(key, (component.clone(), now));
+        Ok((component, origin))
+    }
+
+    fn compile_or_load(
+        &self,
+        bytes: &[u8],
+        disk: Option<&CompiledCache>,
+    ) -> Result<(Component, CodeOrigin), String> {
+        let compiled = match disk {
+            Some(disk) => disk.get_or_compile(bytes).map(|(component, source)| {
+                let origin = match source {
+                    Source::Disk => CodeOrigin::DiskCache,
+                    Source::Compiled => CodeOrigin::Compiled,
+                };
+                (component, origin)
+            }),
+            None => Component::new(&self.engine, bytes)
+                .map(|component| (component, CodeOrigin::Compiled)),
+        };
+        compiled.map_err(|err| {
+            let cause = err.root_cause().to_string();
+            format!(
+                "not a valid WebAssembly component: {}",
+                cause.lines().next().unwrap_or_default()
+            )
+        })
     }
 }
 
@@ -206,6 +296,9 @@ pub struct WasmPolicy {
     config_json: String,
     isolation: Isolation,
     limits: PolicyLimits,
+    origin: CodeOrigin,
+    /// From reading the file to a linked, ready-to-instantiate component.
+    load_time: Duration,
     /// Dropped with the policy: pooled instances of a dropped policy are discarded.
     alive: Arc<()>,
 }
@@ -237,8 +330,7 @@ impl WasmPolicy {
         path: &Path,
         shown: &str,
         config: &serde_json::Map<String, serde_json::Value>,
-        isolation: Isolation,
-        limits: PolicyLimits,
+        options: WasmOptions,
     ) -> Result<Self, PolicyError> {
         let error = |message: String| PolicyError {
             file: shown.to_owned(),
@@ -246,6 +338,7 @@ impl WasmPolicy {
             message,
         };
         let runtime = WasmRuntime::get().map_err(&error)?;
+        let started = Instant::now();
         let bytes =
             std::fs::read(path).map_err(|err| error(format!("cannot read the policy: {err}")))?;
         match bytes.get(..8) {
@@ -261,13 +354,9 @@ impl WasmPolicy {
                 ));
             }
         }
-        let component = runtime.component(&bytes).map_err(|err| {
-            let cause = err.root_cause().to_string();
-            error(format!(
-                "not a valid WebAssembly component: {}",
-                cause.lines().next().unwrap_or_default()
-            ))
-        })?;
+        let (component, origin) = runtime
+            .component(&bytes, options.cache.as_ref())
+            .map_err(error)?;
         let mut linker = runtime.linker.clone();
         linker
             .define_unknown_imports_as_traps(&component)
@@ -285,8 +374,10 @@ impl WasmPolicy {
             pre,
             file: shown.into(),
             config_json: serde_json::Value::Object(config.clone()).to_string(),
-            isolation,
-            limits,
+            isolation: options.isolation,
+            limits: options.limits,
+            origin,
+            load_time: started.elapsed(),
             alive: Arc::new(()),
         })
     }
@@ -294,6 +385,16 @@ impl WasmPolicy {
     /// The file, as written in the config.
     pub fn file(&self) -> &str {
         &self.file
+    }
+
+    /// Where its machine code came from.
+    pub fn origin(&self) -> CodeOrigin {
+        self.origin
+    }
+
+    /// How long loading it took (read, compile or load, link).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
     }
 
     fn new_store(&self, route: &str) -> Store<HostState> {
