@@ -240,6 +240,25 @@ pub mod __private {
     use super::__bindings::portcullis::policy::types as wit;
     use super::*;
 
+    std::thread_local! {
+        /// The last config text and what it parsed to: a route's config is the same on every
+        /// call, so a reused instance parses it once.
+        static LAST_CONFIG: std::cell::RefCell<Option<(String, std::rc::Rc<Config>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    fn parsed_config(text: String) -> std::rc::Rc<Config> {
+        LAST_CONFIG.with_borrow_mut(|last| match last {
+            Some((seen, config)) if *seen == text => config.clone(),
+            _ => {
+                let config =
+                    std::rc::Rc::new(Config(serde_json::from_str(&text).unwrap_or_default()));
+                *last = Some((text, config.clone()));
+                config
+            }
+        })
+    }
+
     /// Converts the call's arguments, runs the policy, converts its decision.
     pub fn decide<P: Policy>(
         request: wit::Request,
@@ -269,7 +288,7 @@ pub mod __private {
                 parsed: std::sync::OnceLock::new(),
             },
         });
-        let config = Config(serde_json::from_str(&config_json).unwrap_or_default());
+        let config = parsed_config(config_json);
         match P::decide(&request, identity.as_ref(), &config) {
             Decision::Allow(headers) => wit::Decision::Allow(
                 headers
