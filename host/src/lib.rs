@@ -11,6 +11,7 @@ pub mod logging;
 pub mod oidc;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -95,6 +95,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let baseline = portcullis::reload::watch::Baseline::take(config_path);
     let config = config::load(config_path)?;
     portcullis::logging::init(&config.log.level);
     log_wasm_policies(&config);
@@ -103,14 +104,18 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let proxy = Proxy::start(config)?;
-        let server = Server::bind(proxy).await?;
-        let scheme = if server.uses_tls() { "https" } else { "http" };
-        for addr in server.public_addrs() {
-            // On stdout, for people and for tests that start the binary on port 0.
-            println!("portcullis: listening on {scheme}://{addr}");
+        let server = Server::bind(proxy.clone()).await?;
+        if let Err(err) = portcullis::reload::watch::spawn(proxy, config_path.to_owned(), baseline) {
+            tracing::error!(error = %err, "cannot watch files for changes; edits take effect after a restart");
         }
+        let scheme = if server.uses_tls() { "https" } else { "http" };
+        // On stdout, for people and for tests that start the binary on port 0 (which read up to
+        // the first "listening" line, so the admin line comes first).
         if let Some(addr) = server.admin_addr() {
             println!("portcullis: admin on http://{addr}");
+        }
+        for addr in server.public_addrs() {
+            println!("portcullis: listening on {scheme}://{addr}");
         }
         server.serve(portcullis::server::shutdown_signal()).await;
         Ok(())

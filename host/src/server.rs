@@ -103,7 +103,12 @@ impl Server {
         let ready = Arc::new(AtomicBool::new(true));
         let graceful = GracefulShutdown::new();
         if let Some(listener) = self.admin {
-            tokio::spawn(admin_loop(listener, ready.clone(), stop_rx.clone()));
+            tokio::spawn(admin_loop(
+                listener,
+                self.proxy.clone(),
+                ready.clone(),
+                stop_rx.clone(),
+            ));
         }
         // The accept loops run inside this future (they borrow `graceful` to watch each
         // connection); connections themselves run in their own tasks.
@@ -214,9 +219,11 @@ where
     }
 }
 
-/// The admin listener: `/healthz` (the process is up) and `/readyz` (accepting traffic).
+/// The admin listener: `/healthz` (the process is up), `/readyz` (accepting traffic) and
+/// `/reload` (generation and last reload attempt, JSON).
 async fn admin_loop(
     listener: TcpListener,
+    proxy: Proxy,
     ready: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -227,10 +234,11 @@ async fn admin_loop(
         };
         let Ok((stream, _)) = accepted else { continue };
         let ready = ready.clone();
+        let proxy = proxy.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let ready = ready.load(Ordering::SeqCst);
-                async move { Ok::<_, Infallible>(admin_response(request.uri().path(), ready)) }
+                let response = admin_response(request.uri().path(), &proxy, &ready);
+                async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -241,14 +249,25 @@ async fn admin_loop(
     }
 }
 
-fn admin_response(path: &str, ready: bool) -> Response<ProxyBody> {
+fn admin_response(path: &str, proxy: &Proxy, ready: &AtomicBool) -> Response<ProxyBody> {
+    let ready = ready.load(Ordering::SeqCst);
     let (status, text) = match path {
-        "/healthz" => (StatusCode::OK, "ok\n"),
-        "/readyz" if ready => (StatusCode::OK, "ready\n"),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" if ready => (StatusCode::OK, "ready\n".to_owned()),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned()),
+        "/reload" => {
+            let status = serde_json::to_string_pretty(&proxy.reload_status())
+                .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"));
+            let mut response = Response::new(full_body(status + "\n"));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         _ => (
             StatusCode::NOT_FOUND,
-            "not found: the admin listener serves /healthz and /readyz\n",
+            "not found: the admin listener serves /healthz, /readyz and /reload\n".to_owned(),
         ),
     };
     let mut response = Response::new(full_body(text));

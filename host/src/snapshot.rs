@@ -1,13 +1,13 @@
 //! [`Snapshot`]: everything a request needs that was prepared from one config — routes, the route
-//! table, upstream clients, TLS config — built once off the request path.
+//! table, upstream clients, TLS config, login — built once off the request path.
 //!
 //! A request takes the current snapshot once and keeps it to the end (see [`crate::proxy::Proxy`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
-use crate::proxy::upstream::{self, UpstreamClient};
+use crate::oidc::Auth;
+use crate::proxy::upstream::{UpstreamClient, UpstreamPools};
 use crate::routes::RouteTable;
 
 /// One resolved config, ready to serve.
@@ -23,6 +23,9 @@ pub struct Snapshot {
     /// Every configured identity header name (lower case), stripped from client requests on every
     /// route together with anything starting with `X-Auth-`.
     pub identity_header_names: Vec<String>,
+    /// Login and sessions, when `[oidc]` is configured. The sessions are the process's (a reload
+    /// never touches them); the relying party is rebuilt when `[oidc]` changes.
+    pub auth: Option<Arc<Auth>>,
 }
 
 /// A route with what serving it needs.
@@ -36,9 +39,14 @@ pub struct Route {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for a validated config. Cannot fail: everything that can was checked
-    /// while loading the config.
+    /// A snapshot without login and with upstream clients of its own (tests, embedding).
     pub fn new(config: Config) -> Self {
+        Snapshot::build(config, None, &mut UpstreamPools::default())
+    }
+
+    /// Builds the snapshot for a validated config, with login `auth` and upstream clients from the
+    /// process's `pools`. Cannot fail: everything that can was checked while loading the config.
+    pub fn build(config: Config, auth: Option<Arc<Auth>>, pools: &mut UpstreamPools) -> Self {
         let table = RouteTable::new(&config.routes);
         let mut identity_header_names: Vec<String> = config
             .routes
@@ -51,20 +59,12 @@ impl Snapshot {
         identity_header_names.sort();
         identity_header_names.dedup();
         let connect_timeout = config.server.upstream_connect_timeout;
-        let web_roots = Arc::new(crate::tls::web_roots());
-        let default_client = upstream::client(web_roots, connect_timeout);
-        let mut ca_clients: HashMap<String, UpstreamClient> = HashMap::new();
         let routes = config
             .routes
             .into_iter()
             .map(|config| {
-                let client = match &config.upstream_ca {
-                    None => default_client.clone(),
-                    Some(bundle) => ca_clients
-                        .entry(bundle.path.clone())
-                        .or_insert_with(|| upstream::client(bundle.roots.clone(), connect_timeout))
-                        .clone(),
-                };
+                let roots = config.upstream_ca.as_ref().map(|bundle| &bundle.roots);
+                let client = pools.client(roots, connect_timeout);
                 let prefix_segments = config.path.split('/').filter(|s| !s.is_empty()).count();
                 Route {
                     config,
@@ -73,12 +73,14 @@ impl Snapshot {
                 }
             })
             .collect();
+        pools.keep_only_used();
         Snapshot {
             server: config.server,
             log: config.log,
             routes,
             table,
             identity_header_names,
+            auth,
         }
     }
 }

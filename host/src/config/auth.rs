@@ -15,7 +15,7 @@ use crate::canonical::CanonicalPath;
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 
 /// `[oidc]`, resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OidcConfig {
     /// The discovery document.
     pub discovery_url: Url,
@@ -87,7 +87,7 @@ pub enum AuthMode {
 }
 
 /// `[session]`, resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
     /// Where sessions are kept.
     pub store: StoreKind,

@@ -228,6 +228,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// Every file a config reads: the config itself, then the TLS certificate and key, CA bundles, the
+/// client-secret file and policy files it names — whether or not they exist or the config is
+/// valid, so a reload can watch for the file that will fix it. Empty-handed (just the config)
+/// when the file does not parse.
+pub fn referenced_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let raw = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<raw::RawConfig>(&text).ok());
+    if let Some(raw) = raw {
+        files.extend(
+            raw.referenced_files()
+                .into_iter()
+                .map(|file| base_dir.join(file)),
+        );
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// What [`parse`] can fail with; [`load`] adds the file name.
 #[derive(Debug)]
 pub enum ParseError {

@@ -37,6 +37,25 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
 }
 
+impl RawConfig {
+    /// Every file the config names, as written (relative to the config's folder or absolute).
+    pub fn referenced_files(&self) -> Vec<&str> {
+        let tls = self.server.tls.iter().flat_map(|tls| [&tls.cert, &tls.key]);
+        let secret = self
+            .oidc
+            .iter()
+            .filter_map(|oidc| oidc.client_secret_file.as_ref());
+        let routes = self
+            .routes
+            .iter()
+            .flat_map(|route| route.upstream_ca.iter().chain(route.policy.iter()));
+        tls.chain(secret)
+            .chain(routes)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 /// `[wasm]`: the on-disk cache of compiled Wasm policies.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

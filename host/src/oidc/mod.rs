@@ -164,6 +164,15 @@ impl Oidc {
         self.provider.load_full()
     }
 
+    /// Runs discovery once and, when it succeeds, makes the relying party usable. A reload calls
+    /// this before swapping in a changed `[oidc]`, so a provider that cannot be reached never
+    /// replaces one that works.
+    pub async fn discover_now(&self) -> Result<(), String> {
+        let provider = self.discover().await?;
+        self.provider.store(Some(Arc::new(provider)));
+        Ok(())
+    }
+
     /// Runs discovery in the background until it succeeds, backing off up to 30 s between tries.
     pub fn start_discovery(self: &Arc<Self>) {
         let oidc = self.clone();

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, SessionConfig};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
 use crate::oidc::{Auth, Oidc, claim_header_value};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
@@ -34,13 +34,54 @@ use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
-use upstream::SendError;
+use upstream::{SendError, UpstreamPools};
 
 /// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
-    current: Arc<ArcSwap<Snapshot>>,
-    auth: Option<Arc<Auth>>,
+    /// What new requests are served with; a reload swaps it.
+    pub(crate) current: Arc<ArcSwap<Snapshot>>,
+    /// What outlives snapshots.
+    pub(crate) lasting: Arc<Lasting>,
+}
+
+/// What lives as long as the process, across reloads.
+pub(crate) struct Lasting {
+    /// Upstream clients and their keep-alive connections.
+    pub(crate) pools: std::sync::Mutex<UpstreamPools>,
+    /// The session store, opened when a config first has `[oidc]`, with the `[session]` settings
+    /// it was opened with (changing those needs a restart).
+    pub(crate) sessions: std::sync::Mutex<Option<(Arc<SessionManager>, SessionConfig)>>,
+    /// The listeners' addresses as bound (changing them needs a restart).
+    pub(crate) listen: (Vec<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    /// Reload generation and history, for `GET /reload`.
+    pub(crate) status: std::sync::Mutex<crate::reload::ReloadStatus>,
+}
+
+impl Lasting {
+    fn new(server: &crate::config::ServerConfig) -> Self {
+        Lasting {
+            pools: std::sync::Mutex::new(UpstreamPools::default()),
+            sessions: std::sync::Mutex::new(None),
+            listen: (server.listen.clone(), server.admin_listen),
+            status: std::sync::Mutex::new(crate::reload::ReloadStatus::new()),
+        }
+    }
+
+    /// The session store, opened with `settings` the first time it is needed.
+    pub(crate) fn sessions(
+        &self,
+        settings: &SessionConfig,
+    ) -> Result<Arc<SessionManager>, StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((open, _)) = &*sessions {
+            return Ok(open.clone());
+        }
+        let manager = Arc::new(SessionManager::open(settings, Arc::new(SystemClock))?);
+        manager.spawn_sweeper(SWEEP_INTERVAL);
+        *sessions = Some((manager.clone(), settings.clone()));
+        Ok(manager)
+    }
 }
 
 /// Why the proxy could not be started from a config.
@@ -55,11 +96,12 @@ pub enum StartError {
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Proxy {
-    /// A proxy serving `snapshot` without login (routes must all be `auth = "none"`).
+    /// A proxy serving `snapshot` as it is (tests, embedding; login only if the snapshot has it).
     pub fn new(snapshot: Snapshot) -> Self {
+        let lasting = Lasting::new(&snapshot.server);
         Proxy {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            auth: None,
+            lasting: Arc::new(lasting),
         }
     }
 
@@ -67,27 +109,39 @@ impl Proxy {
     /// (opened here) and the relying party (discovery starts in the background). Must run inside
     /// a tokio runtime.
     pub fn start(config: Config) -> Result<Self, StartError> {
+        let lasting = Lasting::new(&config.server);
         let auth = match &config.oidc {
             None => None,
             Some(oidc_config) => {
-                let sessions = Arc::new(SessionManager::open(
-                    &config.session,
-                    Arc::new(SystemClock),
-                )?);
-                sessions.spawn_sweeper(SWEEP_INTERVAL);
+                let sessions = lasting.sessions(&config.session)?;
                 let oidc = Arc::new(Oidc::new(oidc_config.clone()));
                 oidc.start_discovery();
                 Some(Arc::new(Auth::new(oidc, sessions)))
             }
         };
-        let mut proxy = Proxy::new(Snapshot::new(config));
-        proxy.auth = auth;
-        Ok(proxy)
+        let snapshot = Snapshot::build(
+            config,
+            auth,
+            &mut lasting.pools.lock().unwrap_or_else(|p| p.into_inner()),
+        );
+        Ok(Proxy {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            lasting: Arc::new(lasting),
+        })
     }
 
-    /// Login and sessions, when configured.
-    pub fn auth(&self) -> Option<&Arc<Auth>> {
-        self.auth.as_ref()
+    /// Login and sessions of the current snapshot, when configured.
+    pub fn auth(&self) -> Option<Arc<Auth>> {
+        self.current.load().auth.clone()
+    }
+
+    /// Reload generation and history (what `GET /reload` on the admin listener shows).
+    pub fn reload_status(&self) -> crate::reload::ReloadStatus {
+        self.lasting
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The snapshot new requests are served with.
@@ -102,8 +156,10 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        let snapshot = self.current.load_full();
+        let auth = snapshot.auth.clone();
         let mut ctx = RequestCtx {
-            snapshot: self.current.load_full(),
+            snapshot,
             conn,
             started: Instant::now(),
             request_id: headers::request_id(request.headers()),
@@ -113,7 +169,7 @@ impl Proxy {
             path: None,
             route: None,
             upstream_status: None,
-            auth: self.auth.clone(),
+            auth,
             session: None,
             set_cookies: Vec::new(),
             policy_headers: Vec::new(),

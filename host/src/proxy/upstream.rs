@@ -4,7 +4,9 @@
 //! routes sharing it share connections. Upstreams are spoken to in HTTP/1.1, which every backend
 //! understands and which WebSocket upgrades need.
 
+use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -79,7 +81,7 @@ pub enum SendError {
 }
 
 /// Builds a pooled client trusting `roots` for https upstreams.
-pub fn client(
+fn client(
     roots: std::sync::Arc<rustls::RootCertStore>,
     connect_timeout: Duration,
 ) -> UpstreamClient {
@@ -97,6 +99,68 @@ pub fn client(
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(https)
+}
+
+/// The upstream clients of the process, one per trust configuration and connect timeout. They
+/// outlive snapshots, so a reload keeps the warm connections of every upstream it still uses.
+#[derive(Default)]
+pub struct UpstreamPools {
+    clients: HashMap<PoolKey, UpstreamClient>,
+    /// Keys handed out since the last [`UpstreamPools::keep_only_used`].
+    used: HashSet<PoolKey>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PoolKey {
+    /// SHA-256 of the trust anchors; `None` for the public web roots.
+    roots: Option<[u8; 32]>,
+    connect_timeout: Duration,
+}
+
+impl UpstreamPools {
+    /// The client trusting `roots` (the public web roots when `None`), created on first use.
+    pub fn client(
+        &mut self,
+        roots: Option<&Arc<rustls::RootCertStore>>,
+        connect_timeout: Duration,
+    ) -> UpstreamClient {
+        let key = PoolKey {
+            roots: roots.map(|roots| fingerprint(roots)),
+            connect_timeout,
+        };
+        self.used.insert(key);
+        self.clients
+            .entry(key)
+            .or_insert_with(|| {
+                let roots = roots
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(crate::tls::web_roots()));
+                client(roots, connect_timeout)
+            })
+            .clone()
+    }
+
+    /// Drops the clients no one asked for since the last call (a reload removed their routes;
+    /// requests still holding one finish on it).
+    pub fn keep_only_used(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.clients.retain(|key, _| used.contains(key));
+    }
+}
+
+fn fingerprint(roots: &rustls::RootCertStore) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for anchor in &roots.roots {
+        for part in [
+            anchor.subject.as_ref(),
+            anchor.subject_public_key_info.as_ref(),
+        ] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+    }
+    hash.finalize().into()
 }
 
 /// Sends `request` and waits up to `timeout` for the response headers.

@@ -15,6 +15,8 @@ pub fn binary() -> Command {
 pub struct RunningProxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
 }
 
 impl RunningProxy {
@@ -31,6 +33,7 @@ impl RunningProxy {
             .expect("start the portcullis binary");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut admin = None;
         let addr = loop {
             let line = lines
                 .next()
@@ -41,13 +44,16 @@ impl RunningProxy {
                     )
                 })
                 .unwrap();
+            if let Some(url) = line.strip_prefix("portcullis: admin on http://") {
+                admin = Some(url.parse().unwrap());
+            }
             if let Some(url) = line.strip_prefix("portcullis: listening on http://") {
                 break url.parse().unwrap();
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        RunningProxy { child, addr }
+        RunningProxy { child, addr, admin }
     }
 
     /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`).
@@ -61,10 +67,16 @@ impl RunningProxy {
         kib * 1024
     }
 
-    /// Sends SIGTERM (through kill(1): the crate forbids unsafe code, libc::kill included).
+    /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`"-HUP"`) through kill(1): the crate forbids unsafe code, libc::kill
+    /// included.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -76,6 +88,23 @@ impl Drop for RunningProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A blocking `GET path` to `addr`; returns the response body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 fn read_log(config: &Path) -> String {

@@ -107,6 +107,28 @@ pub async fn start_proxy_on(
     }
 }
 
+/// Loads the config file at `path` and serves it as `portcullis run` does, reloading on changes
+/// (file watcher and SIGHUP). Use `admin_listen = "127.0.0.1:0"` to read `GET /reload`.
+pub async fn start_watching(path: &Path) -> TestProxy {
+    let baseline = portcullis::reload::watch::Baseline::take(path);
+    let config = portcullis::config::load(path).unwrap_or_else(|err| panic!("{err}"));
+    let proxy = Proxy::start(config).expect("start the proxy");
+    let server = Server::bind(proxy.clone()).await.expect("bind on port 0");
+    portcullis::reload::watch::spawn(proxy, path.to_owned(), baseline).expect("watch the config");
+    let addr = server.public_addrs()[0];
+    let admin = server.admin_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    TestProxy {
+        addr,
+        admin,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
 /// [`start_proxy_in`] for configs that name no files.
 pub async fn start_proxy(config: &str) -> TestProxy {
     start_proxy_in(config, Path::new(".")).await

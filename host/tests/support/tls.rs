@@ -50,6 +50,21 @@ impl TestCert {
     }
 }
 
+/// Whether a TLS handshake with `addr`, trusting only `roots`, succeeds.
+pub async fn handshake_succeeds(addr: SocketAddr, roots: rustls::RootCertStore) -> bool {
+    let config = rustls::ClientConfig::builder_with_provider(portcullis::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .is_ok()
+}
+
 /// Opens a TLS connection to `addr` offering only `alpn`; returns the stream and the negotiated
 /// protocol.
 pub async fn connect(

@@ -1,0 +1,69 @@
+//! Settings a running process cannot change: they are reported, and the rest of a reload applies.
+
+use std::net::SocketAddr;
+
+use crate::config::{ServerConfig, SessionConfig};
+
+/// `server.listen` and `server.admin_listen` differ from what is bound.
+pub(super) fn listeners(
+    bound: &(Vec<SocketAddr>, Option<SocketAddr>),
+    wanted: &ServerConfig,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    if bound.0 != wanted.listen {
+        changed.push("server.listen".to_owned());
+    }
+    if bound.1 != wanted.admin_listen {
+        changed.push("server.admin_listen".to_owned());
+    }
+    changed
+}
+
+/// `[session]` keys that differ from the settings the session store was opened with.
+pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> Vec<String> {
+    // Destructured so that a new `[session]` key cannot be forgotten here.
+    let SessionConfig {
+        store,
+        cookie_name,
+        cookie_secure,
+        cookie_persistent,
+        cookie_domain,
+        renew,
+        lifetime,
+        idle_timeout,
+        cache_entries,
+    } = wanted;
+    [
+        ("session.store / session.path", opened_with.store != *store),
+        (
+            "session.cookie_name",
+            opened_with.cookie_name != *cookie_name,
+        ),
+        (
+            "session.cookie_secure",
+            opened_with.cookie_secure != *cookie_secure,
+        ),
+        (
+            "session.cookie_persistent",
+            opened_with.cookie_persistent != *cookie_persistent,
+        ),
+        (
+            "session.cookie_domain",
+            opened_with.cookie_domain != *cookie_domain,
+        ),
+        ("session.renew", opened_with.renew != *renew),
+        ("session.lifetime", opened_with.lifetime != *lifetime),
+        (
+            "session.idle_timeout",
+            opened_with.idle_timeout != *idle_timeout,
+        ),
+        (
+            "session.cache_entries",
+            opened_with.cache_entries != *cache_entries,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(key, _)| key.to_owned())
+    .collect()
+}

@@ -1,0 +1,467 @@
+//! Hot reload with real files, a real watcher (inotify) and real connections on loopback: what is
+//! edited is served, what is broken is not, and no request is dropped meanwhile.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::echo::{self, received_header};
+use support::{TestProxy, get, start_watching};
+
+/// How long any test waits for a reload it expects (a debug build compiling Wasm takes seconds).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A policy that lets everything through and tells the upstream which version decided.
+fn version_policy(version: u32) -> String {
+    format!("allow(#{{ \"X-Version\": \"{version}\" }})\n")
+}
+
+/// `[server]` with an admin listener, and one route `/` to `echo` decided by `policy.rhai`.
+fn config_text(echo: SocketAddr) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+policy = "policy.rhai"
+"#
+    )
+}
+
+/// A folder with `portcullis.toml` (from `config`) and `policy.rhai` at version 1.
+fn setup(config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("portcullis.toml");
+    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(1)).unwrap();
+    (dir, config_path)
+}
+
+/// The policy version that decided a `GET /` (`None` for anything but a 200 from the echo).
+async fn served_version(proxy: &TestProxy) -> Option<String> {
+    let answer = get(&proxy.url("/"), &[]).await;
+    if answer.status != 200 {
+        return None;
+    }
+    received_header(&answer.json(), "x-version")
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after [`PATIENCE`].
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < give_up, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_version(proxy: &TestProxy, version: u32) {
+    let wanted = version.to_string();
+    wait_for(&format!("policy version {version}"), || async {
+        served_version(proxy).await.as_deref() == Some(wanted.as_str())
+    })
+    .await;
+}
+
+/// `GET /reload` on the admin listener.
+async fn reload_status(proxy: &TestProxy) -> serde_json::Value {
+    let admin = proxy.admin.expect("the config has an admin listener");
+    get(&format!("http://{admin}/reload"), &[]).await.json()
+}
+
+/// Waits until `failed_reloads` reaches `count` and returns the status.
+async fn wait_for_failures(proxy: &TestProxy, count: u64) -> serde_json::Value {
+    wait_for(&format!("{count} failed reload(s)"), || async {
+        reload_status(proxy).await["failed_reloads"] == count
+    })
+    .await;
+    reload_status(proxy).await
+}
+
+/// Replaces `path` the way editors that save atomically do: a new file renamed over the old one.
+fn write_by_rename(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp~");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_edited_under_load_drops_nothing_and_is_served_at_once() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+
+    // Two clients, each on its own keep-alive connection, for 10 s.
+    let url = proxy.url("/");
+    let stop_at = Instant::now() + Duration::from_secs(10);
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = support::client();
+                let (mut requests, mut failures) = (0u64, Vec::new());
+                let mut first_v2: Option<Instant> = None;
+                while Instant::now() < stop_at {
+                    let request = http::Request::get(&url)
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    requests += 1;
+                    let version = match client.request(request).await {
+                        Ok(response) if response.status() == 200 => {
+                            let report = support::answer(response).await.json();
+                            received_header(&report, "x-version")
+                        }
+                        Ok(response) => {
+                            failures.push(format!("status {}", response.status()));
+                            continue;
+                        }
+                        Err(err) => {
+                            failures.push(format!("{err}"));
+                            continue;
+                        }
+                    };
+                    match version.as_deref() {
+                        Some("2") => {
+                            first_v2.get_or_insert_with(Instant::now);
+                        }
+                        Some("1") if first_v2.is_some() => {
+                            failures.push("version 1 served after version 2".to_owned())
+                        }
+                        Some("1") => {}
+                        other => failures.push(format!("unexpected version {other:?}")),
+                    }
+                }
+                (requests, failures, first_v2)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let written = Instant::now();
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+
+    for client in clients {
+        let (requests, failures, first_v2) = client.await.unwrap();
+        assert!(requests > 100, "only {requests} requests in 10 s");
+        assert!(failures.is_empty(), "failed requests: {failures:?}");
+        let seen_after = first_v2.expect("version 2 was served") - written;
+        assert!(
+            seen_after <= Duration::from_millis(500),
+            "version 2 first served {seen_after:?} after the write"
+        );
+    }
+    let status = reload_status(&proxy).await;
+    assert_eq!(status["generation"], 2, "{status}");
+    assert_eq!(status["last_attempt"]["trigger"], "file-change");
+}
+
+#[tokio::test]
+async fn a_broken_policy_is_refused_with_its_line_and_the_old_one_keeps_serving() {
+    support::logs::capture();
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+
+    std::fs::write(dir.path().join("policy.rhai"), "let x = ;\nallow(#{})\n").unwrap();
+    let status = wait_for_failures(&proxy, 1).await;
+    let attempt = &status["last_attempt"];
+    assert_eq!(attempt["result"], "failed", "{status}");
+    let error = attempt["error"].as_str().unwrap();
+    assert!(error.contains("policy.rhai:1:"), "no file:line in {error}");
+    assert_eq!(status["generation"], 1);
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+    assert!(
+        support::logs::text().contains("reload refused, still serving generation 1"),
+        "the refusal is logged"
+    );
+
+    // Fixing the file is the retry.
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+    wait_for_version(&proxy, 2).await;
+    assert_eq!(
+        reload_status(&proxy).await["last_attempt"]["result"],
+        "applied"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_policy_keeps_the_old_version_until_it_is_back() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+
+    std::fs::remove_file(dir.path().join("policy.rhai")).unwrap();
+    let status = wait_for_failures(&proxy, 1).await;
+    assert!(
+        status["last_attempt"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("policy.rhai"),
+        "{status}"
+    );
+    for _ in 0..3 {
+        assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+    }
+
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+    wait_for_version(&proxy, 2).await;
+}
+
+#[tokio::test]
+async fn a_policy_saved_by_rename_is_picked_up() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    write_by_rename(&dir.path().join("policy.rhai"), &version_policy(2));
+    wait_for_version(&proxy, 2).await;
+    // And again: the watch survives the first rename.
+    write_by_rename(&dir.path().join("policy.rhai"), &version_policy(3));
+    wait_for_version(&proxy, 3).await;
+}
+
+#[tokio::test]
+async fn of_ten_writes_within_100_ms_the_last_one_wins() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    for version in 2..=11 {
+        std::fs::write(dir.path().join("policy.rhai"), version_policy(version)).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_for_version(&proxy, 11).await;
+    // It stays the last one: no late reload of an intermediate version.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("11"));
+}
+
+#[tokio::test]
+async fn a_kubernetes_configmap_symlink_swap_is_picked_up() {
+    // The layout kubelet's atomic writer makes: real files in a timestamped folder, `..data`
+    // pointing at it, and the visible names pointing into `..data`.
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let version_dir = |name: &str, version: u32| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("portcullis.toml"), config_text(echo)).unwrap();
+        std::fs::write(folder.join("policy.rhai"), version_policy(version)).unwrap();
+    };
+    version_dir("..2026_11_28_a", 1);
+    std::os::unix::fs::symlink("..2026_11_28_a", dir.path().join("..data")).unwrap();
+    for name in ["portcullis.toml", "policy.rhai"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), dir.path().join(name)).unwrap();
+    }
+    let proxy = start_watching(&dir.path().join("portcullis.toml")).await;
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+
+    version_dir("..2026_11_28_b", 2);
+    std::os::unix::fs::symlink("..2026_11_28_b", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("..2026_11_28_a")).unwrap();
+    wait_for_version(&proxy, 2).await;
+}
+
+#[tokio::test]
+async fn a_replaced_wasm_policy_is_compiled_and_served() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = |name: &str| std::fs::read(support::wasm::policy(name)).unwrap();
+    std::fs::write(dir.path().join("policy.wasm"), wasm("require_group")).unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[wasm]
+cache = false
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+policy = "policy.wasm"
+[routes.policy_config]
+group = "admins"
+mode = "log"
+"#
+        ),
+    )
+    .unwrap();
+    let proxy = start_watching(&config).await;
+    assert_eq!(get(&proxy.url("/"), &[]).await.status, 403, "not an admin");
+
+    // The hostile sample in `log` mode logs a line and lets everything through.
+    std::fs::write(dir.path().join("policy.wasm.new"), wasm("hostile")).unwrap();
+    std::fs::rename(
+        dir.path().join("policy.wasm.new"),
+        dir.path().join("policy.wasm"),
+    )
+    .unwrap();
+    wait_for("the new Wasm policy", || async {
+        get(&proxy.url("/"), &[]).await.status == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upstream_change_and_added_and_removed_routes_apply() {
+    let (first, second) = (echo::spawn().await, echo::spawn().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let routes = |upstream: String, extra_route: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"{upstream}\"\n{extra_route}"
+        )
+    };
+    let old_route =
+        "\n[[routes]]\nname = \"old\"\npath = \"/old\"\nupstream = \"http://127.0.0.1:9\"\n";
+    let new_route =
+        format!("\n[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"http://{first}\"\n");
+    std::fs::write(&config, routes(format!("http://{first}/one"), old_route)).unwrap();
+    let proxy = start_watching(&config).await;
+    let upstream_uri = |answer: support::Answer| answer.json()["uri"].as_str().unwrap().to_owned();
+    assert_eq!(
+        upstream_uri(get(&proxy.url("/app/x"), &[]).await),
+        "/one/app/x"
+    );
+    assert_eq!(get(&proxy.url("/new"), &[]).await.status, 404);
+
+    std::fs::write(&config, routes(format!("http://{second}/two"), &new_route)).unwrap();
+    wait_for("the new upstream", || async {
+        let answer = get(&proxy.url("/app/x"), &[]).await;
+        answer.status == 200 && upstream_uri(answer) == "/two/app/x"
+    })
+    .await;
+    assert_eq!(
+        get(&proxy.url("/new"), &[]).await.status,
+        200,
+        "route added"
+    );
+    assert_eq!(
+        get(&proxy.url("/old"), &[]).await.status,
+        404,
+        "route removed"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_presented_to_new_connections() {
+    use support::tls::TestCert;
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestCert::generate(dir.path(), "server");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\n"
+        ),
+    )
+    .unwrap();
+    let proxy = start_watching(&config).await;
+    let (_, answer) = support::tls::h2_get(proxy.addr, first.roots(), "/").await;
+    assert_eq!(answer.status, 200);
+
+    // Rotate: a new certificate and key under the same names (generated elsewhere, then moved in).
+    let staging = tempfile::tempdir().unwrap();
+    let second = TestCert::generate(staging.path(), "server");
+    std::fs::rename(&second.key_path, dir.path().join("server.key")).unwrap();
+    std::fs::rename(&second.cert_path, dir.path().join("server.pem")).unwrap();
+    wait_for("the new certificate", || async {
+        support::tls::handshake_succeeds(proxy.addr, second.roots()).await
+    })
+    .await;
+    assert!(
+        !support::tls::handshake_succeeds(proxy.addr, first.roots()).await,
+        "the old certificate is no longer presented"
+    );
+    let (_, answer) = support::tls::h2_get(proxy.addr, second.roots(), "/").await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn a_listen_change_is_reported_as_needing_a_restart_and_the_rest_applies() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    let moved = config_text(echo).replace(
+        "listen = \"127.0.0.1:0\"\nadmin",
+        &format!("listen = \"{}\"\nadmin", support::closed_port()),
+    );
+    std::fs::write(&config, moved).unwrap();
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+    wait_for_version(&proxy, 2).await;
+    let status = reload_status(&proxy).await;
+    assert_eq!(
+        status["last_attempt"]["restart_required"],
+        serde_json::json!(["server.listen"]),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_refuses_exactly_what_check_refuses() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    let broken = format!(
+        "{}\n[[routes]]\nname = \"app\"\npath = \"/other\"\nupstream = \"ftp://x\"\n",
+        config_text(echo)
+    );
+    std::fs::write(&config, broken).unwrap();
+    let status = wait_for_failures(&proxy, 1).await;
+    let check = support::binary::binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(
+        status["last_attempt"]["error"].as_str().unwrap(),
+        String::from_utf8_lossy(&check.stderr).trim_end()
+    );
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+    drop(dir);
+}
+
+#[test]
+fn sighup_reloads_the_running_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let proxy = support::binary::RunningProxy::start(&config);
+    let admin = proxy.admin.expect("the binary prints its admin address");
+    let status = || -> serde_json::Value {
+        let body = support::binary::http_get(admin, "/reload");
+        serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"))
+    };
+    assert_eq!(status()["generation"], 1);
+    proxy.signal("-HUP");
+    let give_up = Instant::now() + PATIENCE;
+    while status()["generation"] != 2 {
+        assert!(
+            Instant::now() < give_up,
+            "no reload after SIGHUP: {}",
+            status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status()["last_attempt"]["trigger"], "signal");
+}
