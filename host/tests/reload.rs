@@ -465,3 +465,107 @@ fn sighup_reloads_the_running_binary() {
     }
     assert_eq!(status()["last_attempt"]["trigger"], "signal");
 }
+
+/// Sessions live in the process, not in a snapshot: a reload keeps everyone logged in. The relying
+/// party is rebuilt — with discovery before the swap — only when `[oidc]` changed, and a changed
+/// `[oidc]` whose provider cannot be discovered is refused.
+mod login {
+    use super::*;
+    use support::browser::{Browser, location};
+    use support::hostile_idp::{HostileIdp, Script};
+
+    fn config(discovery: &str, proxy: SocketAddr, echo: SocketAddr, leeway: &str) -> String {
+        format!(
+            r#"[server]
+listen = "{proxy}"
+
+[oidc]
+discovery = "{discovery}"
+client_id = "portcullis"
+client_secret = "hostile-test-secret"
+redirect_uri = "http://{proxy}/auth"
+access_token_expires_leeway = "{leeway}"
+
+[session]
+store = "memory"
+cookie_name = "sess_auth"
+cookie_secure = false
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+policy = "policy.rhai"
+"#
+        )
+    }
+
+    #[tokio::test]
+    async fn reloads_keep_sessions_and_rediscover_only_a_changed_provider() {
+        let idp = HostileIdp::start(Script::default()).await;
+        let echo = echo::spawn().await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (dir, config_path) = setup(&config(&idp.discovery_url(), addr, echo, "60s"));
+        let proxy = support::start_watching_with(&config_path, Some(listener)).await;
+        let browser = Browser::new();
+        wait_for("discovery", || async {
+            browser.get(&proxy.url("/")).await.status() == reqwest::StatusCode::FOUND
+        })
+        .await;
+        let authorize = location(&browser.get(&proxy.url("/")).await);
+        let callback = location(&browser.get(&authorize).await);
+        browser.get(&callback).await;
+        let version_for_browser = || async {
+            let answer = browser.get(&proxy.url("/")).await;
+            assert_eq!(answer.status(), reqwest::StatusCode::OK, "still logged in");
+            let report = support::browser::json(answer).await;
+            assert!(received_header(&report, "x-auth-subject").is_some());
+            received_header(&report, "x-version").unwrap()
+        };
+        assert_eq!(version_for_browser().await, "1");
+        let discoveries = idp.discovery_calls();
+
+        // A policy edit: same session, no new discovery.
+        std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+        wait_for("version 2 for the logged-in browser", || async {
+            version_for_browser().await == "2"
+        })
+        .await;
+        assert_eq!(idp.discovery_calls(), discoveries, "[oidc] did not change");
+
+        // A changed [oidc]: discovered again before the swap; the session goes on.
+        std::fs::write(
+            &config_path,
+            config(&idp.discovery_url(), addr, echo, "30s"),
+        )
+        .unwrap();
+        wait_for("the changed [oidc]", || async {
+            proxy.handle.as_ref().unwrap().reload_status().generation == 3
+        })
+        .await;
+        assert_eq!(idp.discovery_calls(), discoveries + 1);
+        assert_eq!(version_for_browser().await, "2");
+
+        // A provider that cannot be discovered is refused; the working one stays.
+        let nowhere = format!(
+            "http://{}/.well-known/openid-configuration",
+            support::closed_port()
+        );
+        std::fs::write(&config_path, config(&nowhere, addr, echo, "30s")).unwrap();
+        wait_for("the refused [oidc]", || async {
+            proxy
+                .handle
+                .as_ref()
+                .unwrap()
+                .reload_status()
+                .failed_reloads
+                == 1
+        })
+        .await;
+        let status = proxy.handle.as_ref().unwrap().reload_status();
+        let error = status.last_attempt.unwrap().error.unwrap();
+        assert!(error.contains("[oidc] changed, but discovery"), "{error}");
+        assert_eq!(version_for_browser().await, "2");
+    }
+}

@@ -158,6 +158,7 @@ pub struct HostileIdp {
     state: Arc<Mutex<State>>,
     token_calls: Arc<AtomicUsize>,
     refresh_calls: Arc<AtomicUsize>,
+    discovery_calls: Arc<AtomicUsize>,
 }
 
 impl HostileIdp {
@@ -178,6 +179,7 @@ impl HostileIdp {
             })),
             token_calls: Arc::default(),
             refresh_calls: Arc::default(),
+            discovery_calls: Arc::default(),
         };
         let server = idp.clone();
         tokio::spawn(async move {
@@ -208,6 +210,11 @@ impl HostileIdp {
     /// Calls to the token endpoint so far.
     pub fn token_calls(&self) -> usize {
         self.token_calls.load(Ordering::SeqCst)
+    }
+
+    /// Discovery-document fetches so far.
+    pub fn discovery_calls(&self) -> usize {
+        self.discovery_calls.load(Ordering::SeqCst)
     }
 
     /// Refresh-token grants so far.
@@ -244,7 +251,10 @@ impl HostileIdp {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
         match path.as_str() {
-            "/.well-known/openid-configuration" => json_response(StatusCode::OK, self.discovery()),
+            "/.well-known/openid-configuration" => {
+                self.discovery_calls.fetch_add(1, Ordering::SeqCst);
+                json_response(StatusCode::OK, self.discovery())
+            }
             "/jwks" => {
                 let keys: Vec<Value> = self
                     .state

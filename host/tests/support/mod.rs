@@ -30,6 +30,8 @@ pub struct TestProxy {
     pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
+    /// The proxy itself, when the test needs more than its sockets.
+    pub handle: Option<Proxy>,
 }
 
 impl TestProxy {
@@ -70,6 +72,7 @@ pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
         admin,
         stop: Some(stop),
         done: Some(done),
+        handle: None,
     }
 }
 
@@ -104,17 +107,31 @@ pub async fn start_proxy_on(
         admin: None,
         stop: Some(stop),
         done: Some(done),
+        handle: None,
     }
 }
 
 /// Loads the config file at `path` and serves it as `portcullis run` does, reloading on changes
 /// (file watcher and SIGHUP). Use `admin_listen = "127.0.0.1:0"` to read `GET /reload`.
 pub async fn start_watching(path: &Path) -> TestProxy {
+    start_watching_with(path, None).await
+}
+
+/// [`start_watching`], serving on `listener` instead of the config's `listen` (for configs that
+/// must name their own address, such as a login's `redirect_uri`).
+pub async fn start_watching_with(
+    path: &Path,
+    listener: Option<std::net::TcpListener>,
+) -> TestProxy {
     let baseline = portcullis::reload::watch::Baseline::take(path);
     let config = portcullis::config::load(path).unwrap_or_else(|err| panic!("{err}"));
     let proxy = Proxy::start(config).expect("start the proxy");
-    let server = Server::bind(proxy.clone()).await.expect("bind on port 0");
-    portcullis::reload::watch::spawn(proxy, path.to_owned(), baseline).expect("watch the config");
+    let server = match listener {
+        None => Server::bind(proxy.clone()).await.expect("bind on port 0"),
+        Some(listener) => Server::with_listener(proxy.clone(), listener).unwrap(),
+    };
+    portcullis::reload::watch::spawn(proxy.clone(), path.to_owned(), baseline)
+        .expect("watch the config");
     let addr = server.public_addrs()[0];
     let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -126,6 +143,7 @@ pub async fn start_watching(path: &Path) -> TestProxy {
         admin,
         stop: Some(stop),
         done: Some(done),
+        handle: Some(proxy),
     }
 }
 
