@@ -48,7 +48,7 @@ fn write_to_served(c: &mut Criterion) {
         let baseline = portcullis::reload::watch::Baseline::take(&config_path);
         let config = portcullis::config::load(&config_path).unwrap();
         let proxy = Proxy::start(config).unwrap();
-        portcullis::reload::watch::spawn(proxy.clone(), config_path.clone(), baseline).unwrap();
+        portcullis::reload::watch::spawn(proxy.clone(), config_path.clone(), baseline);
         proxy
     });
     let mut version = 0;

@@ -105,9 +105,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     runtime.block_on(async {
         let proxy = Proxy::start(config)?;
         let server = Server::bind(proxy.clone()).await?;
-        if let Err(err) = portcullis::reload::watch::spawn(proxy, config_path.to_owned(), baseline) {
-            tracing::error!(error = %err, "cannot watch files for changes; edits take effect after a restart");
-        }
+        portcullis::reload::watch::spawn(proxy, config_path.to_owned(), baseline);
         let scheme = if server.uses_tls() { "https" } else { "http" };
         // On stdout, for people and for tests that start the binary on port 0 (which read up to
         // the first "listening" line, so the admin line comes first).

@@ -569,3 +569,61 @@ policy = "policy.rhai"
         assert_eq!(version_for_browser().await, "2");
     }
 }
+
+#[tokio::test]
+async fn a_policy_folder_replaced_by_another_is_watched_again() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        config_text(echo).replace("policy.rhai", "policies/policy.rhai"),
+    )
+    .unwrap();
+    let policies = |name: &str, version: u32| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("policy.rhai"), version_policy(version)).unwrap();
+    };
+    policies("policies", 1);
+    let proxy = start_watching(&config).await;
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+
+    // A deploy that swaps the whole folder.
+    policies("policies.new", 2);
+    std::fs::rename(dir.path().join("policies"), dir.path().join("policies.old")).unwrap();
+    std::fs::rename(dir.path().join("policies.new"), dir.path().join("policies")).unwrap();
+    wait_for_version(&proxy, 2).await;
+    // Edits inside the new folder are seen: it is watched, not the old one.
+    std::fs::write(dir.path().join("policies/policy.rhai"), version_policy(3)).unwrap();
+    wait_for_version(&proxy, 3).await;
+}
+
+#[tokio::test]
+async fn turning_tls_off_waits_for_a_restart() {
+    use support::tls::TestCert;
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(dir.path(), "server");
+    let config = dir.path().join("portcullis.toml");
+    let text = |tls: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\n"
+        )
+    };
+    let tls = "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n";
+    std::fs::write(&config, text(tls)).unwrap();
+    let proxy = start_watching(&config).await;
+    std::fs::write(&config, text("")).unwrap();
+    let handle = proxy.handle.clone().unwrap();
+    wait_for("the reload", || async {
+        handle.reload_status().generation == 2
+    })
+    .await;
+    assert_eq!(
+        handle.reload_status().restart_required,
+        vec!["server.tls (on/off)".to_owned()]
+    );
+    let (_, answer) = support::tls::h2_get(proxy.addr, cert.roots(), "/").await;
+    assert_eq!(answer.status, 200, "still TLS");
+}

@@ -49,6 +49,8 @@ pub struct ReloadStatus {
     pub loaded_at: String,
     /// Reloads refused since start.
     pub failed_reloads: u64,
+    /// Changes in the serving config that wait for a restart (their old values still apply).
+    pub restart_required: Vec<String>,
     /// The latest attempt, if there was one.
     pub last_attempt: Option<Attempt>,
 }
@@ -74,6 +76,7 @@ impl ReloadStatus {
             generation: 1,
             loaded_at: now(),
             failed_reloads: 0,
+            restart_required: Vec::new(),
             last_attempt: None,
         }
     }
@@ -91,19 +94,23 @@ pub async fn reload(proxy: &Proxy, config_path: &Path, trigger: Trigger) -> Atte
         .await
         .map_err(|err| format!("the config loader crashed: {err}"))
         .and_then(|loaded| loaded.map_err(|err| err.to_string()));
-    let outcome = match loaded {
-        Ok(config) => apply(proxy, config).await,
+    let prepared = match loaded {
+        Ok(config) => prepare(proxy, config).await,
         Err(err) => Err(err),
     };
+    // The swap and the status change under one lock: `GET /reload` never shows a generation
+    // other than the one serving.
     let mut status = proxy
         .lasting
         .status
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let attempt = match outcome {
-        Ok(restart_required) => {
+    let attempt = match prepared {
+        Ok((snapshot, restart_required)) => {
+            proxy.current.store(Arc::new(snapshot));
             status.generation += 1;
             status.loaded_at = now();
+            status.restart_required = restart_required.clone();
             if restart_required.is_empty() {
                 tracing::info!(generation = status.generation, ?trigger, "config reloaded");
             } else {
@@ -143,21 +150,28 @@ pub async fn reload(proxy: &Proxy, config_path: &Path, trigger: Trigger) -> Atte
     attempt
 }
 
-/// Swaps in a snapshot of `config`. Returns the changes that need a restart.
-async fn apply(proxy: &Proxy, config: Config) -> Result<Vec<String>, String> {
+/// Builds the snapshot of `config` (nothing is swapped yet). Also returns the changes that need a
+/// restart; those settings keep their running values.
+async fn prepare(proxy: &Proxy, mut config: Config) -> Result<(Snapshot, Vec<String>), String> {
     let lasting = &proxy.lasting;
+    let current = proxy.snapshot();
     let mut restart_required = restart::listeners(&lasting.listen, &config.server);
-    let auth = match &config.oidc {
-        None => None,
-        Some(wanted) => {
+    if current.server.tls.is_some() != config.server.tls.is_some() {
+        // Turning TLS on or off under connected clients would break every one of them; a new
+        // certificate for TLS that stays on is fine.
+        restart_required.push("server.tls (on/off)".to_owned());
+        config.server.tls = current.server.tls.clone();
+    }
+    let auth = match (&config.oidc, &current.auth) {
+        (None, _) => None,
+        (Some(wanted), Some(running)) if running.oidc.config() == wanted => Some(running.clone()),
+        (Some(wanted), _) => {
+            // Discovery first: a refused reload must leave no trace (such as an opened store).
+            let oidc = relying_party(wanted).await?;
             let sessions = lasting
                 .sessions(&config.session)
                 .map_err(|err| format!("cannot open the session store: {err}"))?;
-            let current = proxy.snapshot().auth.clone();
-            match current {
-                Some(auth) if auth.oidc.config() == wanted => Some(auth),
-                _ => Some(Arc::new(Auth::new(relying_party(wanted).await?, sessions))),
-            }
+            Some(Arc::new(Auth::new(oidc, sessions)))
         }
     };
     if let Some((_, opened_with)) = &*lasting.sessions.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -169,8 +183,7 @@ async fn apply(proxy: &Proxy, config: Config) -> Result<Vec<String>, String> {
         auth,
         &mut lasting.pools.lock().unwrap_or_else(|p| p.into_inner()),
     );
-    proxy.current.store(Arc::new(snapshot));
-    Ok(restart_required)
+    Ok((snapshot, restart_required))
 }
 
 /// A relying party for a changed `[oidc]`, discovered before anything is swapped.

@@ -1,24 +1,30 @@
 //! What starts a reload: file-system events on everything the config reads, and SIGHUP.
 //!
-//! The watcher watches the *folders* of those files, not the files: editors that save by writing
-//! a new file and renaming it over the old one, Kubernetes ConfigMaps that swap a `..data`
-//! symlink, and files deleted then created again all show up as events in the folder, where a
-//! watch on the file itself would be lost with its inode. Events are debounced (a quiet
-//! [`QUIET`] after the last one, at most [`MAX_DELAY`]); then the files' contents are hashed and
-//! a reload runs only when one changed since the last attempt — so a change that failed is tried
-//! again when a file changes again, not in a loop. After each attempt the set of files is read
-//! again from the config, so a newly named policy is watched too (even before it exists).
+//! The watcher watches the *folders* of those files (and their parents), not the files: editors
+//! that save by writing a new file and renaming it over the old one, Kubernetes ConfigMaps that
+//! swap a `..data` symlink, files deleted then created again, and a folder replaced by another all
+//! show up as events there, where a watch on the file itself would be lost with its inode. A folder
+//! whose inode changed is watched again. Events are debounced (a quiet [`QUIET`] after the last
+//! one, at most [`MAX_DELAY`]); then the files' contents are hashed and a reload runs only when one
+//! changed since the last attempt — so a change that failed is tried again when a file changes
+//! again, not in a loop. After each attempt the set of files is read again from the config, so a
+//! newly named policy is watched too (even before it exists), and hashed once more in case it
+//! appeared while the reload ran. An event queue overflow or a watcher error counts as a change.
+//!
+//! All of this runs on its own thread: hashing files, resolving paths and (un)watching block, and
+//! must not stall the runtime serving requests. SIGHUP works even when no watcher can be created
+//! (inotify instance limits are low on some hosts).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::Trigger;
 use crate::config;
@@ -43,50 +49,199 @@ impl Baseline {
     }
 }
 
-/// Watches `config_path` and the files it names, and SIGHUP, reloading `proxy` on changes. Runs
-/// until the process ends. `baseline` is what the served config was loaded from. Fails only when
-/// no file watcher can be created.
-pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) -> notify::Result<()> {
-    let (events, triggers) = mpsc::unbounded_channel();
-    let sender = events.clone();
+/// Reloads `proxy` from `config_path` on SIGHUP and whenever the config or a file it names
+/// changes, until the process ends. `baseline` is what the served config was loaded from. Must be
+/// called inside the tokio runtime (the reloads run on it). Without a file watcher (logged),
+/// SIGHUP still works.
+pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) {
+    let (triggers, received) = mpsc::channel();
+    // First, so that SIGHUP never falls back to its default action (ending the process).
+    tokio::spawn(forward_sighup(triggers.clone()));
     let names = WatchedNames::default();
     let filter = names.clone();
+    let sender = triggers.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| event.paths.iter().any(|path| filter.matches(path))) {
+        let relevant = match &event {
+            // A watcher error or a queue overflow may hide anything: look.
+            Err(_) => true,
+            Ok(event) => {
+                event.need_rescan()
+                    || event.paths.is_empty()
+                    || event.paths.iter().any(|path| filter.matches(path))
+            }
+        };
+        if relevant {
             let _ = sender.send(Trigger::FileChange);
         }
-    })?;
-    let mut watcher = watcher;
-    let mut watched_folders = HashSet::new();
-    let files = config::referenced_files(&config_path);
-    names.set(&files);
-    watch_folders(&mut watcher, &files, &mut watched_folders);
-    // Anything that changed since the baseline was taken is reloaded right away.
-    let _ = events.send(Trigger::FileChange);
-    tokio::spawn(forward_sighup(events));
-    tokio::spawn(run(
-        proxy,
-        config_path,
-        Watching {
+    });
+    let watching = match watcher {
+        Ok(watcher) => Some(Watching {
             watcher,
             names,
-            folders: watched_folders,
-        },
-        baseline.0,
+            folders: HashMap::new(),
+        }),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch files for changes; reload with SIGHUP");
+            None
+        }
+    };
+    // Whatever changed since the baseline was taken is reloaded right away.
+    let _ = triggers.send(Trigger::FileChange);
+    let runtime = tokio::runtime::Handle::current();
+    let reloader = Reloader {
+        proxy,
+        config_path,
+        watching,
+        last_attempted: baseline.0,
         triggers,
-    ));
-    Ok(())
+    };
+    let spawned = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || reloader.run(&runtime, received));
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start the reload thread; changes need a restart");
+    }
 }
 
-/// File names whose events matter: other files in the same folders (a log file next to the
-/// config, say) change all the time and must not cost a look.
+async fn forward_sighup(triggers: Sender<Trigger>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; reloads come from file changes only");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading");
+        if triggers.send(Trigger::Signal).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reload thread's state.
+struct Reloader {
+    proxy: Proxy,
+    config_path: PathBuf,
+    watching: Option<Watching>,
+    /// The files' contents at the last attempt (or at start).
+    last_attempted: Fingerprints,
+    /// To trigger ourselves when a file appeared during a reload.
+    triggers: Sender<Trigger>,
+}
+
+impl Reloader {
+    fn run(mut self, runtime: &tokio::runtime::Handle, received: Receiver<Trigger>) {
+        while let Ok(first) = received.recv() {
+            let Some(trigger) = debounce(first, &received) else {
+                return;
+            };
+            let current = fingerprints(&config::referenced_files(&self.config_path));
+            if trigger == Trigger::Signal || current != self.last_attempted {
+                self.last_attempted = current;
+                runtime.block_on(super::reload(&self.proxy, &self.config_path, trigger));
+            }
+            // The config may name other files now (or, after a failed attempt, files that do not
+            // exist yet), and folders may have been replaced: watch what is there now.
+            let files = config::referenced_files(&self.config_path);
+            if let Some(watching) = &mut self.watching {
+                watching.update(&files);
+            }
+            // A file that changed while the reload ran, before its folder or name was watched,
+            // sent no event we kept: compare once more.
+            if fingerprints(&files) != self.last_attempted {
+                let _ = self.triggers.send(Trigger::FileChange);
+            }
+        }
+    }
+}
+
+/// Waits until events stop for [`QUIET`] (at most [`MAX_DELAY`]); a SIGHUP in the burst wins.
+/// `None` when the channel closed.
+fn debounce(first: Trigger, received: &Receiver<Trigger>) -> Option<Trigger> {
+    let mut trigger = first;
+    let give_up = Instant::now() + MAX_DELAY;
+    loop {
+        let now = Instant::now();
+        if now >= give_up {
+            return Some(trigger);
+        }
+        match received.recv_timeout(QUIET.min(give_up - now)) {
+            Ok(Trigger::Signal) => trigger = Trigger::Signal,
+            Ok(Trigger::FileChange) => {}
+            Err(RecvTimeoutError::Timeout) => return Some(trigger),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+/// The watcher and what it watches.
+struct Watching {
+    watcher: notify::RecommendedWatcher,
+    names: WatchedNames,
+    /// Watched folders and the (device, inode) each had when its watch was added.
+    folders: HashMap<PathBuf, (u64, u64)>,
+}
+
+impl Watching {
+    /// Watches the folders of `files` (and of their symlink targets) and those folders' parents,
+    /// re-watches a folder that was replaced, and drops watches no longer needed.
+    fn update(&mut self, files: &[PathBuf]) {
+        let mut folders = HashSet::new();
+        for file in files {
+            let target = std::fs::canonicalize(file).ok();
+            for path in std::iter::once(file).chain(target.as_ref()) {
+                let folder = folder_of(path);
+                // The parent sees the folder itself being replaced or created.
+                if let Some(parent) = folder.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    folders.insert(parent.to_owned());
+                }
+                folders.insert(folder);
+            }
+        }
+        self.names.set(files, &folders);
+        let stale: Vec<PathBuf> = self
+            .folders
+            .iter()
+            .filter(|(folder, identity)| {
+                !folders.contains(*folder) || folder_identity(folder) != Some(**identity)
+            })
+            .map(|(folder, _)| folder.clone())
+            .collect();
+        for folder in stale {
+            let _ = self.watcher.unwatch(&folder);
+            self.folders.remove(&folder);
+        }
+        for folder in folders {
+            if self.folders.contains_key(&folder) {
+                continue;
+            }
+            let Some(identity) = folder_identity(&folder) else {
+                continue; // not there (yet): its parent's watch will see it appear
+            };
+            match self.watcher.watch(&folder, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.folders.insert(folder, identity);
+                }
+                Err(err) => tracing::warn!(
+                    folder = %folder.display(),
+                    error = %err,
+                    "cannot watch for changes; use SIGHUP to reload what is in it"
+                ),
+            }
+        }
+    }
+}
+
+/// File and folder names whose events matter: other files in the same folders (a log file next to
+/// the config, say) change all the time and must not cost a look.
 #[derive(Clone, Default)]
 struct WatchedNames(Arc<Mutex<HashSet<OsString>>>);
 
 impl WatchedNames {
     fn matches(&self, path: &Path) -> bool {
         let Some(name) = path.file_name() else {
-            return false;
+            return true;
         };
         // Kubernetes' atomic writer swaps `..data` (and writes `..<timestamp>` folders).
         name.as_encoded_bytes().starts_with(b"..")
@@ -97,120 +252,15 @@ impl WatchedNames {
                 .contains(name)
     }
 
-    fn set(&self, files: &[PathBuf]) {
+    fn set(&self, files: &[PathBuf], folders: &HashSet<PathBuf>) {
         let mut names = HashSet::new();
-        for file in files {
-            names.extend(file.file_name().map(OsString::from));
-            if let Ok(target) = std::fs::canonicalize(file) {
+        for path in files.iter().chain(folders) {
+            names.extend(path.file_name().map(OsString::from));
+            if let Ok(target) = std::fs::canonicalize(path) {
                 names.extend(target.file_name().map(OsString::from));
             }
         }
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = names;
-    }
-}
-
-async fn forward_sighup(events: mpsc::UnboundedSender<Trigger>) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot listen for SIGHUP; reloads come from file changes only");
-            return;
-        }
-    };
-    while hangup.recv().await.is_some() {
-        tracing::info!("SIGHUP received: reloading");
-        if events.send(Trigger::Signal).is_err() {
-            return;
-        }
-    }
-}
-
-/// The watcher and what it watches.
-struct Watching {
-    watcher: notify::RecommendedWatcher,
-    names: WatchedNames,
-    folders: HashSet<PathBuf>,
-}
-
-async fn run(
-    proxy: Proxy,
-    config_path: PathBuf,
-    mut watching: Watching,
-    mut last_attempted: Fingerprints,
-    mut triggers: mpsc::UnboundedReceiver<Trigger>,
-) {
-    while let Some(first) = triggers.recv().await {
-        let Some(trigger) = debounce(first, &mut triggers).await else {
-            return;
-        };
-        let current = fingerprints(&config::referenced_files(&config_path));
-        if trigger == Trigger::Signal || current != last_attempted {
-            last_attempted = current;
-            super::reload(&proxy, &config_path, trigger).await;
-        }
-        // The config may name other files now (or, after a failed attempt, files that do not
-        // exist yet): watch those.
-        let files = config::referenced_files(&config_path);
-        watching.names.set(&files);
-        watch_folders(&mut watching.watcher, &files, &mut watching.folders);
-    }
-}
-
-/// Waits until events stop for [`QUIET`] (at most [`MAX_DELAY`]); a SIGHUP in the burst wins.
-/// `None` when the channel closed.
-async fn debounce(
-    first: Trigger,
-    triggers: &mut mpsc::UnboundedReceiver<Trigger>,
-) -> Option<Trigger> {
-    let mut trigger = first;
-    let give_up = Instant::now() + MAX_DELAY;
-    loop {
-        let quiet_until = (Instant::now() + QUIET).min(give_up);
-        match tokio::time::timeout_at(quiet_until, triggers.recv()).await {
-            Ok(Some(next)) => {
-                if next == Trigger::Signal {
-                    trigger = Trigger::Signal;
-                }
-                if Instant::now() >= give_up {
-                    return Some(trigger);
-                }
-            }
-            Ok(None) => return None,
-            Err(_) => return Some(trigger),
-        }
-    }
-}
-
-/// Adds watches on the folders of `files` (and of their symlink targets) and removes those no
-/// longer needed.
-fn watch_folders(
-    watcher: &mut notify::RecommendedWatcher,
-    files: &[PathBuf],
-    watched: &mut HashSet<PathBuf>,
-) {
-    let mut wanted = HashSet::new();
-    for file in files {
-        wanted.insert(folder_of(file));
-        if let Ok(target) = std::fs::canonicalize(file) {
-            wanted.insert(folder_of(&target));
-        }
-    }
-    for gone in watched.difference(&wanted).cloned().collect::<Vec<_>>() {
-        let _ = watcher.unwatch(&gone);
-        watched.remove(&gone);
-    }
-    for folder in wanted {
-        if watched.contains(&folder) {
-            continue;
-        }
-        match watcher.watch(&folder, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                watched.insert(folder);
-            }
-            Err(err) => {
-                tracing::warn!(folder = %folder.display(), error = %err, "cannot watch for changes; use SIGHUP to reload what is in it")
-            }
-        }
     }
 }
 
@@ -219,6 +269,14 @@ fn folder_of(file: &Path) -> PathBuf {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     }
+}
+
+/// (device, inode) of a folder, following symlinks; `None` when it is not there.
+fn folder_identity(folder: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(folder)
+        .ok()
+        .filter(|meta| meta.is_dir())
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 fn fingerprints(files: &[PathBuf]) -> Fingerprints {

@@ -130,8 +130,7 @@ pub async fn start_watching_with(
         None => Server::bind(proxy.clone()).await.expect("bind on port 0"),
         Some(listener) => Server::with_listener(proxy.clone(), listener).unwrap(),
     };
-    portcullis::reload::watch::spawn(proxy.clone(), path.to_owned(), baseline)
-        .expect("watch the config");
+    portcullis::reload::watch::spawn(proxy.clone(), path.to_owned(), baseline);
     let addr = server.public_addrs()[0];
     let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -9,8 +9,11 @@
 //!   writable by group or others (another account could otherwise plant code for us to run);
 //! - an entry is written to a temporary file, synced and renamed into place, so a crash never
 //!   leaves half an entry under a real name;
-//! - every entry starts with [`MAGIC`] and the SHA-256 of what follows, checked before wasmtime
-//!   sees a byte, so a truncated, corrupted or foreign file is recompiled, never loaded;
+//! - every entry starts with [`MAGIC`] and a SHA-256 over its own name and what follows, checked
+//!   before wasmtime sees a byte, so a truncated, corrupted, foreign or renamed file is recompiled,
+//!   never loaded;
+//! - entries are opened without following symlinks, and owner, mode and type are checked on the
+//!   opened file itself, the one that is then read;
 //! - an entry's name is the SHA-256 of the component's `.wasm` bytes and a hash of the engine
 //!   (wasmtime's version and every compilation setting, `Engine::precompile_compatibility_hash`),
 //!   so an entry is only ever looked up by the engine that could have written it; wasmtime checks
@@ -130,31 +133,30 @@ impl CompiledCache {
     /// compiled now and written to the cache (a failed write is not an error: the cache is only
     /// an optimisation). Compilation errors are wasmtime's.
     pub fn get_or_compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Source)> {
-        let path = self.entry_path(wasm);
-        if let Some(component) = self.load(&path) {
+        let name = self.entry_name(wasm);
+        let path = self.dir.join(&name);
+        if let Some(component) = self.load(&path, &name) {
             return Ok((component, Source::Disk));
         }
         let component = Component::new(&self.engine, wasm)?;
         if let Ok(compiled) = component.serialize() {
-            let _ = self.store(&path, &compiled);
+            let _ = self.store(&path, &name, &compiled);
         }
         Ok((component, Source::Compiled))
     }
 
-    fn entry_path(&self, wasm: &[u8]) -> PathBuf {
+    fn entry_name(&self, wasm: &[u8]) -> String {
         let wasm_hash = Sha256::digest(wasm);
-        let name = format!("{}-{}.{EXTENSION}", hex(&wasm_hash), self.engine_key);
-        self.dir.join(name)
+        format!("{}-{}.{EXTENSION}", hex(&wasm_hash), self.engine_key)
     }
 
-    /// The entry at `path`, if it is ours, intact, and accepted by wasmtime; a bad entry is removed.
-    fn load(&self, path: &Path) -> Option<Component> {
-        let meta = fs::symlink_metadata(path).ok()?;
-        let ours = meta.is_file() && meta.uid() == self.uid && meta.mode() & 0o022 == 0;
-        let entry = if ours { fs::read(path).ok() } else { None };
+    /// The entry `name` at `path`, if it is ours, intact, and accepted by wasmtime; a bad entry is
+    /// removed.
+    fn load(&self, path: &Path, name: &str) -> Option<Component> {
+        let entry = self.read_own_file(path);
         let component = entry
             .as_deref()
-            .and_then(verified_payload)
+            .and_then(|entry| verified_payload(entry, name))
             .and_then(|payload| self.deserialize(payload).ok());
         if component.is_none() {
             let _ = fs::remove_file(path);
@@ -162,20 +164,39 @@ impl CompiledCache {
         component
     }
 
+    /// The bytes of `path` if it is a regular file owned by us that nobody else can write —
+    /// checked on the opened file (no symlink followed), which is the one read.
+    fn read_own_file(&self, path: &Path) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.uid() != self.uid || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    }
+
     /// Loads compiled code that [`Self::load`] has verified to be an entry this crate wrote.
     #[allow(unsafe_code)]
     fn deserialize(&self, verified_payload: &[u8]) -> wasmtime::Result<Component> {
         // SAFETY: wasmtime requires the bytes to come from its own `serialize` for a compatible
         // engine, unmodified. `verified_payload` is the payload of an entry that (1) sits in a
-        // folder only this user can write (checked in `open`), (2) is a regular file owned by
-        // this user and not writable by others, (3) carries our magic and the SHA-256 of exactly
-        // these bytes, written by `store` right after `Component::serialize`, and (4) is named
-        // after this engine's compatibility hash; wasmtime also rechecks the compatibility.
+        // folder only this user can write (checked in `open`), (2) was opened without following
+        // a symlink and, as opened, is a regular file owned by this user and not writable by
+        // others, (3) carries our magic and a SHA-256 over its name and exactly these bytes,
+        // written by `store` right after `Component::serialize`, and (4) is named after this
+        // engine's compatibility hash; wasmtime also rechecks the compatibility.
         unsafe { Component::deserialize(&self.engine, verified_payload) }
     }
 
     /// Writes an entry: temporary file, sync, rename.
-    fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+    fn store(&self, path: &Path, name: &str, compiled: &[u8]) -> std::io::Result<()> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let temporary = self.dir.join(format!(
             ".tmp-{}-{}",
@@ -189,7 +210,7 @@ impl CompiledCache {
                 .mode(0o600)
                 .open(&temporary)?;
             file.write_all(MAGIC)?;
-            file.write_all(&Sha256::digest(compiled))?;
+            file.write_all(&entry_digest(name, compiled))?;
             file.write_all(compiled)?;
             file.sync_all()?;
             fs::rename(&temporary, path)
@@ -222,20 +243,35 @@ impl CompiledCache {
     }
 }
 
-/// The payload of an entry whose magic and digest check out.
-fn verified_payload(entry: &[u8]) -> Option<&[u8]> {
-    let rest = entry.strip_prefix(MAGIC.as_slice())?;
-    let (digest, payload) = rest.split_at_checked(32)?;
-    (Sha256::digest(payload).as_slice() == digest).then_some(payload)
+/// The digest an entry carries: over its name (which holds the `.wasm` hash and the engine key)
+/// and its payload, so an entry copied under another name does not verify.
+fn entry_digest(name: &str, payload: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((name.len() as u64).to_be_bytes());
+    hash.update(name.as_bytes());
+    hash.update(payload);
+    hash.finalize().into()
 }
 
-/// The uid the file system gives files this process creates in `dir`.
+/// The payload of the entry `name` whose magic and digest check out.
+fn verified_payload<'a>(entry: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let rest = entry.strip_prefix(MAGIC.as_slice())?;
+    let (digest, payload) = rest.split_at_checked(32)?;
+    (entry_digest(name, payload).as_slice() == digest).then_some(payload)
+}
+
+/// The uid the file system gives files this process creates in `dir`. The probe is created new
+/// (`O_EXCL`: a planted file or symlink of that name makes this fail rather than be written).
 fn own_uid(dir: &Path) -> std::io::Result<u32> {
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let probe = dir.join(format!(
+        ".probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
     let file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&probe)?;
     let uid = file.metadata().map(|meta| meta.uid());
@@ -350,6 +386,45 @@ mod tests {
             cache.get_or_compile(EMPTY_COMPONENT).unwrap().1,
             Source::Compiled
         );
+    }
+
+    #[test]
+    fn an_entry_behind_a_symlink_or_under_another_name_is_never_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompiledCache::open(dir.path(), &engine()).unwrap();
+        cache.get_or_compile(EMPTY_COMPONENT).unwrap();
+        let [entry] = entries(dir.path()).try_into().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::rename(&entry, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        assert_eq!(
+            cache.get_or_compile(EMPTY_COMPONENT).unwrap().1,
+            Source::Compiled
+        );
+        // A genuine entry copied under the name of another module does not verify either.
+        let other_module = b"another module"; // only its entry name is needed
+        let other_name = cache.entry_name(other_module);
+        fs::copy(&entry, dir.path().join(&other_name)).unwrap();
+        assert!(
+            cache
+                .load(&dir.path().join(&other_name), &other_name)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_planted_probe_symlink_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        for n in 0..4 {
+            let probe = dir
+                .path()
+                .join(format!(".probe-{}-{n}", std::process::id()));
+            let _ = std::os::unix::fs::symlink(&victim, probe);
+        }
+        let _ = CompiledCache::open(dir.path(), &engine());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]
