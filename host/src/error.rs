@@ -75,10 +75,10 @@ impl ProxyError {
         }
     }
 
-    /// The response for this error.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    /// The response for this error, in the format the client asked for.
+    pub fn into_response(self, format: ResponseFormat) -> Response<ProxyBody> {
         let status = self.status();
-        let mut response = status_response(status, self.public_text());
+        let mut response = negotiated_response(status, self.public_text(), format);
         if matches!(
             self,
             ProxyError::Auth(AuthError::Unauthenticated(StatusCode::UNAUTHORIZED))
@@ -117,6 +117,88 @@ pub fn status_response(status: StatusCode, message: &str) -> Response<ProxyBody>
     text_response(status, format!("{} {reason}: {message}\n", status.as_u16()))
 }
 
+/// How Portcullis words its own answers (errors, denials) for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFormat {
+    /// A small HTML page, for browsers (`Accept` names `text/html`).
+    Html,
+    /// `{"status": 403, "error": "Forbidden", "message": "…"}`, for clients that accept
+    /// `application/json` (and not HTML).
+    Json,
+    /// `403 Forbidden: …`, for everyone else (curl, scripts).
+    Text,
+}
+
+impl ResponseFormat {
+    /// The format a request's `Accept` header asks for.
+    pub fn for_request(headers: &http::HeaderMap) -> Self {
+        let accept = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        if accept.contains("text/html") {
+            ResponseFormat::Html
+        } else if accept.contains("application/json") {
+            ResponseFormat::Json
+        } else {
+            ResponseFormat::Text
+        }
+    }
+}
+
+/// An answer saying `status` and `message` in `format`. `message` may come from a policy: it is
+/// escaped for HTML and JSON.
+pub fn negotiated_response(
+    status: StatusCode,
+    message: &str,
+    format: ResponseFormat,
+) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let code = status.as_u16();
+    let (content_type, body) = match format {
+        ResponseFormat::Text => return status_response(status, message),
+        ResponseFormat::Json => (
+            "application/json",
+            serde_json::json!({ "status": code, "error": reason, "message": message }).to_string(),
+        ),
+        ResponseFormat::Html => {
+            let message = html_escape(message);
+            (
+                "text/html; charset=utf-8",
+                format!(
+                    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title>\n\
+                     <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+                     h1{{font-size:1.4rem}}</style></head>\n\
+                     <body><h1>{code} {reason}</h1>\n<p>{message}</p>\n<p><a href=\"/\">Home</a></p></body></html>\n"
+                ),
+            )
+        }
+    };
+    let mut response = text_response(status, body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A body with fixed content.
 pub fn full_body(content: impl Into<Bytes>) -> ProxyBody {
     Full::new(content.into())
@@ -129,4 +211,61 @@ pub fn empty_body() -> ProxyBody {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> ResponseFormat {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        ResponseFormat::for_request(&headers)
+    }
+
+    async fn body(response: Response<ProxyBody>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn browsers_get_html_api_clients_json_and_the_rest_text() {
+        assert_eq!(
+            accept("text/html,application/xhtml+xml,*/*;q=0.8"),
+            ResponseFormat::Html
+        );
+        assert_eq!(accept("application/json"), ResponseFormat::Json);
+        assert_eq!(accept("*/*"), ResponseFormat::Text);
+        assert_eq!(
+            ResponseFormat::for_request(&http::HeaderMap::new()),
+            ResponseFormat::Text
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_reason_is_escaped_in_html_and_json() {
+        let reason = "<script>alert('x')</script> & \"more\"";
+        let html = body(negotiated_response(
+            StatusCode::FORBIDDEN,
+            reason,
+            ResponseFormat::Html,
+        ))
+        .await;
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;more&quot;")
+        );
+        let json: serde_json::Value = serde_json::from_str(
+            &body(negotiated_response(
+                StatusCode::UNAUTHORIZED,
+                reason,
+                ResponseFormat::Json,
+            ))
+            .await,
+        )
+        .unwrap();
+        assert_eq!(json["status"], 401);
+        assert_eq!(json["error"], "Unauthorized");
+        assert_eq!(json["message"], reason);
+    }
 }

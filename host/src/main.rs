@@ -103,6 +103,19 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Started before the proxy, whose discovery would otherwise wait for it.
+        let _dev_idp = match &config.dev_idp {
+            None => None,
+            Some(dev) => {
+                let listener = std::net::TcpListener::bind(dev.listen).map_err(|err| {
+                    anyhow::anyhow!("cannot listen on {} ([dev_idp]): {err}", dev.listen)
+                })?;
+                Some(
+                    portcullis::dev_idp::DevIdp::start(listener, dev.client.clone())
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
+        };
         let proxy = Proxy::start(config)?;
         let server = Server::bind(proxy.clone()).await?;
         portcullis::reload::watch::spawn(proxy, config_path.to_owned(), baseline);

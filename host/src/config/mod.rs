@@ -39,6 +39,17 @@ pub struct Config {
     pub identity_headers: Arc<IdentityHeaders>,
     /// `[policy_limits]`.
     pub policy_limits: crate::policy::PolicyLimits,
+    /// `[dev_idp]`: the development identity provider to start, registered for `[oidc]`'s client.
+    pub dev_idp: Option<DevIdpConfig>,
+}
+
+/// `[dev_idp]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevIdpConfig {
+    /// Where it listens (loopback, fixed port).
+    pub listen: SocketAddr,
+    /// The one client it knows: `[oidc]`'s.
+    pub client: crate::dev_idp::DevClient,
 }
 
 /// `[server]`, resolved.

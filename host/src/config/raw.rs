@@ -20,6 +20,9 @@ pub struct RawConfig {
     pub log: RawLog,
     /// OpenID Connect login. Default: none (no route can require login).
     pub oidc: Option<RawOidc>,
+    /// The built-in development identity provider (demo users; never for production). Default:
+    /// none — it is started only when this section is present (or by `portcullis demo`).
+    pub dev_idp: Option<RawDevIdp>,
     /// Where sessions live and how the session cookie looks.
     #[serde(default)]
     pub session: RawSession,
@@ -54,6 +57,15 @@ impl RawConfig {
             .map(String::as_str)
             .collect()
     }
+}
+
+/// `[dev_idp]`: the development identity provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevIdp {
+    /// Loopback address and fixed port it listens on. Default: `"127.0.0.1:8081"`. `[oidc]
+    /// discovery` defaults to it.
+    pub listen: Option<String>,
 }
 
 /// `[wasm]`: the on-disk cache of compiled Wasm policies.

@@ -65,9 +65,31 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         );
     }
     let oidc_set = raw.oidc.is_some();
-    let oidc = raw
-        .oidc
-        .and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    let mut raw_oidc = raw.oidc;
+    let dev_idp_listen = raw
+        .dev_idp
+        .and_then(|dev_idp| validate_dev_idp_listen(dev_idp, raw_oidc.is_some(), &mut problems));
+    if let (Some(listen), Some(oidc)) = (dev_idp_listen, raw_oidc.as_mut())
+        && oidc.discovery.is_none()
+    {
+        oidc.discovery = Some(format!("http://{listen}/.well-known/openid-configuration"));
+    }
+    let oidc = raw_oidc.and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    let dev_idp = match (dev_idp_listen, &oidc) {
+        (Some(listen), Some(oidc)) => Some(super::DevIdpConfig {
+            listen,
+            client: crate::dev_idp::DevClient {
+                id: oidc.client_id.clone(),
+                secret: oidc
+                    .client_secret
+                    .as_ref()
+                    .map(|secret| secret.expose().to_owned()),
+                redirect_uri: oidc.redirect_uri.clone(),
+                post_logout_redirect_uri: oidc.post_logout_redirect_uri.clone(),
+            },
+        }),
+        _ => None,
+    };
     let session = auth::validate_session(raw.session, base_dir, &mut problems);
     let identity_headers =
         auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
@@ -90,6 +112,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
             session,
             identity_headers,
             policy_limits,
+            dev_idp,
         }),
         _ => Err(problems.0),
     }
@@ -395,6 +418,39 @@ fn validate_routes(
         }
     }
     routes
+}
+
+/// `[dev_idp] listen`: a loopback address with a fixed port (the browser and `[oidc] discovery`
+/// must reach it).
+fn validate_dev_idp_listen(
+    raw: super::raw::RawDevIdp,
+    oidc_set: bool,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    if !oidc_set {
+        problems.add(
+            "dev_idp",
+            "registers the client of the [oidc] section: add [oidc] with client_id, client_secret and redirect_uri",
+        );
+        return None;
+    }
+    let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8081".to_owned());
+    let addr = problems.check("dev_idp.listen", parse_socket_addr(&text))?;
+    if !addr.ip().is_loopback() {
+        problems.add(
+            "dev_idp.listen",
+            format!("the development identity provider listens on loopback only (127.0.0.1 or [::1]): {text:?}"),
+        );
+        return None;
+    }
+    if addr.port() == 0 {
+        problems.add(
+            "dev_idp.listen",
+            "needs a fixed port: browsers and [oidc] discovery must find it",
+        );
+        return None;
+    }
+    Some(addr)
 }
 
 fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {

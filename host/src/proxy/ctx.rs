@@ -33,6 +33,8 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     /// The request method, for the log.
     pub method: Method,
+    /// How Portcullis's own answers (errors, denials) are worded for this client.
+    pub response_format: crate::error::ResponseFormat,
     /// Canonical host, once known.
     pub host: Option<String>,
     /// The host as the client sent it (Host header or URI authority), once known.

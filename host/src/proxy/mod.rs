@@ -54,6 +54,9 @@ pub(crate) struct Lasting {
     pub(crate) sessions: std::sync::Mutex<Option<(Arc<SessionManager>, SessionConfig)>>,
     /// The listeners' addresses as bound (changing them needs a restart).
     pub(crate) listen: (Vec<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    /// The development identity provider started with the process, if any (changing it needs a
+    /// restart).
+    pub(crate) dev_idp: Option<crate::config::DevIdpConfig>,
     /// Reload generation and history, for `GET /reload`.
     pub(crate) status: std::sync::Mutex<crate::reload::ReloadStatus>,
 }
@@ -64,6 +67,7 @@ impl Lasting {
             pools: std::sync::Mutex::new(UpstreamPools::default()),
             sessions: std::sync::Mutex::new(None),
             listen: (server.listen.clone(), server.admin_listen),
+            dev_idp: None,
             status: std::sync::Mutex::new(crate::reload::ReloadStatus::new()),
         }
     }
@@ -109,7 +113,8 @@ impl Proxy {
     /// (opened here) and the relying party (discovery starts in the background). Must run inside
     /// a tokio runtime.
     pub fn start(config: Config) -> Result<Self, StartError> {
-        let lasting = Lasting::new(&config.server);
+        let mut lasting = Lasting::new(&config.server);
+        lasting.dev_idp = config.dev_idp.clone();
         let auth = match &config.oidc {
             None => None,
             Some(oidc_config) => {
@@ -164,6 +169,7 @@ impl Proxy {
             started: Instant::now(),
             request_id: headers::request_id(request.headers()),
             method: request.method().clone(),
+            response_format: crate::error::ResponseFormat::for_request(request.headers()),
             host: None,
             host_header: None,
             path: None,
@@ -182,7 +188,7 @@ impl Proxy {
                 } else {
                     tracing::debug!(request_id = ?ctx.request_id, error = %err, "request refused");
                 }
-                err.into_response()
+                err.into_response(ctx.response_format)
             }
         };
         let response_headers = response.headers_mut();
@@ -359,7 +365,11 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
             ctx.policy_headers = headers;
             Ok(Flow::Continue)
         }
-        Decision::Deny { status, reason } => Ok(Flow::Respond(denied(status, reason.as_deref()))),
+        Decision::Deny { status, reason } => Ok(Flow::Respond(denied(
+            status,
+            reason.as_deref(),
+            ctx.response_format,
+        ))),
         Decision::Login => {
             let Some(auth) = ctx.auth.clone() else {
                 return Err(ProxyError::Policy(PolicyError {
@@ -376,8 +386,12 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
 }
 
 /// The answer to a policy's deny: its status and reason (or "access denied").
-fn denied(status: StatusCode, reason: Option<&str>) -> Response<ProxyBody> {
-    crate::error::status_response(status, reason.unwrap_or("access denied"))
+fn denied(
+    status: StatusCode,
+    reason: Option<&str>,
+    format: crate::error::ResponseFormat,
+) -> Response<ProxyBody> {
+    crate::error::negotiated_response(status, reason.unwrap_or("access denied"), format)
 }
 
 /// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned

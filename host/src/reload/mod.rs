@@ -156,6 +156,7 @@ async fn prepare(proxy: &Proxy, mut config: Config) -> Result<(Snapshot, Vec<Str
     let lasting = &proxy.lasting;
     let current = proxy.snapshot();
     let mut restart_required = restart::listeners(&lasting.listen, &config.server);
+    restart_required.extend(restart::dev_idp(&lasting.dev_idp, &config.dev_idp));
     if current.server.tls.is_some() != config.server.tls.is_some() {
         // Turning TLS on or off under connected clients would break every one of them; a new
         // certificate for TLS that stays on is fine.

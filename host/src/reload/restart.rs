@@ -19,6 +19,18 @@ pub(super) fn listeners(
     changed
 }
 
+/// `[dev_idp]` differs from the provider started with the process.
+pub(super) fn dev_idp(
+    started: &Option<crate::config::DevIdpConfig>,
+    wanted: &Option<crate::config::DevIdpConfig>,
+) -> Vec<String> {
+    if started == wanted {
+        Vec::new()
+    } else {
+        vec!["dev_idp".to_owned()]
+    }
+}
+
 /// `[session]` keys that differ from the settings the session store was opened with.
 pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> Vec<String> {
     // Destructured so that a new `[session]` key cannot be forgotten here.
