@@ -207,14 +207,9 @@ impl Provider {
     fn authorize_params(
         &self,
         fields: &HashMap<String, String>,
-    ) -> Result<AuthorizeParams, Answer> {
+    ) -> Result<AuthorizeParams, &'static str> {
         let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
-        let refuse = |text: &str| {
-            Err(html_answer(
-                StatusCode::BAD_REQUEST,
-                page::message("Login request refused", text),
-            ))
-        };
+        let refuse = Err;
         if field("client_id") != self.client.id {
             return refuse("Unknown client_id: this provider only knows the client of its config.");
         }
@@ -242,8 +237,8 @@ impl Provider {
     }
 
     fn authorize_page(&self, fields: &HashMap<String, String>) -> Answer {
-        if let Err(answer) = self.authorize_params(fields) {
-            return answer;
+        if let Err(refusal) = self.authorize_params(fields) {
+            return refused_login(refusal);
         }
         html_answer(StatusCode::OK, page::login(fields, None))
     }
@@ -251,7 +246,7 @@ impl Provider {
     fn authorize_submit(&self, fields: &HashMap<String, String>) -> Answer {
         let params = match self.authorize_params(fields) {
             Ok(params) => params,
-            Err(answer) => return answer,
+            Err(refusal) => return refused_login(refusal),
         };
         let username = fields.get("username").map_or("", String::as_str);
         let password = fields.get("password").map_or("", String::as_str);
@@ -448,6 +443,13 @@ impl Provider {
             ),
         }
     }
+}
+
+fn refused_login(why: &str) -> Answer {
+    html_answer(
+        StatusCode::BAD_REQUEST,
+        page::message("Login request refused", why),
+    )
 }
 
 /// 32 random bytes, base64url.
