@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod config;
+pub mod demo;
 pub mod dev_idp;
 pub mod error;
 pub mod logging;

@@ -27,6 +27,19 @@ enum Command {
         #[arg(long, short, default_value = "portcullis.toml")]
         config: PathBuf,
     },
+    /// The quickstart: a development identity provider, a demo backend and the proxy serving
+    /// examples/quickstart/portcullis.toml. Development only.
+    Demo {
+        /// The proxy's address (loopback).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where sessions are kept (default: a temporary folder, deleted at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The quickstart config.
+        #[arg(long, default_value = "examples/quickstart/portcullis.toml")]
+        config: PathBuf,
+    },
     /// Work with policies.
     Policy {
         #[command(subcommand)]
@@ -84,6 +97,29 @@ fn main() -> ExitCode {
             &config,
             expect.as_deref(),
         ),
+        Command::Demo {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let options = portcullis::demo::DemoOptions {
+                config,
+                listen,
+                data_dir,
+            };
+            let ran = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(portcullis::demo::run(options)));
+            match ran {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("portcullis demo: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod real_idp;
 pub mod tls;
 pub mod wasm;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::Path;
