@@ -98,3 +98,47 @@ pub fn policy_rules() -> portcullis::policy::OutputRules {
         may_set_identity_headers: false,
     }
 }
+
+/// A session as a real login leaves it: the user's claims (10 groups) and provider-sized tokens.
+pub fn realistic_session() -> portcullis::session::Session {
+    let claims = serde_json::json!({
+        "sub": "6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b", "preferred_username": "alice",
+        "email": "alice@example.com", "locale": "en-GB", "aud": "portcullis",
+        "iss": "https://idp.example/realms/home", "exp": 1_900_000_000u64, "iat": 1_800_000_000u64,
+        "groups": (0..10).map(|i| format!("group-{i}")).collect::<Vec<_>>(),
+    });
+    let token = |length: usize| "x".repeat(length);
+    portcullis::session::Session {
+        claims: claims.as_object().expect("an object").clone(),
+        id_token: token(900),
+        access_token: token(1100),
+        refresh_token: Some(token(400)),
+        access_expires_at: Some(u64::MAX / 2),
+        created_at: 0,
+        last_seen: 0,
+        cookie_issued_at: 0,
+        policy_claims: Default::default(),
+    }
+}
+
+/// Session settings for benches: sled at `path` (or memory), `cache_entries` cached.
+pub fn session_config(
+    path: Option<&Path>,
+    cache_entries: usize,
+) -> portcullis::config::SessionConfig {
+    use std::time::Duration;
+    portcullis::config::SessionConfig {
+        store: match path {
+            Some(path) => portcullis::config::StoreKind::Sled(path.to_owned()),
+            None => portcullis::config::StoreKind::Memory,
+        },
+        cookie_name: "session".into(),
+        cookie_secure: false,
+        cookie_persistent: false,
+        cookie_domain: None,
+        renew: Duration::from_secs(3600),
+        lifetime: Duration::from_secs(30 * 24 * 3600),
+        idle_timeout: Duration::from_secs(30 * 24 * 3600),
+        cache_entries,
+    }
+}

@@ -30,8 +30,20 @@ fn rules() -> OutputRules {
 }
 
 fn wasm(name: &str, config: serde_json::Value, isolation: Isolation) -> Policy {
+    wasm_with_timeout(name, config, isolation, PolicyLimits::default().timeout)
+}
+
+/// [`wasm`] with another `policy_limits.timeout`: a test about another limit must not be stopped
+/// by the clock on a busy machine first.
+fn wasm_with_timeout(
+    name: &str,
+    config: serde_json::Value,
+    isolation: Isolation,
+    timeout: std::time::Duration,
+) -> Policy {
     let limits = PolicyLimits {
         wasm_max_memory: 16 * 1024 * 1024,
+        timeout,
         ..PolicyLimits::default()
     };
     let config = config.as_object().cloned().unwrap_or_default();
@@ -153,7 +165,13 @@ fn every_hostile_policy_is_stopped_with_a_reason() {
     ];
     for isolation in [Isolation::PerRequest, Isolation::Pooled] {
         for (mode, reason) in cases {
-            let policy = wasm("hostile", json!({ "mode": mode }), isolation);
+            // Only the infinite loop is meant to meet the clock.
+            let timeout = if mode == "loop" {
+                PolicyLimits::default().timeout
+            } else {
+                std::time::Duration::from_secs(10)
+            };
+            let policy = wasm_with_timeout("hostile", json!({ "mode": mode }), isolation, timeout);
             // Twice: a pooled instance that trapped must be replaced, not entered again.
             for attempt in 0..2 {
                 let err = decide(&policy, "GET", None).expect_err(mode);

@@ -28,7 +28,7 @@ use hyper::upgrade::OnUpgrade;
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config, SessionConfig};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
-use crate::oidc::{Auth, Oidc, claim_header_value};
+use crate::oidc::{Auth, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
 use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
@@ -447,11 +447,11 @@ where
         auth.strip_own_cookies(headers);
     }
     if let Some(live) = &ctx.session {
-        for (name, claim) in &route.config.identity_headers.0 {
-            if let Some(value) = live.session.claims.get(claim).and_then(claim_header_value) {
-                headers.insert(name.clone(), value);
-            }
-        }
+        headers::set_identity(
+            headers,
+            &route.config.identity_headers,
+            &live.session.claims,
+        );
         if route.config.forward_access_token
             && let Ok(value) =
                 HeaderValue::from_str(&format!("Bearer {}", live.session.access_token))

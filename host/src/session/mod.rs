@@ -231,6 +231,19 @@ impl SessionManager {
         Ok(LiveSession { id, session })
     }
 
+    /// Stores a new session without flushing and returns its cookie value: for filling a store
+    /// with many sessions in benches (a login always goes through [`Self::create`]).
+    #[doc(hidden)]
+    pub fn insert_unflushed(&self, mut session: Session) -> Result<String, StoreError> {
+        let now = self.now();
+        session.created_at = now;
+        session.last_seen = now;
+        session.cookie_issued_at = now;
+        let id = SessionId::random();
+        self.write(&id, &Arc::new(session))?;
+        Ok(id.cookie_value())
+    }
+
     /// Replaces a session's content (after a refresh, a touch or a cookie renewal).
     pub fn update(&self, id: &SessionId, session: Session) -> Result<Arc<Session>, StoreError> {
         let session = Arc::new(session);
