@@ -64,6 +64,8 @@ pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) {
         let relevant = match &event {
             // A watcher error or a queue overflow may hide anything: look.
             Err(_) => true,
+            // Reads (ours included: hashing a file opens it) change nothing.
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => false,
             Ok(event) => {
                 event.need_rescan()
                     || event.paths.is_empty()
