@@ -122,10 +122,10 @@ pub fn status_response(status: StatusCode, message: &str) -> Response<ProxyBody>
 pub enum ResponseFormat {
     /// A small HTML page, for browsers (`Accept` names `text/html`).
     Html,
-    /// `{"status": 403, "error": "Forbidden", "message": "…"}`, for clients that accept
-    /// `application/json` (and not HTML).
+    /// `{"status": 403, "error": "Forbidden", "message": "…"}`, for every other client (API
+    /// clients, curl, scripts) unless it asks for plain text.
     Json,
-    /// `403 Forbidden: …`, for everyone else (curl, scripts).
+    /// `403 Forbidden: …`, for clients whose `Accept` names `text/plain` (and not HTML).
     Text,
 }
 
@@ -140,10 +140,10 @@ impl ResponseFormat {
             .join(",");
         if accept.contains("text/html") {
             ResponseFormat::Html
-        } else if accept.contains("application/json") {
-            ResponseFormat::Json
-        } else {
+        } else if accept.contains("text/plain") && !accept.contains("application/json") {
             ResponseFormat::Text
+        } else {
+            ResponseFormat::Json
         }
     }
 }
@@ -229,16 +229,17 @@ mod tests {
     }
 
     #[test]
-    fn browsers_get_html_api_clients_json_and_the_rest_text() {
+    fn browsers_get_html_those_asking_for_text_text_and_everyone_else_json() {
         assert_eq!(
             accept("text/html,application/xhtml+xml,*/*;q=0.8"),
             ResponseFormat::Html
         );
         assert_eq!(accept("application/json"), ResponseFormat::Json);
-        assert_eq!(accept("*/*"), ResponseFormat::Text);
+        assert_eq!(accept("*/*"), ResponseFormat::Json);
+        assert_eq!(accept("text/plain"), ResponseFormat::Text);
         assert_eq!(
             ResponseFormat::for_request(&http::HeaderMap::new()),
-            ResponseFormat::Text
+            ResponseFormat::Json
         );
     }
 

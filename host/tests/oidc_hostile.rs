@@ -674,10 +674,9 @@ policy = "broken.rhai"
         .await
         .unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        post.text().await.unwrap(),
-        "405 Method Not Allowed: read only\n"
-    );
+    let body: serde_json::Value = serde_json::from_str(&post.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], 405);
+    assert_eq!(body["message"], "read only");
     let printed = logs::text();
     let line = printed
         .lines()

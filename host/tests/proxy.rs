@@ -331,7 +331,12 @@ async fn an_unreachable_upstream_answers_502() {
     let answer = get(&proxy.url("/"), &[]).await;
     assert_eq!(answer.status, 502);
     assert_eq!(
-        answer.text(),
+        answer.json(),
+        serde_json::json!({ "status": 502, "error": "Bad Gateway", "message": "the service is not reachable" })
+    );
+    let as_text = get(&proxy.url("/"), &[("accept", "text/plain")]).await;
+    assert_eq!(
+        as_text.text(),
         "502 Bad Gateway: the service is not reachable\n"
     );
 }
@@ -343,8 +348,8 @@ async fn a_slow_upstream_answers_504() {
     let answer = get(&proxy.url("/?sleep_ms=3000"), &[]).await;
     assert_eq!(answer.status, 504);
     assert_eq!(
-        answer.text(),
-        "504 Gateway Timeout: the service did not answer in time\n"
+        answer.json()["message"],
+        "the service did not answer in time"
     );
     let answer = get(&proxy.url("/?sleep_ms=10"), &[]).await;
     assert_eq!(

@@ -138,10 +138,9 @@ async fn alice_logs_in_sees_her_headers_and_admin_bob_is_refused_and_logout_ends
     );
     browser.quit().await;
 
-    // An API client without a session gets 401 JSON, not a login page.
+    // An API client (here without any Accept header) and no session: 401 JSON, not a login page.
     let api = reqwest::Client::new()
         .get(format!("{}/api/items", demo.url))
-        .header("accept", "application/json")
         .send()
         .await
         .unwrap();
