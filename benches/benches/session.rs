@@ -93,7 +93,7 @@ fn identity_headers(c: &mut Criterion) {
             portcullis::proxy::headers::set_identity(
                 &mut headers,
                 black_box(&identity),
-                black_box(&session.claims),
+                black_box(session.header_values()),
             );
             headers
         })

@@ -118,6 +118,7 @@ pub fn realistic_session() -> portcullis::session::Session {
         last_seen: 0,
         cookie_issued_at: 0,
         policy_claims: Default::default(),
+        header_values: Default::default(),
     }
 }
 

@@ -235,6 +235,7 @@ impl Auth {
             last_seen: now,
             cookie_issued_at: previous.map_or(now, |p| p.cookie_issued_at),
             policy_claims: std::sync::OnceLock::new(),
+            header_values: std::sync::OnceLock::new(),
         }
     }
 

@@ -209,16 +209,17 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-/// Sets the identity headers (`X-Auth-*` by default) from the session's claims; a claim the user
-/// does not have sets nothing (the client's own copies were stripped in the early phase).
+/// Sets the identity headers (`X-Auth-*` by default) from the session's claims as header values
+/// ([`crate::session::Session::header_values`], converted once per session); a claim the user does
+/// not have sets nothing (the client's own copies were stripped in the early phase).
 pub fn set_identity(
     headers: &mut HeaderMap,
     identity: &crate::config::IdentityHeaders,
-    claims: &serde_json::Map<String, serde_json::Value>,
+    claim_values: &std::collections::HashMap<String, HeaderValue>,
 ) {
     for (name, claim) in &identity.0 {
-        if let Some(value) = claims.get(claim).and_then(crate::oidc::claim_header_value) {
-            headers.insert(name.clone(), value);
+        if let Some(value) = claim_values.get(claim) {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }

@@ -450,7 +450,7 @@ where
         headers::set_identity(
             headers,
             &route.config.identity_headers,
-            &live.session.claims,
+            live.session.header_values(),
         );
         if route.config.forward_access_token
             && let Ok(value) =

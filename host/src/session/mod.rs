@@ -106,6 +106,10 @@ pub struct Session {
     /// this session (never stored).
     #[serde(skip)]
     pub policy_claims: OnceLock<PolicyClaims>,
+    /// The claims as header values (lists joined with `,`): built on first use, then shared by
+    /// every request of this session (never stored).
+    #[serde(skip)]
+    pub header_values: OnceLock<HashMap<String, HeaderValue>>,
 }
 
 impl Session {
@@ -113,6 +117,18 @@ impl Session {
     pub fn policy_claims(&self) -> &PolicyClaims {
         self.policy_claims
             .get_or_init(|| PolicyClaims::from_json(&self.claims))
+    }
+
+    /// Every claim that can be a header value, converted once per session (identity headers).
+    pub fn header_values(&self) -> &HashMap<String, HeaderValue> {
+        self.header_values.get_or_init(|| {
+            self.claims
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.clone(), crate::oidc::claim_header_value(value)?))
+                })
+                .collect()
+        })
     }
 }
 
@@ -466,6 +482,7 @@ mod tests {
             last_seen: 0,
             cookie_issued_at: 0,
             policy_claims: OnceLock::new(),
+            header_values: OnceLock::new(),
         }
     }
 
