@@ -336,6 +336,10 @@ fn kernel_has_pagemap_scan() -> bool {
     (major, minor) >= (6, 7)
 }
 
+/// How often (in uses of one pooled instance) a worker also sweeps instances of policies that no
+/// longer exist; the sweep is a pass over that worker's few entries.
+const SWEEP_EVERY: u64 = 256;
+
 /// Identifies a compiled policy in the per-thread pools.
 static NEXT_POLICY_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -595,8 +599,10 @@ impl WasmPolicy {
         if result.is_ok() && entry.uses < self.limits.wasm_pooled_uses {
             POOL.with(|pool| {
                 let mut pool = pool.borrow_mut();
-                if entry.uses == 1 {
-                    // A new entry: drop the instances of policies that no longer exist.
+                if entry.uses == 1 || entry.uses % SWEEP_EVERY == 0 {
+                    // Drop the instances of policies that no longer exist (a reload replaced
+                    // them): on every new entry, and every SWEEP_EVERY uses, since a policy still
+                    // held by a slow request at the first chance is only gone later.
                     pool.retain(|_, other| other.owner.strong_count() > 0);
                 }
                 pool.insert(self.id, entry)
