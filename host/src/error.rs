@@ -132,15 +132,16 @@ pub enum ResponseFormat {
 impl ResponseFormat {
     /// The format a request's `Accept` header asks for.
     pub fn for_request(headers: &http::HeaderMap) -> Self {
-        let accept = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(",");
-        if accept.contains("text/html") {
+        // Runs for every request: look at the header values as they are, no joined copy.
+        let accepts = |kind: &str| {
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|value| value.to_str().is_ok_and(|text| text.contains(kind)))
+        };
+        if accepts("text/html") {
             ResponseFormat::Html
-        } else if accept.contains("text/plain") && !accept.contains("application/json") {
+        } else if accepts("text/plain") && !accepts("application/json") {
             ResponseFormat::Text
         } else {
             ResponseFormat::Json

@@ -62,6 +62,12 @@ pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
     let server = Server::bind(Proxy::start(config).expect("start the proxy"))
         .await
         .expect("bind on port 0");
+    serve(server, None)
+}
+
+/// Serves a bound `server` until the returned [`TestProxy`] is dropped; `handle` is kept for tests
+/// that need the proxy itself.
+fn serve(server: Server, handle: Option<Proxy>) -> TestProxy {
     let addr = server.public_addrs()[0];
     let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -73,7 +79,7 @@ pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
         admin,
         stop: Some(stop),
         done: Some(done),
-        handle: None,
+        handle,
     }
 }
 
@@ -94,22 +100,11 @@ pub async fn start_proxy_on(
     config: &str,
     base_dir: &Path,
 ) -> TestProxy {
-    let addr = listener.local_addr().unwrap();
     let config = portcullis::config::parse(config, base_dir)
         .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
     let server =
         Server::with_listener(Proxy::start(config).expect("start the proxy"), listener).unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
-    TestProxy {
-        addr,
-        admin: None,
-        stop: Some(stop),
-        done: Some(done),
-        handle: None,
-    }
+    serve(server, None)
 }
 
 /// Loads the config file at `path` and serves it as `portcullis run` does, reloading on changes
@@ -132,19 +127,7 @@ pub async fn start_watching_with(
         Some(listener) => Server::with_listener(proxy.clone(), listener).unwrap(),
     };
     portcullis::reload::watch::spawn(proxy.clone(), path.to_owned(), baseline);
-    let addr = server.public_addrs()[0];
-    let admin = server.admin_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
-    TestProxy {
-        addr,
-        admin,
-        stop: Some(stop),
-        done: Some(done),
-        handle: Some(proxy),
-    }
+    serve(server, Some(proxy))
 }
 
 /// [`start_proxy_in`] for configs that name no files.
