@@ -28,118 +28,14 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+mod identity;
 pub mod log;
+mod request;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-/// The request being decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The method, e.g. `GET`.
-    pub method: String,
-    /// The canonical path routing decided on (decoded, no `..`, no `//`, no `;params`).
-    pub path: String,
-    /// The raw query without `?`; empty when there is none.
-    pub query: String,
-    /// The canonical host: lower case, without port.
-    pub host: String,
-    /// Request headers: lower-case names, one entry per value.
-    pub headers: Vec<(String, String)>,
-    /// The TCP peer's address.
-    pub client_ip: String,
-    /// The route's name.
-    pub route: String,
-}
-
-impl Request {
-    /// The first value of header `name` (any case), if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// The logged-in user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    /// The `sub` claim.
-    pub subject: String,
-    /// The `groups` claim (empty when absent).
-    pub groups: Vec<String>,
-    /// The `preferred_username` claim.
-    pub username: Option<String>,
-    /// The `email` claim.
-    pub email: Option<String>,
-    /// All claims: parsed from the host's JSON only when a policy asks for one.
-    claims: Claims,
-}
-
-/// The claims of an identity, parsed on first use.
-#[derive(Debug, Clone)]
-struct Claims {
-    json: String,
-    parsed: std::sync::OnceLock<Map<String, Value>>,
-}
-
-impl Claims {
-    fn get(&self) -> &Map<String, Value> {
-        self.parsed
-            .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
-    }
-}
-
-impl PartialEq for Claims {
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-    }
-}
-
-impl Identity {
-    /// An identity from all the claims of an ID token.
-    pub fn from_claims(claims: Map<String, Value>) -> Self {
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let groups = match claims.get("groups") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|g| g.as_str().map(str::to_owned))
-                .collect(),
-            Some(Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
-        };
-        Identity {
-            subject: text("sub").unwrap_or_default(),
-            groups,
-            username: text("preferred_username"),
-            email: text("email"),
-            claims: Claims {
-                json: String::new(),
-                parsed: claims.into(),
-            },
-        }
-    }
-
-    /// Whether the user is in `group`.
-    pub fn has_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
-    }
-
-    /// Whether the user is in any of `groups`.
-    pub fn has_any_group(&self, groups: &[&str]) -> bool {
-        groups.iter().any(|g| self.has_group(g))
-    }
-
-    /// A claim converted to `T`; `None` when absent or of another type.
-    pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
-        serde_json::from_value(self.claims.get().get(name)?.clone()).ok()
-    }
-
-    /// Every claim.
-    pub fn claims(&self) -> &Map<String, Value> {
-        self.claims.get()
-    }
-}
+pub use identity::Identity;
+pub use request::Request;
 
 /// The route's `[routes.policy_config]`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -217,7 +113,7 @@ impl Decision {
 /// A policy: decides one request.
 pub trait Policy {
     /// Decides `request` for `identity` (absent without a login) under the route's `config`.
-    fn decide(request: &Request, identity: Option<&Identity>, config: &Config) -> Decision;
+    fn decide(request: &Request<'_>, identity: Option<&Identity<'_>>, config: &Config) -> Decision;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -259,35 +155,68 @@ pub mod __private {
         })
     }
 
-    /// Converts the call's arguments, runs the policy, converts its decision.
-    pub fn decide<P: Policy>(
-        request: wit::Request,
-        identity: Option<wit::Identity>,
-        config_json: String,
-    ) -> wit::Decision {
-        let request = Request {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            host: request.host,
-            headers: request
-                .headers
+    impl request::RequestSource for wit::Request {
+        fn method(&self) -> String {
+            wit::Request::method(self)
+        }
+        fn path(&self) -> String {
+            wit::Request::path(self)
+        }
+        fn query(&self) -> String {
+            wit::Request::query(self)
+        }
+        fn host(&self) -> String {
+            wit::Request::host(self)
+        }
+        fn header(&self, name: &str) -> Option<String> {
+            wit::Request::header(self, name)
+        }
+        fn headers(&self) -> Vec<(String, String)> {
+            wit::Request::headers(self)
                 .into_iter()
                 .map(|h| (h.name, h.value))
-                .collect(),
-            client_ip: request.client_ip,
-            route: request.route,
-        };
-        let identity = identity.map(|identity| Identity {
-            subject: identity.subject,
-            groups: identity.groups,
-            username: identity.username,
-            email: identity.email,
-            claims: Claims {
-                json: identity.claims_json,
-                parsed: std::sync::OnceLock::new(),
-            },
-        });
+                .collect()
+        }
+        fn client_ip(&self) -> String {
+            wit::Request::client_ip(self)
+        }
+        fn route(&self) -> String {
+            wit::Request::route(self)
+        }
+    }
+
+    impl identity::IdentitySource for wit::Identity {
+        fn subject(&self) -> String {
+            wit::Identity::subject(self)
+        }
+        fn has_group(&self, group: &str) -> bool {
+            wit::Identity::has_group(self, group)
+        }
+        fn groups(&self) -> Vec<String> {
+            wit::Identity::groups(self)
+        }
+        fn username(&self) -> Option<String> {
+            wit::Identity::username(self)
+        }
+        fn email(&self) -> Option<String> {
+            wit::Identity::email(self)
+        }
+        fn claim(&self, name: &str) -> Option<String> {
+            wit::Identity::claim(self, name)
+        }
+        fn claims_json(&self) -> String {
+            wit::Identity::claims_json(self)
+        }
+    }
+
+    /// Wraps the call's handles, runs the policy, converts its decision.
+    pub fn decide<P: Policy>(
+        request: &wit::Request,
+        identity: Option<&wit::Identity>,
+        config_json: String,
+    ) -> wit::Decision {
+        let request = Request::from_source(request);
+        let identity = identity.map(|identity| Identity::from_source(identity));
         let config = parsed_config(config_json);
         match P::decide(&request, identity.as_ref(), &config) {
             Decision::Allow(headers) => wit::Decision::Allow(
@@ -313,8 +242,8 @@ macro_rules! export_policy {
             struct __PortcullisPolicy;
             impl $crate::__bindings::Guest for __PortcullisPolicy {
                 fn decide(
-                    request: $crate::__bindings::portcullis::policy::types::Request,
-                    identity: ::core::option::Option<$crate::__bindings::portcullis::policy::types::Identity>,
+                    request: &$crate::__bindings::portcullis::policy::types::Request,
+                    identity: ::core::option::Option<&$crate::__bindings::portcullis::policy::types::Identity>,
                     config_json: ::std::string::String,
                 ) -> $crate::__bindings::portcullis::policy::types::Decision {
                     $crate::__private::decide::<$policy>(request, identity, config_json)
@@ -363,15 +292,17 @@ mod tests {
         assert!(user.has_group("x") && user.has_any_group(&["z", "y"]) && !user.has_group("z"));
         assert_eq!(user.claim::<u32>("age"), Some(42));
         assert_eq!(user.claim::<String>("age"), None);
-        assert_eq!(user.email.as_deref(), Some("a@example.com"));
-        assert!(identity("b", &[]).groups.is_empty());
+        assert_eq!(user.email(), Some("a@example.com"));
+        assert_eq!(user.subject(), "a");
+        assert!(identity("b", &[]).groups().is_empty());
     }
 
     #[test]
     fn requests_and_configs_read_easily() {
-        let mut get = request("GET", "/x");
-        get.headers.push(("x-tenant".into(), "blue".into()));
-        assert_eq!(get.header("X-Tenant"), Some("blue"));
+        let get = request("GET", "/x").with_header("X-Tenant", "blue");
+        assert_eq!(get.header("x-tenant").as_deref(), Some("blue"));
+        assert_eq!(get.headers(), [("x-tenant".to_owned(), "blue".to_owned())]);
+        assert_eq!((get.method(), get.path(), get.host()), ("GET", "/x", "localhost"));
         let settings = config(json!({ "group": "admins", "limit": 3 }));
         assert_eq!(settings.str("group"), Some("admins"));
         assert_eq!(settings.get::<u8>("limit"), Some(3));

@@ -17,21 +17,14 @@ use serde_json::{Map, Value, json};
 
 use crate::{Config, Identity, Request};
 
-/// A request with `method` and `path` on host `localhost` from `127.0.0.1`, route `test`.
-pub fn request(method: &str, path: &str) -> Request {
-    Request {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: String::new(),
-        host: "localhost".to_owned(),
-        headers: Vec::new(),
-        client_ip: "127.0.0.1".to_owned(),
-        route: "test".to_owned(),
-    }
+/// A request with `method` and `path` on host `localhost` from `127.0.0.1`, route `test`
+/// ([`Request::new`]; add headers and the rest with its `with_` methods).
+pub fn request(method: &str, path: &str) -> Request<'static> {
+    Request::new(method, path)
 }
 
 /// A user `subject` in `groups` (also their `preferred_username`).
-pub fn identity(subject: &str, groups: &[&str]) -> Identity {
+pub fn identity(subject: &str, groups: &[&str]) -> Identity<'static> {
     let claims = json!({ "sub": subject, "preferred_username": subject, "groups": groups });
     Identity::from_claims(claims.as_object().cloned().unwrap_or_default())
 }

@@ -33,7 +33,7 @@ pub struct PolicyClaims {
     /// All claims as JSON text, for Wasm policies.
     pub(crate) json: Arc<str>,
     /// The identity as Wasm policies receive it, converted on first use and shared.
-    pub(crate) wasm_identity: Arc<std::sync::OnceLock<super::wasm::WitIdentity>>,
+    pub(crate) wasm_identity: Arc<std::sync::OnceLock<Arc<super::wasm::WasmIdentity>>>,
 }
 
 impl PolicyClaims {

@@ -17,11 +17,8 @@ impl Policy for IdentityHeaders {
         } else {
             "user"
         };
-        log::debug(&format!("{} {} as {role}", request.method, request.path));
-        let name = user
-            .username
-            .clone()
-            .unwrap_or_else(|| user.subject.clone());
+        log::debug(&format!("{} {} as {role}", request.method(), request.path()));
+        let name = user.username().unwrap_or(user.subject()).to_owned();
         Decision::allow()
             .header("X-Role", role)
             .header("X-User", name)

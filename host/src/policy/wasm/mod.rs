@@ -17,9 +17,13 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "policy",
-        ownership: Borrowing { duplicate_if_necessary: true },
+        with: {
+            "portcullis:policy/types.request": super::handles::CallRequest,
+            "portcullis:policy/types.identity": super::handles::WasmIdentity,
+        },
     });
 }
+mod handles;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bindings::portcullis::policy::types as wit;
 use portcullis_wasm_cache::{CompiledCache, Source};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceType};
 use wasmtime::{Engine, Store, Trap};
 
 use super::input::{PolicyClaims, PolicyRequest};
@@ -38,16 +42,7 @@ use super::limits::PolicyLimits;
 use super::output::OutputRules;
 use super::{Decision, PolicyError};
 
-/// A user's identity in the shape the WIT contract carries it, built once per session and lent to
-/// each call (the bindings borrow their arguments, so a decision copies nothing on the host).
-#[derive(Debug)]
-pub(crate) struct WitIdentity {
-    subject: String,
-    groups: Vec<String>,
-    username: Option<String>,
-    email: Option<String>,
-    claims_json: String,
-}
+pub(crate) use handles::WasmIdentity;
 
 /// Wasm stack available to a policy (engine-wide).
 pub const MAX_WASM_STACK: usize = 512 * 1024;
@@ -118,11 +113,16 @@ impl CodeOrigin {
     }
 }
 
-/// What a policy's store holds: its limiter, and who it is (for its log lines).
+/// What a policy's store holds: its limiter, who it is (for its log lines), and what the call in
+/// progress is about.
 struct HostState {
     limiter: MemoryLimiter,
     route: String,
     file: Arc<str>,
+    /// The request the call's `request` handle reads.
+    request: handles::CallRequest,
+    /// The user the call's `identity` handle reads, if it was given one.
+    identity: Option<Arc<WasmIdentity>>,
 }
 
 /// Caps linear memory and remembers that it refused, so the error can say why the guest failed.
@@ -225,6 +225,24 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| {
             state
+        })
+        .map_err(|err| format!("cannot link the policy API: {err}"))?;
+        // The world's `use types.{request, identity}` also appears as type imports at the root
+        // of a component (bound equal to the interface's). Defined here as the same host types;
+        // left undefined, `define_unknown_imports_as_traps` would give them a placeholder type
+        // and instantiation would fail with "mismatched resource types".
+        let mut root = linker.root();
+        root.resource(
+            "request",
+            ResourceType::host::<handles::CallRequest>(),
+            |_, _| Ok(()),
+        )
+        .and_then(|()| {
+            root.resource(
+                "identity",
+                ResourceType::host::<WasmIdentity>(),
+                |_, _| Ok(()),
+            )
         })
         .map_err(|err| format!("cannot link the policy API: {err}"))?;
         let ticker = engine.weak();
@@ -367,6 +385,12 @@ impl std::fmt::Debug for WasmPolicy {
     }
 }
 
+/// What one decision hands to the policy.
+struct CallInput<'a> {
+    request: &'a PolicyRequest<'a>,
+    identity: Option<Arc<WasmIdentity>>,
+}
+
 /// A reused instance on one worker thread.
 struct Pooled {
     store: Store<HostState>,
@@ -476,6 +500,8 @@ impl WasmPolicy {
                 },
                 route: route.to_owned(),
                 file: self.file.clone(),
+                request: handles::CallRequest::default(),
+                identity: None,
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -493,43 +519,16 @@ impl WasmPolicy {
         claims: Option<&PolicyClaims>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        let headers: Vec<wit::HeaderParam<'_>> = request
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some(wit::HeaderParam {
-                    name: name.as_str(),
-                    value: value.to_str().ok()?,
-                })
-            })
-            .collect();
-        let client_ip = request.client_ip.to_string();
-        let wit_request = wit::Request {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            host: request.host,
-            headers: &headers,
-            client_ip: &client_ip,
-            route: request.route,
+        let call = CallInput {
+            request,
+            identity: claims.map(PolicyClaims::wasm_identity),
         };
-        let owned_identity = claims.map(PolicyClaims::wit_identity);
-        let groups: Vec<&str> = owned_identity
-            .map(|identity| identity.groups.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        let identity = owned_identity.map(|identity| wit::Identity {
-            subject: &identity.subject,
-            groups: &groups,
-            username: identity.username.as_deref(),
-            email: identity.email.as_deref(),
-            claims_json: &identity.claims_json,
-        });
         let outcome = match self.isolation {
             Isolation::PerRequest => {
                 let mut store = self.new_store(request.route);
-                self.call(&mut store, None, wit_request, identity)
+                self.call(&mut store, None, call)
             }
-            Isolation::Pooled => self.call_pooled(request.route, wit_request, identity),
+            Isolation::Pooled => self.call_pooled(request.route, call),
         };
         let decision = outcome.map_err(|message| PolicyError {
             file: self.file.to_string(),
@@ -545,8 +544,7 @@ impl WasmPolicy {
         &self,
         store: &mut Store<HostState>,
         instance: Option<&bindings::Policy>,
-        request: wit::Request<'_>,
-        identity: Option<wit::Identity<'_>>,
+        input: CallInput<'_>,
     ) -> Result<wit::Decision, String> {
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
@@ -561,17 +559,21 @@ impl WasmPolicy {
                 &fresh
             }
         };
-        instance
-            .call_decide(&mut *store, request, identity, &self.config_json)
-            .map_err(|err| self.explain(store, err))
+        let state = store.data_mut();
+        state.request.fill(input.request);
+        let identity = input.identity.map(|identity| {
+            state.identity = Some(identity);
+            Resource::new_borrow(handles::CURRENT)
+        });
+        let request = Resource::new_borrow(handles::CURRENT);
+        let decided = instance.call_decide(&mut *store, request, identity, &self.config_json);
+        let state = store.data_mut();
+        state.request.clear();
+        state.identity = None;
+        decided.map_err(|err| self.explain(store, err))
     }
 
-    fn call_pooled(
-        &self,
-        route: &str,
-        request: wit::Request<'_>,
-        identity: Option<wit::Identity<'_>>,
-    ) -> Result<wit::Decision, String> {
+    fn call_pooled(&self, route: &str, input: CallInput<'_>) -> Result<wit::Decision, String> {
         let mut pooled = POOL.with(|pool| pool.borrow_mut().remove(&self.id));
         let mut entry = match pooled.take() {
             Some(entry) if entry.store.data().route == route => entry,
@@ -592,7 +594,7 @@ impl WasmPolicy {
             }
         };
         let instance = entry.instance;
-        let result = self.call(&mut entry.store, Some(&instance), request, identity);
+        let result = self.call(&mut entry.store, Some(&instance), input);
         entry.instance = instance;
         entry.uses += 1;
         // A trapped instance cannot be entered again; a worn one is replaced.
@@ -672,26 +674,5 @@ impl WasmPolicy {
                 .map_err(error),
             wit::Decision::Login => Ok(Decision::Login),
         }
-    }
-}
-
-impl PolicyClaims {
-    /// The identity as the WIT contract carries it (converted once per session).
-    fn wit_identity(&self) -> &WitIdentity {
-        self.wasm_identity.get_or_init(|| {
-            let text = |name: &str| {
-                self.map
-                    .get(name)
-                    .and_then(|v| v.clone().into_immutable_string().ok())
-                    .map(|s| s.to_string())
-            };
-            WitIdentity {
-                subject: text("sub").unwrap_or_default(),
-                groups: self.groups.to_vec(),
-                username: text("preferred_username"),
-                email: text("email"),
-                claims_json: self.json.to_string(),
-            }
-        })
     }
 }
