@@ -154,6 +154,71 @@ fn identity_headers_sets_role_and_user_and_asks_anonymous_users_to_log_in() {
     }
 }
 
+/// The headers an allow decision set, as (name, value) text pairs.
+fn allowed_headers(decision: Result<Decision, String>) -> Vec<(String, String)> {
+    let Ok(Decision::Allow { headers }) = decision else {
+        panic!("expected an allow, got {decision:?}")
+    };
+    headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_policy_reads_every_input_through_its_handles() {
+    let user = json!({
+        "sub": "u1", "preferred_username": "user1", "email": "u1@example.com",
+        "groups": ["ops", "staff"], "level": 3,
+    });
+    let user = PolicyClaims::from_json(user.as_object().unwrap());
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", "blue".parse().unwrap());
+    headers.append("accept", "text/html".parse().unwrap());
+    headers.append("accept", "*/*".parse().unwrap());
+    for isolation in [Isolation::Pooled, Isolation::PerRequest] {
+        let policy = wasm("echo_inputs", json!({ "note": "hi" }), isolation);
+        // Twice on one instance, with different requests: nothing of the first is seen again.
+        for (path, query) in [("/a", "page=2"), ("/b/c", "")] {
+            let request = PolicyRequest {
+                method: "POST",
+                path,
+                query,
+                host: "app.example.com",
+                headers: &headers,
+                client_ip: IpAddr::from([10, 0, 0, 7]),
+                route: "admin",
+            };
+            let got = allowed_headers(
+                policy
+                    .decide(&request, Some(&user), &rules())
+                    .map_err(|err| err.to_string()),
+            );
+            let want = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+            assert_eq!(
+                got,
+                [
+                    want(
+                        "x-echo-request",
+                        &format!("POST {path} ?{query} @app.example.com from 10.0.0.7 on admin")
+                    ),
+                    want("x-echo-tenant", "blue"),
+                    want("x-echo-header-names", "x-tenant,accept,accept"),
+                    want("x-echo-config", "hi"),
+                    want("x-echo-user", "u1 user1 u1@example.com staff=true"),
+                    want("x-echo-groups", "ops,staff"),
+                    want("x-echo-level", "3"),
+                    want("x-echo-claim-count", "5"),
+                ],
+                "{isolation:?}"
+            );
+        }
+        // Without a user the identity handle is absent.
+        let got = allowed_headers(decide(&policy, "GET", None));
+        assert!(got.iter().all(|(name, _)| name != "x-echo-user"), "{got:?}");
+    }
+}
+
 #[test]
 fn every_hostile_policy_is_stopped_with_a_reason() {
     let cases = [

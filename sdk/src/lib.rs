@@ -302,7 +302,10 @@ mod tests {
         let get = request("GET", "/x").with_header("X-Tenant", "blue");
         assert_eq!(get.header("x-tenant").as_deref(), Some("blue"));
         assert_eq!(get.headers(), [("x-tenant".to_owned(), "blue".to_owned())]);
-        assert_eq!((get.method(), get.path(), get.host()), ("GET", "/x", "localhost"));
+        assert_eq!(
+            (get.method(), get.path(), get.host()),
+            ("GET", "/x", "localhost")
+        );
         let settings = config(json!({ "group": "admins", "limit": 3 }));
         assert_eq!(settings.str("group"), Some("admins"));
         assert_eq!(settings.get::<u8>("limit"), Some(3));

@@ -89,7 +89,8 @@ impl PolicyClaims {
             .get_or_init(|| {
                 let claims: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&self.json).unwrap_or_default();
-                let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+                let text =
+                    |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
                 Arc::new(WasmIdentity {
                     subject: text("sub").unwrap_or_default(),
                     username: text("preferred_username"),
@@ -198,7 +199,10 @@ impl wit::HostIdentity for HostState {
     }
 
     fn claim(&mut self, _: Resource<WasmIdentity>, name: String) -> Option<String> {
-        self.identity().claims.get(&name).map(|value| value.to_string())
+        self.identity()
+            .claims
+            .get(&name)
+            .map(|value| value.to_string())
     }
 
     fn claims_json(&mut self, _: Resource<WasmIdentity>) -> String {

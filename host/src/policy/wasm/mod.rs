@@ -238,11 +238,9 @@ impl WasmRuntime {
             |_, _| Ok(()),
         )
         .and_then(|()| {
-            root.resource(
-                "identity",
-                ResourceType::host::<WasmIdentity>(),
-                |_, _| Ok(()),
-            )
+            root.resource("identity", ResourceType::host::<WasmIdentity>(), |_, _| {
+                Ok(())
+            })
         })
         .map_err(|err| format!("cannot link the policy API: {err}"))?;
         let ticker = engine.weak();

@@ -17,7 +17,11 @@ impl Policy for IdentityHeaders {
         } else {
             "user"
         };
-        log::debug(&format!("{} {} as {role}", request.method(), request.path()));
+        log::debug(&format!(
+            "{} {} as {role}",
+            request.method(),
+            request.path()
+        ));
         let name = user.username().unwrap_or(user.subject()).to_owned();
         Decision::allow()
             .header("X-Role", role)
