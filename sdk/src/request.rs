@@ -30,7 +30,7 @@ pub struct Request<'a> {
     route: OnceCell<String>,
 }
 
-fn read<'c>(cell: &'c OnceCell<String>, fetch: impl FnOnce() -> Option<String>) -> &'c str {
+fn read(cell: &OnceCell<String>, fetch: impl FnOnce() -> Option<String>) -> &str {
     cell.get_or_init(|| fetch().unwrap_or_default())
 }
 

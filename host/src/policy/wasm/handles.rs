@@ -183,7 +183,7 @@ impl wit::HostIdentity for HostState {
     }
 
     fn has_group(&mut self, _: Resource<WasmIdentity>, group: String) -> bool {
-        self.identity().groups.iter().any(|g| *g == group)
+        self.identity().groups.contains(&group)
     }
 
     fn groups(&mut self, _: Resource<WasmIdentity>) -> Vec<String> {
