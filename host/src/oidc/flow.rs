@@ -162,14 +162,18 @@ impl Auth {
         let Some(value) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) else {
             return;
         };
-        let kept: Vec<&str> = value
+        let ours = |pair: &&str| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            name == session || name == binding
+        };
+        let pairs = value
             .split(';')
             .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-                name != session && name != binding && !pair.is_empty()
-            })
-            .collect();
+            .filter(|pair| !pair.is_empty());
+        if !pairs.clone().any(|pair| ours(&pair)) {
+            return;
+        }
+        let kept: Vec<&str> = pairs.filter(|pair| !ours(pair)).collect();
         if kept.is_empty() {
             headers.remove(header::COOKIE);
         } else if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {

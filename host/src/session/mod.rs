@@ -171,6 +171,8 @@ pub struct SessionManager {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     config: SessionConfig,
+    /// `<cookie_name>_login`, made once (it is checked on every proxied request).
+    binding_cookie_name: String,
     cache: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
 }
 
@@ -193,6 +195,7 @@ impl SessionManager {
         SessionManager {
             store,
             clock,
+            binding_cookie_name: format!("{}_login", config.cookie_name),
             config,
             cache: Mutex::new(HashMap::new()),
         }
@@ -408,13 +411,13 @@ impl SessionManager {
     }
 
     /// Name of the cookie binding a login in progress to the browser that started it.
-    pub fn binding_cookie_name(&self) -> String {
-        format!("{}_login", self.config.cookie_name)
+    pub fn binding_cookie_name(&self) -> &str {
+        &self.binding_cookie_name
     }
 
     /// A `Set-Cookie` value for a login binding.
     pub fn binding_cookie(&self, value: &str) -> HeaderValue {
-        self.cookie(&self.binding_cookie_name(), value, Some(PENDING_LOGIN_TTL))
+        self.cookie(self.binding_cookie_name(), value, Some(PENDING_LOGIN_TTL))
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
