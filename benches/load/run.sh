@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Loopback load comparison, all in one run: nginx as the backend (a), nginx proxying to it (b), nginx
 # with the seed's Lua access phase (c), and Portcullis without login (d), logged in with the Rhai
-# require-group policy (e) and with the Wasm one (f). The proxy under test runs on core 0; wrk and the
-# backend on core 1. Three interleaved repetitions; the table shows medians and ratios to (b).
+# require-group policy (e) and with the Wasm one (f); and (g) `bare-proxy`, hyper's server and pooled
+# client with nothing else: the floor of Portcullis's stack. The proxy under test runs on core 0; wrk
+# and the backend on core 1. Three interleaved repetitions; the table shows medians and ratios to (b).
 #
 #   benches/load/run.sh            10 s per measurement, plus a 60 s memory run
 #   benches/load/run.sh --quick    3 s per measurement, 10 s memory run (under 2 minutes once built)
@@ -22,7 +23,7 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || [[ ! -e /usr/
 fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then rustup target add wasm32-wasip2; fi
 say "building Portcullis and the Wasm sample (release)"
-cargo build --release --locked -p portcullis
+cargo build --release --locked -p portcullis -p portcullis-benches --bin portcullis --bin bare-proxy
 cargo build --release --locked --target wasm32-wasip2 --manifest-path policies/wasm/Cargo.toml \
   --target-dir target/wasm-policies
 wasm=$repo/target/wasm-policies/wasm32-wasip2/release/require_group.wasm
@@ -33,7 +34,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port)
+backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port)
 session_id=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 
 nginx_server() { # role, port, core, location body
@@ -89,8 +90,11 @@ TOML
 taskset -c 0 target/release/portcullis run --config "$work/portcullis.toml" > "$work/portcullis.out" 2> "$work/portcullis.log" &
 portcullis_pid=$!
 pids+=($portcullis_pid)
+taskset -c 0 target/release/bare-proxy "127.0.0.1:$bare_port" "127.0.0.1:$backend_port" > "$work/bare.out" &
+pids+=($!)
 for _ in $(seq 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$portcullis_port/none" && curl -s -o /dev/null "http://127.0.0.1:$backend_port/" && break
+  curl -s -o /dev/null "http://127.0.0.1:$portcullis_port/none" && curl -s -o /dev/null "http://127.0.0.1:$backend_port/" \
+    && curl -s -o /dev/null "http://127.0.0.1:$bare_port/" && break
   sleep 0.1
 done
 
@@ -113,7 +117,7 @@ done
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: session=$session_id" "http://127.0.0.1:$lua_port/")
 [[ "$status" == 200 ]] || { echo "the Lua proxy answered $status" >&2; cat "$work/nginx-lua.error.log" >&2; exit 1; }
 
-rows=(a b c d e f)
+rows=(a b c d e f g)
 declare -A url cookie label
 url[a]="http://127.0.0.1:$backend_port/";        label[a]="a. backend directly (nginx return 200)"
 url[b]="http://127.0.0.1:$proxy_port/";          label[b]="b. nginx proxy_pass (keep-alive)"
@@ -121,6 +125,7 @@ url[c]="http://127.0.0.1:$lua_port/";            label[c]="c. nginx + Lua seed a
 url[d]="http://127.0.0.1:$portcullis_port/none"; label[d]="d. Portcullis, auth = none"
 url[e]="http://127.0.0.1:$portcullis_port/rhai"; label[e]="e. Portcullis, session + require-group.rhai"; cookie[e]=$portcullis_cookie
 url[f]="http://127.0.0.1:$portcullis_port/wasm"; label[f]="f. Portcullis, session + require_group.wasm (pooled)"; cookie[f]=$portcullis_cookie
+url[g]="http://127.0.0.1:$bare_port/";           label[g]="g. bare hyper proxy (the stack's floor)"
 
 run_wrk() { # row, seconds → wrk output file
   local row=$1 seconds=$2 out=$3
@@ -153,6 +158,7 @@ labels = {
     "d": "d. Portcullis, `auth = \"none\"`",
     "e": "e. Portcullis, session + `require-group.rhai`",
     "f": "f. Portcullis, session + `require_group.wasm` (pooled)",
+    "g": "g. bare hyper server + pooled client (`bare-proxy`, the stack's floor)",
 }
 def seconds(text):
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
@@ -185,6 +191,9 @@ print("\nTargets (issue #8): e ≥ 1.0 × b req/s: **%s** (%.2f); e p99 ≤ 1.2 
     "met" if e[2] <= 1.2*base[2] else "missed", e[2]/base[2],
     "met" if d[0] >= 1.1*base[0] else "missed", d[0]/base[0],
     "met" if f[0] >= 0.95*e[0] else "missed", f[0]/e[0]))
+g = results["g"]
+print("\nThe stack's floor: g = %.2f × b. Portcullis without login is %.2f × g, logged in with Rhai %.2f × g "
+      "(what Portcullis adds to hyper and tokio; d and e cannot pass g)." % (g[0]/base[0], d[0]/g[0], e[0]/g[0]))
 print(f"\nMemory: Portcullis resident {rss_before/1024:.1f} MiB before and {rss_after/1024:.1f} MiB after {memory_duration} s of load on (e) "
       f"({(rss_after-rss_before)/1024:+.1f} MiB).")
 PY

@@ -205,10 +205,7 @@ where
 {
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
-        // Boxed: the pipeline's future is several KiB, and hyper moves the service's future into
-        // its dispatcher; a pointer moves cheaper than the whole state machine.
-        let handled = Box::pin(async move { proxy.handle(request, conn).await });
-        async move { Ok::<_, Infallible>(handled.await) }
+        async move { Ok::<_, Infallible>(proxy.handle(request, conn).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

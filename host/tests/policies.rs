@@ -130,6 +130,13 @@ fn require_group_decision_table() {
         panic!()
     };
     assert_eq!(reason.as_deref(), Some("members of admins or ops only"));
+    // It reads only claims and config: a session's later requests reuse its decision.
+    let alice = claims(&["admins"]);
+    let runs = one.runs();
+    for _ in 0..3 {
+        assert_eq!(short(decide(&one, "GET", "/", &alice)), "allow");
+    }
+    assert_eq!(one.runs(), runs + 1);
 }
 
 #[test]
@@ -628,4 +635,67 @@ fn a_script_cannot_change_claims_or_config_for_later_requests() {
         r#"if claims.sub == "u1" && claims.groups == ["staff"] && config.group == "admins" && "sub" in claims && claims.keys().len() == 3 { allow() } else { deny(403) }"#,
     );
     assert_eq!(short(decide(&check, "GET", "/", &user)), "allow");
+}
+
+#[test]
+fn a_policy_reading_only_claims_runs_once_per_session_and_any_other_every_time() {
+    let group_check = "if has_group(\"admins\") { allow() } else { deny(403) }";
+    let by_group = script(group_check);
+    let (alice, bob) = (claims(&["admins"]), claims(&["staff"]));
+    for _ in 0..3 {
+        assert_eq!(short(decide(&by_group, "GET", "/a", &alice)), "allow");
+        assert_eq!(short(decide(&by_group, "POST", "/b", &bob)), "deny 403");
+    }
+    assert_eq!(by_group.runs(), 2, "once for each session's claims");
+
+    // A reload compiles the policy anew: it decides again rather than reuse the old decision.
+    let reloaded = script(group_check);
+    assert_eq!(short(decide(&reloaded, "GET", "/a", &alice)), "allow");
+    assert_eq!(reloaded.runs(), 1);
+
+    // Reading the request (or the route), or logging, makes it run for every request.
+    for text in [
+        "if request.path == \"/a\" { allow() } else { deny(403) }",
+        "if route == \"app\" { allow() } else { deny(403) }",
+        "print(\"checked\"); allow()",
+    ] {
+        let policy = script(text);
+        for _ in 0..3 {
+            assert_eq!(
+                short(decide(&policy, "GET", "/a", &alice)),
+                "allow",
+                "{text}"
+            );
+        }
+        assert_eq!(policy.runs(), 3, "{text}");
+    }
+    let by_path = script("if request.path == \"/a\" { allow() } else { deny(403) }");
+    assert_eq!(short(decide(&by_path, "GET", "/b", &alice)), "deny 403");
+
+    // Failures are not remembered: each request meets them (and logs them) again.
+    let failing = script("if has_group(\"admins\") { throw \"no\" } allow()");
+    for _ in 0..2 {
+        assert!(short(decide(&failing, "GET", "/", &alice)).starts_with("error"));
+    }
+    assert_eq!(failing.runs(), 2);
+}
+
+#[test]
+fn comments_do_not_count_as_reading_the_request() {
+    let policy = script(
+        "// allows everyone, whatever the request, route or header; no print or debug\nallow()",
+    );
+    let alice = claims(&["admins"]);
+    for _ in 0..3 {
+        assert_eq!(short(decide(&policy, "GET", "/", &alice)), "allow");
+    }
+    assert_eq!(policy.runs(), 1);
+    // A call through a function pointer counts: its name can be built at run time.
+    let indirect = script(
+        "let f = Fn(\"hea\" + \"der\"); if f.call(\"x-tenant\") == () { deny(403) } else { allow() }",
+    );
+    for _ in 0..2 {
+        assert_eq!(short(decide(&indirect, "GET", "/", &alice)), "allow");
+    }
+    assert_eq!(indirect.runs(), 2);
 }

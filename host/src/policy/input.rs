@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use super::Decision;
+
 /// The request as a policy sees it.
 pub struct PolicyRequest<'a> {
     /// Method, e.g. `GET`.
@@ -34,6 +36,43 @@ pub struct PolicyClaims {
     pub(crate) json: Arc<str>,
     /// The identity as Wasm policies receive it, converted on first use and shared.
     pub(crate) wasm_identity: Arc<std::sync::OnceLock<Arc<super::wasm::WasmIdentity>>>,
+    /// Decisions of policies that depend on nothing but these claims and their config.
+    pub(crate) decisions: Arc<RememberedDecisions>,
+}
+
+/// Decisions remembered for one set of claims, by policy: a Rhai policy that reads neither the
+/// request nor the route and does not log decides the same for every request of a session (Rhai
+/// has no clock or randomness), so it runs once per session instead of once per request. Bounded:
+/// each reload compiles policies anew (new ids), so the oldest entries make room.
+#[derive(Debug, Default)]
+pub(crate) struct RememberedDecisions {
+    entries: std::sync::Mutex<Vec<(u64, Decision)>>,
+}
+
+/// How many policies' decisions one session remembers.
+const REMEMBERED_PER_SESSION: usize = 16;
+
+impl RememberedDecisions {
+    /// The decision policy `policy_id` made for these claims, if remembered.
+    pub(crate) fn get(&self, policy_id: u64) -> Option<Decision> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .find(|(id, _)| *id == policy_id)
+            .map(|(_, decision)| decision.clone())
+    }
+
+    /// Remembers `decision` of policy `policy_id`.
+    pub(crate) fn remember(&self, policy_id: u64, decision: &Decision) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.iter().any(|(id, _)| *id == policy_id) {
+            return;
+        }
+        if entries.len() == REMEMBERED_PER_SESSION {
+            entries.remove(0);
+        }
+        entries.push((policy_id, decision.clone()));
+    }
 }
 
 impl PolicyClaims {
@@ -60,6 +99,7 @@ impl PolicyClaims {
         PolicyClaims {
             json: serde_json::Value::Object(claims.clone()).to_string().into(),
             wasm_identity: Arc::default(),
+            decisions: Arc::default(),
             map: Arc::new(map),
             groups: Arc::new(groups),
         }

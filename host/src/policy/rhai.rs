@@ -139,6 +139,13 @@ pub struct RhaiPolicy {
     /// Whether the script can see the request at all (a conservative text check): if not, the
     /// request is not copied for it.
     reads_request: bool,
+    /// Whether its decision depends on the claims and config alone (a conservative text check:
+    /// no request, no route, no print or debug), so it can be remembered per session.
+    claims_only: bool,
+    /// Identifies this compiled policy among remembered decisions.
+    id: u64,
+    /// How many times the script ran (for tests of what is remembered).
+    runs: std::sync::atomic::AtomicU64,
     /// The route name as a script string, made on first use.
     route: std::sync::OnceLock<ImmutableString>,
     file: Arc<str>,
@@ -220,16 +227,41 @@ impl PolicyEngine {
                 position: line_column(err.position()),
                 message: err.err_type().to_string(),
             })?;
+        // What the script can read is judged on its code without comments (a comment saying
+        // "request" must not cost a copy of every request). String literals stay: a name in
+        // one (`Fn("print")`) counts as used.
+        // (A raw engine: the policy engine's strict variables would refuse `config` here.)
+        let code = Engine::new_raw()
+            .compact_script(text)
+            .unwrap_or_else(|_| text.to_owned());
         Ok(RhaiPolicy {
             ast,
             file: shown.into(),
             config: Dynamic::from_map(config),
-            reads_request: text.contains("request") || text.contains("header"),
+            reads_request: reads_request(&code),
+            claims_only: !reads_request(&code)
+                && !["route", "print", "debug"]
+                    .iter()
+                    .any(|word| code.contains(word)),
+            id: NEXT_POLICY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            runs: std::sync::atomic::AtomicU64::new(0),
             route: std::sync::OnceLock::new(),
             engine: self.clone(),
         })
     }
 }
+
+/// Whether a script's code (without comments) may read the request: it names `request` or
+/// `header`, or calls through a function pointer (`Fn("hea" + "der")` names nothing). Conservative:
+/// an identifier or string containing these words counts too.
+fn reads_request(code: &str) -> bool {
+    ["request", "header", "Fn", "call"]
+        .iter()
+        .any(|word| code.contains(word))
+}
+
+/// Identifies compiled policies (a reload's are new).
+static NEXT_POLICY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The names every script sees, for compiling with strict variables. Pushed as variables with
 /// placeholder values, never as constants: the optimizer would fold constants into the compiled
@@ -337,6 +369,29 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
+        if !self.claims_only {
+            return self.run(request, claims, rules);
+        }
+        if let Some(decision) = claims.decisions.get(self.id) {
+            return Ok(decision);
+        }
+        let decision = self.run(request, claims, rules)?;
+        claims.decisions.remember(self.id, &decision);
+        Ok(decision)
+    }
+
+    /// How many times the script ran (decisions remembered per session are not runs).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn run(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: &PolicyClaims,
+        rules: &OutputRules,
+    ) -> Result<Decision, PolicyError> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = if self.reads_request {
             Arc::new(RequestData {
                 method: request.method.into(),
