@@ -198,7 +198,7 @@ impl Auth {
             .sessions
             .take_pending(state)?
             .ok_or(AuthError::StateUnknown)?;
-        let binding = Self::cookie(headers, &self.sessions.binding_cookie_name());
+        let binding = Self::cookie(headers, self.sessions.binding_cookie_name());
         if binding.map(hash_token).as_deref() != Some(pending.binding_hash.as_str()) {
             return Err(AuthError::BindingMismatch);
         }
@@ -433,7 +433,7 @@ impl Auth {
         }
         // One binding per browser, shared by its tabs: several logins may be under way at once.
         let binding_name = self.sessions.binding_cookie_name();
-        let binding = Self::cookie(headers, &binding_name)
+        let binding = Self::cookie(headers, binding_name)
             .filter(|value| value.len() == 43)
             .map(str::to_owned)
             .unwrap_or_else(random_token);
