@@ -427,3 +427,58 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "")).await;
+    let mut peers = std::collections::HashSet::new();
+    // Sequential requests, some with an empty answer (a body that is never read gives its
+    // connection back too): one upstream connection serves them all.
+    for path in ["/a", "/b?empty=1", "/c", "/d?empty=1", "/e"] {
+        let answer = get(&proxy.url(path), &[]).await;
+        assert_eq!(answer.status, 200, "{path}");
+        if !path.contains("empty") {
+            peers.insert(answer.json()["peer"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(peers.len(), 1, "{peers:?}");
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_not_used_again() {
+    // An upstream that closes each connection shortly after answering, without saying so
+    // (a keep-alive timeout shorter than the proxy's): the next request must not fail.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    let proxy = start_proxy(&one_route(upstream, "")).await;
+    for _ in 0..3 {
+        let answer = get(&proxy.url("/"), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.text(), "ok");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -22,7 +22,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
@@ -34,7 +33,7 @@ use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
-use upstream::{SendError, UpstreamPools};
+use upstream::{PooledBody, SendError, UpstreamPools};
 
 /// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone.
 #[derive(Clone)]
@@ -482,7 +481,7 @@ where
 async fn forward(
     ctx: &mut RequestCtx,
     request: Request<ProxyBody>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<PooledBody>, ProxyError> {
     let route = ctx.route().expect("forward runs after routing");
     let timeout = route.config.response_timeout;
     let client = route.client.clone();
@@ -499,7 +498,7 @@ async fn forward(
 /// Phase 8, response: hop-by-hop headers removed; a `101 Switching Protocols` starts the tunnel.
 fn response(
     ctx: &mut RequestCtx,
-    mut upstream_response: Response<Incoming>,
+    mut upstream_response: Response<PooledBody>,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let switching = upstream_response.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -1,7 +1,9 @@
 //! The echo upstream: answers every request with JSON describing what it received.
 //!
-//! - any path: `{"method", "uri", "headers": [[name, value]...], "body_bytes"}`; the body is read
-//!   as a stream and only counted;
+//! - any path: `{"method", "uri", "headers": [[name, value]...], "body_bytes", "peer"}`; the body
+//!   is read as a stream and only counted; `peer` is the connection's remote address (the proxy's
+//!   side of a pooled connection);
+//! - `?empty=1`: answers with an empty body (`Content-Length: 0`);
 //! - `?sleep_ms=N`: waits N ms before answering (slow upstreams);
 //! - `?bytes=N`: answers with N bytes of body instead, streamed (large downloads);
 //! - `?hop=1`: adds hop-by-hop response headers (and `X-Resp-Kept`, which must survive);
@@ -31,12 +33,13 @@ pub async fn spawn() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             tokio::spawn(async move {
-                let service =
-                    service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) });
+                let service = service_fn(move |request| async move {
+                    Ok::<_, Infallible>(echo(request, peer).await)
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
@@ -53,7 +56,7 @@ fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
-async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
+async fn echo(mut request: Request<Incoming>, peer: SocketAddr) -> Response<EchoBody> {
     if let Some(ms) = query_number(&request, "sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -63,6 +66,13 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
     {
         return websocket(&mut request);
+    }
+    if query_number(&request, "empty") == Some(1) {
+        return Response::new(
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
     }
     if let Some(size) = query_number(&request, "bytes") {
         let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
@@ -93,7 +103,7 @@ async fn echo(mut request: Request<Incoming>) -> Response<EchoBody> {
             Err(_) => break,
         }
     }
-    let report = serde_json::json!({ "method": method, "uri": uri, "headers": headers, "body_bytes": body_bytes });
+    let report = serde_json::json!({ "method": method, "uri": uri, "headers": headers, "body_bytes": body_bytes, "peer": peer.to_string() });
     let mut response = Response::new(
         Full::new(Bytes::from(report.to_string()))
             .map_err(|never| match never {})

@@ -1,8 +1,10 @@
 //! The upstream side: pooled clients, sending a request with a deadline, and upgrade tunnels.
 //!
 //! One keep-alive pool per trust configuration (public web roots, or a route's `upstream_ca`);
-//! routes sharing it share connections. Upstreams are spoken to in HTTP/1.1, which every backend
-//! understands and which WebSocket upgrades need.
+//! routes sharing it share connections ([`pool`]). Upstreams are spoken to in HTTP/1.1, which every
+//! backend understands and which WebSocket upgrades need.
+
+mod pool;
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
@@ -10,21 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+pub use pool::PooledBody;
 
 use crate::error::ProxyBody;
 use crate::proxy::body::BodyTooLarge;
 
-/// How long an idle pooled upstream connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// A pooled HTTP(S) client for upstream requests. Cheap to clone (shares the pool).
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+pub type UpstreamClient = Arc<pool::ConnectionPool>;
 
 /// Why no upstream response came back.
 #[derive(Debug, thiserror::Error)]
@@ -94,11 +91,7 @@ fn client(
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https)
+    pool::ConnectionPool::new(https)
 }
 
 /// The upstream clients of the process, one per trust configuration and connect timeout. They
@@ -168,44 +161,30 @@ pub async fn send(
     client: &UpstreamClient,
     request: Request<ProxyBody>,
     timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_default();
-    match tokio::time::timeout(timeout, client.request(request)).await {
+) -> Result<Response<PooledBody>, SendError> {
+    let authority = request.uri().authority().cloned();
+    match tokio::time::timeout(timeout, client.send(request)).await {
+        Ok(sent) => sent,
         Err(_) => Err(SendError::Upstream(UpstreamError::ResponseTimeout {
-            authority,
+            authority: authority.map(|a| a.to_string()).unwrap_or_default(),
             timeout,
         })),
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(classify(err, authority)),
     }
 }
 
-/// Sorts a client error into what the client is told: 413, 504 or 502.
-fn classify(err: hyper_util::client::legacy::Error, authority: String) -> SendError {
-    let mut source = err.source();
+/// Sorts a failed exchange into what the client is told: 413 when our own limit on the client's
+/// body stopped it, else 502.
+fn classify_send(err: hyper::Error, authority: String) -> SendError {
     let mut detail = err.to_string();
+    let mut source = err.source();
     while let Some(cause) = source {
         if let Some(too_large) = cause.downcast_ref::<BodyTooLarge>() {
             return SendError::BodyTooLarge(too_large.limit);
         }
-        if err.is_connect()
-            && let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return SendError::Upstream(UpstreamError::ConnectTimeout { authority });
-        }
         detail = format!("{detail}: {cause}");
         source = cause.source();
     }
-    if err.is_connect() {
-        SendError::Upstream(UpstreamError::Connect { authority, detail })
-    } else {
-        SendError::Upstream(UpstreamError::Protocol { authority, detail })
-    }
+    SendError::Upstream(UpstreamError::Protocol { authority, detail })
 }
 
 /// Joins the client's and the upstream's upgraded connections and copies bytes both ways until

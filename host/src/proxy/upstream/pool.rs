@@ -1,0 +1,261 @@
+//! Keep-alive HTTP/1.1 connections to upstreams: one request at a time on each, handed back to
+//! the pool by the response body the moment it has been read to its end.
+//!
+//! Why not hyper-util's pooled client: it hands a connection back through a task spawned for every
+//! request (its response is returned before the body is read) and finds connections by a hashed
+//! (scheme, authority) key; both showed up on a request path that costs ~55,000 instructions in
+//! all (`docs/performance.md`). Here the body gives its connection back itself, and the few
+//! idle connections are found by a scan.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+use super::{SendError, UpstreamError, classify_send};
+use crate::error::ProxyBody;
+
+/// How long an idle connection may wait for its next request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per pool; past it, the longest idle is closed.
+const MAX_IDLE: usize = 128;
+
+/// Which upstream a connection goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: bool,
+    authority: Authority,
+}
+
+struct Idle {
+    target: Target,
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// The connections of one trust configuration (routes sharing it share them).
+pub struct ConnectionPool {
+    connector: HttpsConnector<HttpConnector>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl ConnectionPool {
+    /// A pool connecting through `connector` (TCP, and TLS for https upstreams).
+    pub fn new(connector: HttpsConnector<HttpConnector>) -> Arc<Self> {
+        Arc::new(ConnectionPool {
+            connector,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends `request` (its URI absolute: scheme and authority pick the upstream) on an idle
+    /// connection, or a new one. A request that a reused connection closed before it was sent is
+    /// sent again on another: the upstream never saw it.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let uri = request.uri().clone();
+        let target = Target {
+            https: uri.scheme() == Some(&http::uri::Scheme::HTTPS),
+            authority: uri.authority().cloned().ok_or_else(|| {
+                SendError::Upstream(UpstreamError::Protocol {
+                    authority: String::new(),
+                    detail: "the upstream URI has no authority".into(),
+                })
+            })?,
+        };
+        // HTTP/1.1 to an origin server: the request target is the path and query alone.
+        *request.uri_mut() = origin_form(&uri);
+        loop {
+            let (mut sender, reused) = match self.checkout(&target) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&target, &uri).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                return Err(protocol(
+                    &target,
+                    "the connection closed before the request was sent",
+                ));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    // An upgraded connection belongs to its tunnel from now on.
+                    let home =
+                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Home {
+                            pool: Arc::downgrade(self),
+                            target,
+                            sender,
+                        });
+                    return Ok(response.map(|body| PooledBody { body, home }));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => {
+                        return Err(classify_send(
+                            err.into_error(),
+                            target.authority.to_string(),
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection to `target` that is still open and fresh.
+    fn checkout(&self, target: &Target) -> Option<SendRequest<ProxyBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(index) = idle.iter().rposition(|entry| entry.target == *target) {
+            let entry = idle.remove(index);
+            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, target: Target, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            target,
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(
+        &self,
+        target: &Target,
+        uri: &Uri,
+    ) -> Result<SendRequest<ProxyBody>, SendError> {
+        let authority = || target.authority.to_string();
+        let mut connector = self.connector.clone();
+        let connected = async {
+            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(uri.clone()).await
+        };
+        let io = connected
+            .await
+            .map_err(|err| SendError::Upstream(connect_error(&*err, authority())))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|err| classify_send(err, authority()))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// `/path?query` of an absolute URI.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path) if path.as_str() != "/" => Uri::from(path.clone()),
+        _ => Uri::from_static("/"),
+    }
+}
+
+fn protocol(target: &Target, detail: &str) -> SendError {
+    SendError::Upstream(UpstreamError::Protocol {
+        authority: target.authority.to_string(),
+        detail: detail.to_owned(),
+    })
+}
+
+/// A failed connect: timed out (504) or refused, unresolvable, bad TLS (502).
+fn connect_error(err: &(dyn std::error::Error + 'static), authority: String) -> UpstreamError {
+    let chain = std::iter::successors(Some(err), |err| err.source());
+    let timed_out = chain.clone().any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if timed_out {
+        return UpstreamError::ConnectTimeout { authority };
+    }
+    let detail = chain
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    UpstreamError::Connect { authority, detail }
+}
+
+/// Where a response's connection goes once its body has been read.
+struct Home {
+    pool: Weak<ConnectionPool>,
+    target: Target,
+    sender: SendRequest<ProxyBody>,
+}
+
+impl Home {
+    fn go(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give_back(self.target, self.sender);
+        }
+    }
+}
+
+/// An upstream response body. Read to its end, it returns its connection to the pool; dropped
+/// before that, the connection is closed (hyper cannot reuse a half-read one).
+pub struct PooledBody {
+    body: Incoming,
+    home: Option<Home>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if (frame.is_none() || self.body.is_end_stream())
+            && let Some(home) = self.home.take()
+        {
+            home.go();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body with nothing to read (a 204, `Content-Length: 0`) is never polled.
+        if self.body.is_end_stream()
+            && let Some(home) = self.home.take()
+        {
+            home.go();
+        }
+    }
+}
