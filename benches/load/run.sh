@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Loopback load comparison, all in one run: nginx as the backend (a), nginx proxying to it (b), nginx
 # with the seed's Lua access phase (c), and Portcullis without login (d), logged in with the Rhai
-# require-group policy (e) and with the Wasm one (f); and (g) `bare-proxy`, hyper's server and pooled
-# client with nothing else: the floor of Portcullis's stack. The proxy under test runs on core 0; wrk
-# and the backend on core 1. Three interleaved repetitions; the table shows medians and ratios to (b).
+# require-group policy (e) and with the Wasm one (f); (g) `bare-proxy`, hyper's server and hyper-util's
+# pooled client with nothing else, for what Portcullis's own work costs; and (h) Portcullis with a Rhai
+# policy that reads the request, so it runs on every request (e's runs once per session). The proxy
+# under test runs on core 0; wrk and the backend on core 1. Three interleaved repetitions; the table shows medians and ratios to (b).
 #
 #   benches/load/run.sh            10 s per measurement, plus a 60 s memory run
 #   benches/load/run.sh --quick    3 s per measurement, 10 s memory run (under 2 minutes once built)
@@ -80,6 +81,13 @@ policy = "$repo/policies/require-group.rhai"
 [routes.policy_config]
 group = "admins"
 [[routes]]
+name = "rhai-request"
+path = "/rhai-request"
+upstream = "http://127.0.0.1:$backend_port"
+policy = "$repo/policies/read-only-for-viewers.rhai"
+[routes.policy_config]
+viewers = "staff"
+[[routes]]
 name = "wasm"
 path = "/wasm"
 upstream = "http://127.0.0.1:$backend_port"
@@ -110,14 +118,14 @@ callback=$(curl -s -o /dev/null -w '%{redirect_url}' --data "${authorize#*\?}&us
 curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' "$callback"
 portcullis_cookie=$(awk '$6 == "session" { print "session=" $7 }' "$jar")
 [[ -n "$portcullis_cookie" ]] || { echo "login failed; log:" >&2; cat "$work/portcullis.log" >&2; exit 1; }
-for url in "http://127.0.0.1:$portcullis_port/rhai" "http://127.0.0.1:$portcullis_port/wasm"; do
+for url in "http://127.0.0.1:$portcullis_port/rhai" "http://127.0.0.1:$portcullis_port/wasm" "http://127.0.0.1:$portcullis_port/rhai-request"; do
   status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $portcullis_cookie" "$url")
   [[ "$status" == 200 ]] || { echo "$url answered $status with the session" >&2; exit 1; }
 done
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: session=$session_id" "http://127.0.0.1:$lua_port/")
 [[ "$status" == 200 ]] || { echo "the Lua proxy answered $status" >&2; cat "$work/nginx-lua.error.log" >&2; exit 1; }
 
-rows=(a b c d e f g)
+rows=(a b c d e f g h)
 declare -A url cookie label
 url[a]="http://127.0.0.1:$backend_port/";        label[a]="a. backend directly (nginx return 200)"
 url[b]="http://127.0.0.1:$proxy_port/";          label[b]="b. nginx proxy_pass (keep-alive)"
@@ -125,7 +133,8 @@ url[c]="http://127.0.0.1:$lua_port/";            label[c]="c. nginx + Lua seed a
 url[d]="http://127.0.0.1:$portcullis_port/none"; label[d]="d. Portcullis, auth = none"
 url[e]="http://127.0.0.1:$portcullis_port/rhai"; label[e]="e. Portcullis, session + require-group.rhai"; cookie[e]=$portcullis_cookie
 url[f]="http://127.0.0.1:$portcullis_port/wasm"; label[f]="f. Portcullis, session + require_group.wasm (pooled)"; cookie[f]=$portcullis_cookie
-url[g]="http://127.0.0.1:$bare_port/";           label[g]="g. bare hyper proxy (the stack's floor)"
+url[g]="http://127.0.0.1:$bare_port/";           label[g]="g. bare hyper proxy"
+url[h]="http://127.0.0.1:$portcullis_port/rhai-request"; label[h]="h. Portcullis, session + read-only-for-viewers.rhai"; cookie[h]=$portcullis_cookie
 
 run_wrk() { # row, seconds → wrk output file
   local row=$1 seconds=$2 out=$3
@@ -156,9 +165,10 @@ labels = {
     "b": "b. nginx `proxy_pass`, upstream keep-alive",
     "c": "c. nginx + Lua: the seed's access phase",
     "d": "d. Portcullis, `auth = \"none\"`",
-    "e": "e. Portcullis, session + `require-group.rhai`",
+    "e": "e. Portcullis, session + `require-group.rhai` (reads only claims: runs once per session)",
     "f": "f. Portcullis, session + `require_group.wasm` (pooled)",
-    "g": "g. bare hyper server + pooled client (`bare-proxy`, the stack's floor)",
+    "g": "g. bare hyper server + hyper-util pooled client (`bare-proxy`, no logic)",
+    "h": "h. Portcullis, session + `read-only-for-viewers.rhai` (reads the request: runs every time)",
 }
 def seconds(text):
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
@@ -191,9 +201,10 @@ print("\nTargets (issue #8): e ≥ 1.0 × b req/s: **%s** (%.2f); e p99 ≤ 1.2 
     "met" if e[2] <= 1.2*base[2] else "missed", e[2]/base[2],
     "met" if d[0] >= 1.1*base[0] else "missed", d[0]/base[0],
     "met" if f[0] >= 0.95*e[0] else "missed", f[0]/e[0]))
-g = results["g"]
-print("\nThe stack's floor: g = %.2f × b. Portcullis without login is %.2f × g, logged in with Rhai %.2f × g "
-      "(what Portcullis adds to hyper and tokio; d and e cannot pass g)." % (g[0]/base[0], d[0]/g[0], e[0]/g[0]))
+g, h = results["g"], results["h"]
+print("\nhyper and tokio with nothing else: g = %.2f × b. Portcullis without login is %.2f × g, logged in with "
+      "Rhai %.2f × g. Wasm against a Rhai policy that also runs on every request: f = %.2f × h."
+      % (g[0]/base[0], d[0]/g[0], e[0]/g[0], f[0]/h[0]))
 print(f"\nMemory: Portcullis resident {rss_before/1024:.1f} MiB before and {rss_after/1024:.1f} MiB after {memory_duration} s of load on (e) "
       f"({(rss_after-rss_before)/1024:+.1f} MiB).")
 PY
