@@ -699,3 +699,16 @@ fn comments_do_not_count_as_reading_the_request() {
     }
     assert_eq!(indirect.runs(), 2);
 }
+
+#[test]
+fn a_header_read_the_text_check_missed_still_sees_the_request() {
+    // `map` with a function *name* built at run time calls `header` without the code saying so.
+    let hidden = script(
+        "let values = [\"x-tenant\"].map(\"hea\" + \"der\"); if values[0] == \"blue\" { deny(403) } else { allow() }",
+    );
+    let alice = claims(&["admins"]);
+    assert_eq!(short(decide(&hidden, "GET", "/", &alice)), "deny 403");
+    assert_eq!(hidden.runs(), 2, "ran again, with the request");
+    assert_eq!(short(decide(&hidden, "GET", "/", &alice)), "deny 403");
+    assert_eq!(hidden.runs(), 3, "and is no longer remembered per session");
+}

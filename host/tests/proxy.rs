@@ -482,3 +482,71 @@ async fn a_pooled_connection_the_upstream_closed_is_not_used_again() {
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_is_not_handed_to_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The upstream refuses a POST at once (before reading its body, as servers do for an upload
+    // they will not take) and keeps reading it; a GET gets "ok".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let upload = seen.starts_with(b"POST");
+                    let answer: &[u8] = if upload {
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    };
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    seen.clear();
+                    if upload {
+                        // Drain the chunked body to its end, then serve the next request.
+                        while !seen.windows(5).any(|w| w == b"0\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.clear();
+                    }
+                }
+            });
+        }
+    });
+    let proxy = start_proxy(&one_route(upstream, "")).await;
+    // A client starts an upload, gets its 401, and stalls before the end of its body.
+    let mut uploader = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    uploader
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = uploader.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 401"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // Another request meanwhile must not wait for that upload's connection.
+    let answer = tokio::time::timeout(Duration::from_secs(5), get(&proxy.url("/"), &[]))
+        .await
+        .expect("the next request was not held up by the stalled upload");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "ok");
+    uploader.write_all(b"0\r\n\r\n").await.unwrap();
+}

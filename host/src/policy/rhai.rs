@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use rhai::{AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
@@ -27,6 +28,11 @@ struct Current {
     groups: Arc<Vec<String>>,
     claims: Arc<Map>,
     request: Arc<RequestData>,
+    /// Whether `request` is the real one (not copied for scripts judged not to read it).
+    has_request: bool,
+    /// Set when the script asked for a header without the real request: its code hid the call
+    /// (a function called by a name built at run time), so the judgement was wrong.
+    wanted_request: std::cell::Cell<bool>,
     route: ImmutableString,
     file: Arc<str>,
     deadline: Instant,
@@ -137,11 +143,12 @@ impl std::fmt::Debug for PolicyEngine {
 pub struct RhaiPolicy {
     ast: AST,
     /// Whether the script can see the request at all (a conservative text check): if not, the
-    /// request is not copied for it.
-    reads_request: bool,
+    /// request is not copied for it. Turned on for good if a run shows the check was wrong.
+    reads_request: std::sync::atomic::AtomicBool,
     /// Whether its decision depends on the claims and config alone (a conservative text check:
-    /// no request, no route, no print or debug), so it can be remembered per session.
-    claims_only: bool,
+    /// no request, no route, no print or debug), so it can be remembered per session. Turned off
+    /// for good with `reads_request`.
+    claims_only: std::sync::atomic::AtomicBool,
     /// Identifies this compiled policy among remembered decisions.
     id: u64,
     /// How many times the script ran (for tests of what is remembered).
@@ -238,11 +245,12 @@ impl PolicyEngine {
             ast,
             file: shown.into(),
             config: Dynamic::from_map(config),
-            reads_request: reads_request(&code),
-            claims_only: !reads_request(&code)
+            reads_request: reads_request(&code).into(),
+            claims_only: (!reads_request(&code)
                 && !["route", "print", "debug"]
                     .iter()
-                    .any(|word| code.contains(word)),
+                    .any(|word| code.contains(word)))
+            .into(),
             id: NEXT_POLICY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             runs: std::sync::atomic::AtomicU64::new(0),
             route: std::sync::OnceLock::new(),
@@ -325,7 +333,12 @@ fn register_api(engine: &mut Engine) {
             })
         })
         .register_fn("header", |name: &str| {
-            with_current(Dynamic::UNIT, |c| c.request.header(name))
+            with_current(Dynamic::UNIT, |c| {
+                if !c.has_request {
+                    c.wanted_request.set(true);
+                }
+                c.request.header(name)
+            })
         })
         .register_fn("allow", || ScriptDecision::Allow(Vec::new()))
         .register_fn(
@@ -369,20 +382,23 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        if !self.claims_only {
+        if !self.claims_only.load(Relaxed) {
             return self.run(request, claims, rules);
         }
         if let Some(decision) = claims.decisions.get(self.id) {
             return Ok(decision);
         }
         let decision = self.run(request, claims, rules)?;
-        claims.decisions.remember(self.id, &decision);
+        // A run that found the script reading the request turned `claims_only` off.
+        if self.claims_only.load(Relaxed) {
+            claims.decisions.remember(self.id, &decision);
+        }
         Ok(decision)
     }
 
     /// How many times the script ran (decisions remembered per session are not runs).
     pub fn runs(&self) -> u64 {
-        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+        self.runs.load(Relaxed)
     }
 
     fn run(
@@ -391,8 +407,9 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let data = if self.reads_request {
+        self.runs.fetch_add(1, Relaxed);
+        let has_request = self.reads_request.load(Relaxed);
+        let data = if has_request {
             Arc::new(RequestData {
                 method: request.method.into(),
                 path: request.path.into(),
@@ -426,6 +443,8 @@ impl RhaiPolicy {
             groups: claims.groups.clone(),
             claims: claims.map.clone(),
             request: data,
+            has_request,
+            wanted_request: std::cell::Cell::new(false),
             route,
             file: self.file.clone(),
             deadline: Instant::now() + self.engine.limits.timeout,
@@ -444,6 +463,13 @@ impl RhaiPolicy {
         });
         scope.clear();
         SCOPE.with(|cached| *cached.borrow_mut() = scope);
+        if with_current(false, |current| current.wanted_request.get()) {
+            // It read a header it was not given: from now on it gets the request, every time.
+            self.reads_request.store(true, Relaxed);
+            self.claims_only.store(false, Relaxed);
+            drop(_guard);
+            return self.run(request, claims, rules);
+        }
         self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
     }
 

@@ -55,8 +55,11 @@ impl CallRequest {
         self.client_ip = Some(request.client_ip);
     }
 
-    /// Lets go of the request's header values (the buffers stay for the next call).
+    /// Forgets the request (a pooled store outlives it; its query can carry codes or tokens). The
+    /// buffers keep their capacity for the next call.
     pub(super) fn clear(&mut self) {
+        self.text.clear();
+        self.ends = [0; 3];
         self.headers.clear();
         self.client_ip = None;
     }

@@ -127,18 +127,45 @@ impl ConnectionPool {
         None
     }
 
-    fn give_back(&self, target: Target, sender: SendRequest<ProxyBody>) {
+    fn give_back(self: Arc<Self>, target: Target, mut sender: SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
+        if !sender.is_ready() {
+            // Still busy: the upstream answered before the request body was all sent (an early
+            // 401 or 413 to an upload). A request that took it now would wait for that upload;
+            // it joins the pool once free instead. (Rare: normally it is ready when the response
+            // body ends.)
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let pool = Arc::downgrade(&self);
+            runtime.spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await
+                    && let Some(pool) = pool.upgrade()
+                {
+                    pool.put(target, sender);
+                }
+            });
+            return;
+        }
+        self.put(target, sender);
+    }
+
+    fn put(&self, target: Target, sender: SendRequest<ProxyBody>) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Connections the upstream closed, or idle too long, go now (one clock read for all).
+        idle.retain(|entry| {
+            !entry.sender.is_closed() && now.duration_since(entry.since) < IDLE_TIMEOUT
+        });
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             target,
             sender,
-            since: Instant::now(),
+            since: now,
         });
     }
 
