@@ -24,34 +24,15 @@ work=$(mktemp -d /tmp/portcullis-instructions-XXXXXX)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/load/common.sh
 backend_port=$(free_port) proxy_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port)
 
-nginx_conf() { # role, port, location body → config file (one process: valgrind follows no fork)
-  mkdir -p "$work/tmp-$1"
-  sed -e "s|@ROLE@|$1|g" -e "s|@WORK@|$work|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND_PORT@|$backend_port|g" \
-      -e "s|@SESSION_ID@|unused|g" -e "s|@LOCATION@|$3|" -e 's|^worker_processes 1;|worker_processes 1;\nmaster_process off;|' \
-      benches/load/nginx.conf.in > "$work/nginx-$1.conf"
-  echo "$work/nginx-$1.conf"
-}
-nginx -c "$(nginx_conf backend "$backend_port" 'return 200 "ok\\n";')" -e "$work/backend.err" &
+# One process each: valgrind follows no fork.
+single_process='s|^worker_processes 1;|worker_processes 1;\nmaster_process off;|'
+nginx -c "$(nginx_conf backend "$backend_port" 'return 200 "ok\\n";' "$single_process")" -e "$work/backend.err" &
 pids+=($!)
 
-cat > "$work/portcullis.toml" <<TOML
-[server]
-listen = "127.0.0.1:$portcullis_port"
-[log]
-level = "warn"
-[dev_idp]
-listen = "127.0.0.1:$idp_port"
-[oidc]
-client_id = "load"
-client_secret = "load-secret"
-redirect_uri = "http://127.0.0.1:$portcullis_port/auth"
-[session]
-path = "$work/sessions"
-cookie_name = "session"
-cookie_secure = false
+{ portcullis_config "$portcullis_port" "$idp_port"; cat <<TOML; } > "$work/portcullis.toml"
 [[routes]]
 name = "none"
 path = "/none"
@@ -107,22 +88,14 @@ count() { # pid, port, path, cookie → instructions per request (after a warm-u
 
 declare -A result
 say "nginx proxy_pass"
-under_callgrind "$proxy_port" nginx -c "$(nginx_conf proxy "$proxy_port" 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";')" -e "$work/proxy.err"
+under_callgrind "$proxy_port" nginx -c "$(nginx_conf proxy "$proxy_port" 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";' "$single_process")" -e "$work/proxy.err"
 result[b]=$(count "$started" "$proxy_port" / "")
 say "bare-proxy"
 under_callgrind "$bare_port" target/release/bare-proxy "127.0.0.1:$bare_port" "127.0.0.1:$backend_port"
 result[g]=$(count "$started" "$bare_port" / "")
 say "Portcullis"
 under_callgrind "$portcullis_port" target/release/portcullis run --config "$work/portcullis.toml"
-jar=$work/cookies.txt authorize=""
-for _ in $(seq 300); do # until discovery is done (503 before)
-  authorize=$(curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "http://127.0.0.1:$portcullis_port/rhai")
-  [[ -n "$authorize" ]] && break
-  sleep 0.2
-done
-callback=$(curl -s -o /dev/null -w '%{redirect_url}' --data "${authorize#*\?}&username=alice&password=alice" "http://127.0.0.1:$idp_port/authorize")
-curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' "$callback"
-cookie=$(awk '$6 == "session" { print "session=" $7 }' "$jar")
+cookie=$(login_as_alice "$portcullis_port" "$idp_port" /rhai)
 [[ -n "$cookie" ]] || { echo "login failed" >&2; cat "$work/out-$portcullis_port.log" >&2; exit 1; }
 result[d]=$(count "$started" "$portcullis_port" /none "$cookie")
 result[s]=$(count "$started" "$portcullis_port" /session "$cookie")

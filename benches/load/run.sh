@@ -34,38 +34,19 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/load/common.sh
 backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port)
 session_id=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 
 nginx_server() { # role, port, core, location body
-  local role=$1 port=$2 core=$3 location=$4
-  mkdir -p "$work/tmp-$role"
-  sed -e "s|@ROLE@|$role|g" -e "s|@WORK@|$work|g" -e "s|@PORT@|$port|g" \
-      -e "s|@BACKEND_PORT@|$backend_port|g" -e "s|@SESSION_ID@|$session_id|g" \
-      -e "s|@LOCATION@|$location|" benches/load/nginx.conf.in > "$work/nginx-$role.conf"
-  taskset -c "$core" nginx -c "$work/nginx-$role.conf" -e "$work/nginx-$role.error.log" &
+  taskset -c "$3" nginx -c "$(nginx_conf "$1" "$2" "$4")" -e "$work/nginx-$1.error.log" &
   pids+=($!)
 }
 nginx_server backend "$backend_port" 1 'return 200 "ok\\n";'
 nginx_server proxy "$proxy_port" 0 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";'
 nginx_server lua "$lua_port" 0 "access_by_lua_file $repo/benches/load/seed-access.lua; proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
 
-cat > "$work/portcullis.toml" <<TOML
-[server]
-listen = "127.0.0.1:$portcullis_port"
-[log]
-level = "warn"          # no access log, as nginx here
-[dev_idp]
-listen = "127.0.0.1:$idp_port"
-[oidc]
-client_id = "load"
-client_secret = "load-secret"
-redirect_uri = "http://127.0.0.1:$portcullis_port/auth"
-[session]
-path = "$work/sessions"
-cookie_name = "session"
-cookie_secure = false
+{ portcullis_config "$portcullis_port" "$idp_port"; cat <<TOML; } > "$work/portcullis.toml"
 [wasm]
 cache_dir = "$work/wasm-cache"
 [[routes]]
@@ -107,16 +88,7 @@ for _ in $(seq 100); do
 done
 
 say "logging in as alice through the development provider"
-jar=$work/cookies.txt
-authorize=""
-for _ in $(seq 100); do # until discovery is done (503 before)
-  authorize=$(curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "http://127.0.0.1:$portcullis_port/rhai")
-  [[ -n "$authorize" ]] && break
-  sleep 0.1
-done
-callback=$(curl -s -o /dev/null -w '%{redirect_url}' --data "${authorize#*\?}&username=alice&password=alice" "http://127.0.0.1:$idp_port/authorize")
-curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' "$callback"
-portcullis_cookie=$(awk '$6 == "session" { print "session=" $7 }' "$jar")
+portcullis_cookie=$(login_as_alice "$portcullis_port" "$idp_port" /rhai)
 [[ -n "$portcullis_cookie" ]] || { echo "login failed; log:" >&2; cat "$work/portcullis.log" >&2; exit 1; }
 for url in "http://127.0.0.1:$portcullis_port/rhai" "http://127.0.0.1:$portcullis_port/wasm" "http://127.0.0.1:$portcullis_port/rhai-request"; do
   status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $portcullis_cookie" "$url")
