@@ -439,7 +439,8 @@ impl RhaiPolicy {
         scope.push("request", RequestView(data.clone()));
         scope.push("route", route.clone());
         scope.push_dynamic("config", self.config.clone());
-        let _guard = CallGuard::set(Current {
+        // Cleared when dropped: at the end of this run, or before running again below.
+        let guard = CallGuard::set(Current {
             groups: claims.groups.clone(),
             claims: claims.map.clone(),
             request: data,
@@ -467,7 +468,7 @@ impl RhaiPolicy {
             // It read a header it was not given: from now on it gets the request, every time.
             self.reads_request.store(true, Relaxed);
             self.claims_only.store(false, Relaxed);
-            drop(_guard);
+            drop(guard);
             return self.run(request, claims, rules);
         }
         self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
