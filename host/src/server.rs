@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -111,11 +111,18 @@ impl Server {
             ));
         }
         // The accept loops run inside this future (they borrow `graceful` to watch each
-        // connection); connections themselves run in their own tasks.
-        let accepting =
-            futures_util::future::join_all(self.public.into_iter().map(|listener| {
-                accept_loop(listener, self.proxy.clone(), &graceful, stop_rx.clone())
-            }));
+        // connection); connections themselves run in their own tasks. One count of open
+        // connections for all public listeners.
+        let open = OpenConnections::default();
+        let accepting = futures_util::future::join_all(self.public.into_iter().map(|listener| {
+            accept_loop(
+                listener,
+                self.proxy.clone(),
+                &graceful,
+                open.clone(),
+                stop_rx.clone(),
+            )
+        }));
         let stopping = async {
             shutdown.await;
             ready.store(false, Ordering::SeqCst);
@@ -143,11 +150,67 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
+/// Open client connections of the public listeners, against `server.max_connections`.
+#[derive(Clone, Default)]
+struct OpenConnections {
+    open: Arc<AtomicUsize>,
+    refused: Arc<AtomicU64>,
+}
+
+/// One open connection's place in [`OpenConnections`], given back when dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl OpenConnections {
+    /// A place for one more connection, unless `max` are open.
+    fn try_open(&self, max: usize) -> Option<ConnectionSlot> {
+        if self.open.fetch_add(1, Ordering::SeqCst) >= max {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(ConnectionSlot(self.open.clone()))
+    }
+
+    /// Counts a refused connection and logs the 1st, 2nd, 4th, 8th… so a flood cannot flood the
+    /// log as well.
+    fn note_refused(&self, peer: SocketAddr, max: usize) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused.is_power_of_two() {
+            tracing::warn!(%peer, max_connections = max, refused_so_far = refused, "connection refused: server.max_connections reached");
+        }
+    }
+}
+
+/// What a connection over the limit gets: on plain HTTP a `503` with `Retry-After` (the client
+/// learns why), on TLS a close (answering would cost a handshake, which is what is short).
+async fn refuse(mut stream: tokio::net::TcpStream, tls: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tls {
+        return;
+    }
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 37\r\n\r\ntoo many connections; try again soon\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(BUSY).await;
+        let _ = stream.shutdown().await;
+        // Read what the client sends until it closes (a lingering close): closing with its
+        // request unread would reset the connection and could discard the answer.
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Accepts connections until told to stop. Each connection is served in its own task.
 async fn accept_loop(
     listener: TcpListener,
     proxy: Proxy,
     graceful: &GracefulShutdown,
+    open: OpenConnections,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -165,11 +228,20 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        // Read the TLS config per connection: a reload can rotate the certificate.
-        let tls = proxy.snapshot().server.tls.clone();
+        // Read the TLS config and the limit per connection: a reload can change them.
+        let snapshot = proxy.snapshot();
+        let tls = snapshot.server.tls.clone();
+        let max_connections = snapshot.server.max_connections;
+        drop(snapshot);
+        let Some(slot) = open.try_open(max_connections) else {
+            open.note_refused(peer, max_connections);
+            tokio::spawn(refuse(stream, tls.is_some()));
+            continue;
+        };
         let proxy = proxy.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => {
                     serve_connection(stream, ConnInfo { peer, tls: false }, proxy, watcher).await

@@ -467,6 +467,121 @@ async fn invalid_grant_on_refresh_ends_the_session() {
     );
 }
 
+/// The `sess_auth` cookie a login's callback set, as a `Cookie` header value.
+fn session_cookie(callback: &reqwest::Response) -> String {
+    set_cookies(callback)
+        .into_iter()
+        .find(|c| c.starts_with("sess_auth=") && !c.contains("Max-Age=0"))
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .expect("the callback sets the session cookie")
+}
+
+#[tokio::test]
+async fn a_refresh_finishing_after_logout_does_not_revive_the_session() {
+    // Access tokens are due within the 60 s leeway: the next request refreshes.
+    let script = Script {
+        access_expires_in: 30,
+        ..Script::default()
+    };
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    let callback = login(&browser, &setup, "/").await;
+    let cookie = session_cookie(&callback);
+    setup.idp.script(|s| s.access_expires_in = 300);
+    setup.idp.hold_refreshes();
+    // A client without a cookie jar, so the old cookie can be replayed after the logout.
+    let api = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let request = api
+            .get(setup.proxy.url("/"))
+            .header("cookie", cookie.clone())
+            .header("accept", "application/json");
+        async move { request.send().await.unwrap().status() }
+    });
+    // The refresh has reached the provider and is held there.
+    for _ in 0..500 {
+        if setup.idp.refresh_calls() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        setup.idp.refresh_calls(),
+        1,
+        "the request started a refresh"
+    );
+    let logout = api
+        .get(setup.proxy.url("/logout"))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::FOUND);
+    setup.idp.release_refreshes();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "the request whose refresh outlived the logout is not let through"
+    );
+    // The old cookie, replayed after the logout, opens nothing.
+    let replayed = api
+        .get(setup.proxy.url("/"))
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        setup.idp.refresh_calls(),
+        1,
+        "no second refresh of an ended session"
+    );
+}
+
+#[tokio::test]
+async fn oversized_provider_answers_are_refused_not_buffered() {
+    logs::capture();
+    let oversized = portcullis::oidc::MAX_PROVIDER_RESPONSE + 1;
+    let idp = HostileIdp::start(Script {
+        discovery_padding: oversized,
+        ..Script::default()
+    })
+    .await;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy_at(config(&idp, echo), std::path::Path::new(".")).await;
+    let refusal = format!("the answer from {} is larger than", idp.discovery_url());
+    for _ in 0..200 {
+        if logs::text().contains(&refusal) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        logs::text().contains(&refusal),
+        "no refusal of the oversized discovery document"
+    );
+    let browser = Browser::new();
+    assert_eq!(
+        browser.get(&proxy.url("/")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no login without a discovery document"
+    );
+    // A provider that answers sanely again is used; an oversized token answer fails the login.
+    idp.script(|s| {
+        s.discovery_padding = 0;
+        s.token_padding = oversized;
+    });
+    wait_until_discovered(&proxy).await;
+    let setup = Setup { idp, proxy };
+    let answer = login(&browser, &setup, "/").await;
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    assert_no_session_cookie(&answer);
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_and_goes_to_the_end_session_endpoint() {
     let setup = setup(Script::default()).await;

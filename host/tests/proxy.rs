@@ -550,3 +550,40 @@ async fn a_connection_still_sending_an_upload_is_not_handed_to_the_next_request(
     assert_eq!(answer.text(), "ok");
     uploader.write_all(b"0\r\n\r\n").await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_beyond_max_connections_get_503_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "max_connections = 2")).await;
+    // Two idle connections take both places (accepted in order, before the third).
+    let first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (status, text) = raw(proxy.addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("Retry-After: 1"), "{text}");
+    assert!(text.contains("too many connections"), "{text}");
+    // A place frees when a connection closes.
+    drop(first);
+    let mut served = None;
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if text.starts_with("HTTP/1.1 200") {
+            served = Some(text);
+            break;
+        }
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        served.is_some(),
+        "a freed place is given to a new connection"
+    );
+}

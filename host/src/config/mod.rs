@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub upstream_connect_timeout: Duration,
     /// TLS termination, ready to use; `None` for plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open client connections served at once on the public listeners.
+    pub max_connections: usize,
 }
 
 /// `[log]`, resolved.

@@ -198,6 +198,9 @@ pub struct RawServer {
     pub upstream_response_timeout: Option<String>,
     /// TLS termination for every public listener. Default: plain HTTP.
     pub tls: Option<RawTls>,
+    /// Open client connections the public listeners serve at once; a connection beyond it is
+    /// answered `503` (plain HTTP) or closed (TLS). Default 10,000.
+    pub max_connections: Option<usize>,
 }
 
 /// `[server.tls]`

@@ -25,6 +25,9 @@ use crate::tls;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
+/// Generous: far above what one instance serves, low enough that a flood of idle connections
+/// cannot exhaust the file descriptors the upstream and session store need.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_MAX_REQUEST_BODY: &str = "10MiB";
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
@@ -202,6 +205,16 @@ fn validate_server(
         raw.upstream_response_timeout.as_deref(),
         DEFAULT_RESPONSE_TIMEOUT,
     );
+    let max_connections = match raw.max_connections {
+        Some(0) => {
+            problems.add(
+                "server.max_connections",
+                "must be at least 1 (it bounds open client connections)",
+            );
+            None
+        }
+        other => Some(other.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
+    };
     let tls = match raw.tls {
         None => Some(None),
         Some(raw_tls) => {
@@ -231,6 +244,7 @@ fn validate_server(
             allow_encoded_slashes: raw.allow_encoded_slashes,
             upstream_connect_timeout: upstream_connect_timeout?,
             tls: tls?,
+            max_connections: max_connections?,
         },
         response_timeout: response_timeout?,
     })

@@ -296,7 +296,13 @@ impl Auth {
                 .push(self.sessions.expired_session_cookie());
             return Ok(result);
         };
-        let (live, renew_cookie) = self.sessions.touch(live)?;
+        let Some((live, renew_cookie)) = self.sessions.touch(live)? else {
+            // Ended while this request was under way (a logout in another tab).
+            result
+                .set_cookies
+                .push(self.sessions.expired_session_cookie());
+            return Ok(result);
+        };
         if renew_cookie {
             result.set_cookies.push(self.sessions.session_cookie(&live));
         }
@@ -334,7 +340,8 @@ impl Auth {
             refreshing.entry(cookie_value.clone()).or_default().clone()
         };
         let guard = lock.lock().await;
-        let outcome = self.refresh_locked(live, &cookie_value).await;
+        drop(live);
+        let outcome = self.refresh_locked(&cookie_value).await;
         drop(guard);
         {
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
@@ -345,13 +352,11 @@ impl Auth {
         outcome
     }
 
-    async fn refresh_locked(
-        &self,
-        live: LiveSession,
-        cookie_value: &str,
-    ) -> Result<Option<LiveSession>, AuthError> {
-        // Another request may have refreshed while this one waited.
-        let Some(live) = self.sessions.load(cookie_value)?.or(Some(live)) else {
+    /// Under the session's refresh lock. Reads the session again: another request may have
+    /// refreshed it while this one waited, or the user logged out — what the store holds now is
+    /// the truth, never a copy read before waiting.
+    async fn refresh_locked(&self, cookie_value: &str) -> Result<Option<LiveSession>, AuthError> {
+        let Some(live) = self.sessions.load(cookie_value)? else {
             return Ok(None);
         };
         if !self.refresh_due(&live.session) {
@@ -366,7 +371,14 @@ impl Auth {
         {
             Ok(tokens) => {
                 let updated = self.session_from(tokens, Some(session));
-                let session = self.sessions.update(&live.id, updated)?;
+                let Some(session) = self.sessions.update(&live.id, updated)? else {
+                    // Logged out while the provider answered: the new tokens are dropped.
+                    tracing::info!(
+                        reason = "ended_during_refresh",
+                        "the session ended while its tokens were refreshed"
+                    );
+                    return Ok(None);
+                };
                 tracing::debug!("access token refreshed");
                 Ok(Some(LiveSession {
                     id: live.id,

@@ -7,9 +7,12 @@
 //! and refetched when an ID token names an unknown key, at most once per [`JWKS_REFETCH_INTERVAL`].
 
 mod flow;
+mod http;
 mod verify;
 
 pub use flow::{Auth, AuthError, Authenticated, claim_header_value};
+pub use http::MAX_PROVIDER_RESPONSE;
+use http::ProviderHttp;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +35,6 @@ pub use verify::IdTokenRejection;
 
 /// Minimum time between two JWKS refetches caused by unknown key ids.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Timeout of every call to the provider.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between two discovery attempts.
 const MAX_DISCOVERY_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -132,7 +133,7 @@ pub enum RefreshError {
 /// The relying party. One per process (rebuilt only when `[oidc]` changes).
 pub struct Oidc {
     config: OidcConfig,
-    http: openidconnect::reqwest::Client,
+    http: ProviderHttp,
     provider: ArcSwapOption<Provider>,
     last_jwks_refetch: Mutex<Option<Instant>>,
 }
@@ -140,15 +141,9 @@ pub struct Oidc {
 impl Oidc {
     /// A relying party for `config`; call [`Oidc::start_discovery`] to make it usable.
     pub fn new(config: OidcConfig) -> Self {
-        let http = openidconnect::reqwest::Client::builder()
-            // Following redirects from the provider would let it point us anywhere (SSRF).
-            .redirect(openidconnect::reqwest::redirect::Policy::none())
-            .timeout(PROVIDER_TIMEOUT)
-            .build()
-            .expect("a reqwest client with rustls builds");
         Oidc {
             config,
-            http,
+            http: ProviderHttp::new(),
             provider: ArcSwapOption::empty(),
             last_jwks_refetch: Mutex::new(None),
         }
@@ -195,26 +190,9 @@ impl Oidc {
         });
     }
 
-    async fn get_json(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| err.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
-        }
-        Ok(response
-            .bytes()
-            .await
-            .map_err(|err| err.to_string())?
-            .to_vec())
-    }
-
     /// Fetches and checks the discovery document and the JWKS.
     async fn discover(&self) -> Result<Provider, String> {
-        let body = self.get_json(self.config.discovery_url.as_str()).await?;
+        let body = self.http.get(self.config.discovery_url.as_str()).await?;
         let metadata: ProviderMetadataWithLogout = serde_json::from_slice(&body)
             .map_err(|err| format!("discovery document does not parse: {err}"))?;
         if metadata.issuer().as_str() != self.config.issuer {
@@ -228,10 +206,19 @@ impl Oidc {
         let revocation_endpoint = raw["revocation_endpoint"]
             .as_str()
             .and_then(|u| Url::parse(u).ok());
-        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+        let jwks = self.fetch_jwks(metadata.jwks_uri().url()).await?;
+        self.provider_from(metadata.set_jwks(jwks), revocation_endpoint)
+    }
+
+    /// Fetches the provider's keys (through the size-capped client).
+    async fn fetch_jwks(&self, url: &Url) -> Result<CoreJsonWebKeySet, String> {
+        let body = self
+            .http
+            .get(url.as_str())
             .await
             .map_err(|err| format!("cannot fetch the JWKS: {err}"))?;
-        self.provider_from(metadata.set_jwks(jwks), revocation_endpoint)
+        serde_json::from_slice(&body)
+            .map_err(|err| format!("the JWKS at {url} does not parse: {err}"))
     }
 
     fn provider_from(
@@ -286,14 +273,13 @@ impl Oidc {
             }
             *last = Some(Instant::now());
         }
-        let jwks =
-            match CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http).await {
-                Ok(jwks) => jwks,
-                Err(err) => {
-                    tracing::warn!(error = %err, "JWKS refetch failed");
-                    return None;
-                }
-            };
+        let jwks = match self.fetch_jwks(current.metadata.jwks_uri().url()).await {
+            Ok(jwks) => jwks,
+            Err(err) => {
+                tracing::warn!(error = %err, "JWKS refetch failed");
+                return None;
+            }
+        };
         let provider = self
             .provider_from(
                 current.metadata.clone().set_jwks(jwks),
@@ -480,7 +466,7 @@ impl Oidc {
             return;
         };
         let mut form = vec![("token", token), ("token_type_hint", hint)];
-        let mut request = self.http.post(endpoint.as_str());
+        let mut request = self.http.client().post(endpoint.as_str());
         let secret = self
             .config
             .client_secret

@@ -16,6 +16,8 @@ fn conformance(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
     take_is_single_use(make);
     sweep_removes_only_expired_records(make);
     concurrent_takes_yield_one_value(make);
+    replace_never_revives_a_removed_record(make);
+    replace_racing_remove_never_revives(make);
 }
 
 fn put_get_replace_remove(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
@@ -89,6 +91,60 @@ fn concurrent_takes_yield_one_value(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn S
         assert_eq!(
             winners, 1,
             "round {round}: a login state must be usable exactly once"
+        );
+    }
+}
+
+fn replace_never_revives_a_removed_record(
+    make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>,
+) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = make(clock.clone());
+    assert!(
+        !store.replace(b"k", b"v", T0 + 10).unwrap(),
+        "nothing to replace"
+    );
+    assert_eq!(store.get(b"k").unwrap(), None, "replace does not create");
+    store.put(b"k", b"one", T0 + 10).unwrap();
+    assert!(store.replace(b"k", b"two", T0 + 20).unwrap());
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
+    store.remove(b"k").unwrap();
+    assert!(!store.replace(b"k", b"three", T0 + 20).unwrap());
+    assert_eq!(
+        store.get(b"k").unwrap(),
+        None,
+        "a removed record stays removed"
+    );
+    store.put(b"taken", b"v", T0 + 10).unwrap();
+    store.take(b"taken").unwrap();
+    assert!(!store.replace(b"taken", b"v", T0 + 10).unwrap());
+    store.put(b"old", b"v", T0 + 10).unwrap();
+    clock.advance(10);
+    assert!(
+        !store.replace(b"old", b"v", T0 + 100).unwrap(),
+        "an expired record is gone"
+    );
+    assert_eq!(store.get(b"old").unwrap(), None);
+}
+
+fn replace_racing_remove_never_revives(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let store: Arc<dyn SessionStore> = Arc::from(make(Arc::new(ManualClock::new(T0))));
+    for round in 0..20u8 {
+        let key = [b'x', round];
+        store.put(&key, b"live", T0 + 600).unwrap();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                for _ in 0..50 {
+                    store.replace(&key, b"refreshed", T0 + 600).unwrap();
+                }
+            });
+            scope.spawn(|| store.remove(&key).unwrap());
+            writer.join().unwrap();
+        });
+        assert_eq!(
+            store.get(&key).unwrap(),
+            None,
+            "round {round}: a replace racing a remove revived the record"
         );
     }
 }

@@ -48,6 +48,18 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut records = self.records();
+        match records.get_mut(key) {
+            Some(record) if record.0 > now => {
+                *record = (expires_at, value.to_vec());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         Ok(self

@@ -18,6 +18,7 @@ mod conformance;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
@@ -174,6 +175,9 @@ pub struct SessionManager {
     /// `<cookie_name>_login`, made once (it is checked on every proxied request).
     binding_cookie_name: String,
     cache: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
+    /// Counts deletions, so a read or write that raced one does not put the deleted session back
+    /// into the cache (bumped under the cache lock, after the store removed the record).
+    deletions: AtomicU64,
 }
 
 impl SessionManager {
@@ -198,6 +202,7 @@ impl SessionManager {
             binding_cookie_name: format!("{}_login", config.cookie_name),
             config,
             cache: Mutex::new(HashMap::new()),
+            deletions: AtomicU64::new(0),
         }
     }
 
@@ -225,13 +230,33 @@ impl SessionManager {
 
     fn cache_insert(&self, key: Vec<u8>, session: Arc<Session>) {
         let mut cache = self.cache();
-        if cache.len() >= self.config.cache_entries
+        Self::insert_into(&mut cache, self.config.cache_entries, key, session);
+    }
+
+    /// Caches what was read or written since `deletions` was `seen`, unless a deletion came in
+    /// between (then the entry is dropped: the store is the truth).
+    fn cache_if_not_deleted(&self, seen: u64, key: Vec<u8>, session: Arc<Session>) {
+        let mut cache = self.cache();
+        if self.deletions.load(Ordering::SeqCst) == seen {
+            Self::insert_into(&mut cache, self.config.cache_entries, key, session);
+        } else {
+            cache.remove(&key);
+        }
+    }
+
+    fn insert_into(
+        cache: &mut HashMap<Vec<u8>, Arc<Session>>,
+        cache_entries: usize,
+        key: Vec<u8>,
+        session: Arc<Session>,
+    ) {
+        if cache.len() >= cache_entries
             && !cache.contains_key(&key)
             && let Some(evicted) = cache.keys().next().cloned()
         {
             cache.remove(&evicted);
         }
-        if self.config.cache_entries > 0 {
+        if cache_entries > 0 {
             cache.insert(key, session);
         }
     }
@@ -263,18 +288,39 @@ impl SessionManager {
         Ok(id.cookie_value())
     }
 
-    /// Replaces a session's content (after a refresh, a touch or a cookie renewal).
-    pub fn update(&self, id: &SessionId, session: Session) -> Result<Arc<Session>, StoreError> {
+    /// Replaces a session's content (after a refresh, a touch or a cookie renewal), only while it
+    /// still exists: `None` when it ended meanwhile (a logout while a refresh was in flight), and
+    /// then it stays ended.
+    pub fn update(
+        &self,
+        id: &SessionId,
+        session: Session,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         let session = Arc::new(session);
-        self.write(id, &session)?;
-        self.cache_insert(id.store_key(), session.clone());
-        Ok(session)
+        let value = Self::encode(&session)?;
+        let key = id.store_key();
+        let seen = self.deletions.load(Ordering::SeqCst);
+        if !self
+            .store
+            .replace(&key, &value, self.expires_at(&session))?
+        {
+            self.cache().remove(&key);
+            return Ok(None);
+        }
+        self.cache_if_not_deleted(seen, key, session.clone());
+        Ok(Some(session))
+    }
+
+    fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(session).map_err(|err| StoreError(err.to_string()))
     }
 
     fn write(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(session).map_err(|err| StoreError(err.to_string()))?;
-        self.store
-            .put(&id.store_key(), &value, self.expires_at(session))
+        self.store.put(
+            &id.store_key(),
+            &Self::encode(session)?,
+            self.expires_at(session),
+        )
     }
 
     /// Makes completed writes durable, off the async worker threads.
@@ -296,13 +342,14 @@ impl SessionManager {
         let session = match cached {
             Some(session) => session,
             None => {
+                let seen = self.deletions.load(Ordering::SeqCst);
                 let Some(bytes) = self.store.get(&key)? else {
                     return Ok(None);
                 };
                 match serde_json::from_slice::<Session>(&bytes) {
                     Ok(session) => {
                         let session = Arc::new(session);
-                        self.cache_insert(key.clone(), session.clone());
+                        self.cache_if_not_deleted(seen, key.clone(), session.clone());
                         session
                     }
                     Err(_) => {
@@ -323,36 +370,42 @@ impl SessionManager {
     }
 
     /// Records activity and renews the cookie when due. Returns the session to use and whether a
-    /// `Set-Cookie` must be sent.
-    pub fn touch(&self, live: LiveSession) -> Result<(LiveSession, bool), StoreError> {
+    /// `Set-Cookie` must be sent; `None` when the session ended meanwhile.
+    pub fn touch(&self, live: LiveSession) -> Result<Option<(LiveSession, bool)>, StoreError> {
         let now = self.now();
         let renew_cookie =
             now.saturating_sub(live.session.cookie_issued_at) >= self.config.renew.as_secs();
         let touch_interval = TOUCH_INTERVAL.min(self.config.idle_timeout.as_secs() / 10);
         let stale = now.saturating_sub(live.session.last_seen) >= touch_interval;
         if !renew_cookie && !stale {
-            return Ok((live, false));
+            return Ok(Some((live, false)));
         }
         let mut session = (*live.session).clone();
         session.last_seen = now;
         if renew_cookie {
             session.cookie_issued_at = now;
         }
-        let session = self.update(&live.id, session)?;
-        Ok((
+        let Some(session) = self.update(&live.id, session)? else {
+            return Ok(None);
+        };
+        Ok(Some((
             LiveSession {
                 id: live.id,
                 session,
             },
             renew_cookie,
-        ))
+        )))
     }
 
     /// Ends a session (logout, refused refresh).
     pub fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = id.store_key();
-        self.cache().remove(&key);
-        self.store.remove(&key)
+        let removed = self.store.remove(&key);
+        // After the store removal: a read or write that started before it sees the count move.
+        let mut cache = self.cache();
+        self.deletions.fetch_add(1, Ordering::SeqCst);
+        cache.remove(&key);
+        removed
     }
 
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].
@@ -524,7 +577,7 @@ mod tests {
                 .load(&active.id.cookie_value())
                 .unwrap()
                 .expect("active within idle timeout");
-            manager.touch(live).unwrap();
+            manager.touch(live).unwrap().expect("still live");
         }
         // 25h after creation: past the 24h lifetime although never idle.
         clock.advance(5 * 3600);
@@ -536,10 +589,10 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let manager = manager(clock.clone());
         let live = manager.create(session()).await.unwrap();
-        let (live, renewed) = manager.touch(live).unwrap();
+        let (live, renewed) = manager.touch(live).unwrap().unwrap();
         assert!(!renewed);
         clock.advance(3600);
-        let (_, renewed) = manager.touch(live).unwrap();
+        let (_, renewed) = manager.touch(live).unwrap().unwrap();
         assert!(renewed);
     }
 
@@ -602,6 +655,22 @@ mod tests {
         assert!(
             store.get(&id.store_key()).unwrap().is_none(),
             "the bad record is removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_after_logout_does_not_revive_the_session() {
+        let manager = manager(Arc::new(ManualClock::new(1_000_000)));
+        let live = manager.create(session()).await.unwrap();
+        let value = live.id.cookie_value();
+        // A refresh read the session, then the user logged out before it wrote the new tokens.
+        let mut refreshed = (*live.session).clone();
+        refreshed.access_token = "new".into();
+        manager.delete(&live.id).unwrap();
+        assert!(manager.update(&live.id, refreshed).unwrap().is_none());
+        assert!(
+            manager.load(&value).unwrap().is_none(),
+            "logged out for good"
         );
     }
 

@@ -67,6 +67,31 @@ impl SessionStore for SledStore {
         Ok(())
     }
 
+    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
+        let mut record = Vec::with_capacity(8 + value.len());
+        record.extend_from_slice(&expires_at.to_be_bytes());
+        record.extend_from_slice(value);
+        // Compare-and-swap against the record read: a concurrent remove makes the swap fail, and
+        // the next read finds nothing to replace.
+        loop {
+            let Some(current) = self.db.get(key).map_err(io)? else {
+                return Ok(false);
+            };
+            let live = Self::decode(&current)
+                .is_some_and(|(current_expiry, _)| current_expiry > self.clock.now());
+            if !live {
+                return Ok(false);
+            }
+            let swapped = self
+                .db
+                .compare_and_swap(key, Some(&current), Some(record.as_slice()))
+                .map_err(io)?;
+            if swapped.is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
     fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let record = self.db.remove(key).map_err(io)?;
         self.live(key, record)

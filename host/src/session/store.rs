@@ -63,6 +63,11 @@ pub trait SessionStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores `value` under `key` until `expires_at`, replacing what was there.
     fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError>;
+    /// Replaces the value under `key` only while a live record is there, and says whether it did.
+    /// Atomic against [`remove`](Self::remove) and [`take`](Self::take): once a record is removed
+    /// no `replace` brings it back (a refresh finishing after a logout must not revive the
+    /// session).
+    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError>;
     /// Removes `key` and returns its value if it was present and not expired. Atomic: of two
     /// concurrent takes of one key, at most one gets the value (single-use login states).
     fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

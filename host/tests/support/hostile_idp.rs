@@ -125,6 +125,10 @@ pub struct Script {
     pub refresh_invalid_grant: bool,
     /// `expires_in` of access tokens.
     pub access_expires_in: u64,
+    /// Bytes of filler in the discovery document (an oversized answer).
+    pub discovery_padding: usize,
+    /// Bytes of filler in token answers.
+    pub token_padding: usize,
 }
 
 impl Default for Script {
@@ -135,6 +139,8 @@ impl Default for Script {
             refresh: None,
             refresh_invalid_grant: false,
             access_expires_in: 300,
+            discovery_padding: 0,
+            token_padding: 0,
         }
     }
 }
@@ -159,6 +165,8 @@ pub struct HostileIdp {
     token_calls: Arc<AtomicUsize>,
     refresh_calls: Arc<AtomicUsize>,
     discovery_calls: Arc<AtomicUsize>,
+    /// Whether refresh grants are answered (`false`: held until released).
+    refreshes_open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl HostileIdp {
@@ -180,6 +188,7 @@ impl HostileIdp {
             token_calls: Arc::default(),
             refresh_calls: Arc::default(),
             discovery_calls: Arc::default(),
+            refreshes_open: Arc::new(tokio::sync::watch::channel(true).0),
         };
         let server = idp.clone();
         tokio::spawn(async move {
@@ -205,6 +214,17 @@ impl HostileIdp {
     /// Changes what the provider does from now on.
     pub fn script(&self, change: impl FnOnce(&mut Script)) {
         change(&mut self.state.lock().unwrap().script);
+    }
+
+    /// Holds every refresh grant from now on (counted in [`Self::refresh_calls`] on arrival)
+    /// until [`Self::release_refreshes`].
+    pub fn hold_refreshes(&self) {
+        self.refreshes_open.send_replace(false);
+    }
+
+    /// Answers the held refresh grants, and every later one at once.
+    pub fn release_refreshes(&self) {
+        self.refreshes_open.send_replace(true);
     }
 
     /// Calls to the token endpoint so far.
@@ -253,7 +273,12 @@ impl HostileIdp {
         match path.as_str() {
             "/.well-known/openid-configuration" => {
                 self.discovery_calls.fetch_add(1, Ordering::SeqCst);
-                json_response(StatusCode::OK, self.discovery())
+                let mut discovery = self.discovery();
+                let padding = self.state.lock().unwrap().script.discovery_padding;
+                if padding > 0 {
+                    discovery["x_filler"] = Value::String("x".repeat(padding));
+                }
+                json_response(StatusCode::OK, discovery)
             }
             "/jwks" => {
                 let keys: Vec<Value> = self
@@ -278,6 +303,13 @@ impl HostileIdp {
                     _ => "unclear",
                 };
                 self.state.lock().unwrap().client_auth_methods.push(method);
+                let refresh = url::form_urlencoded::parse(&body)
+                    .any(|(k, v)| k == "grant_type" && v == "refresh_token");
+                if refresh {
+                    self.refresh_calls.fetch_add(1, Ordering::SeqCst);
+                    let mut open = self.refreshes_open.subscribe();
+                    let _ = open.wait_for(|open| *open).await;
+                }
                 self.token(&body)
             }
             "/revoke" => {
@@ -355,7 +387,6 @@ impl HostileIdp {
                 (Some(script.login.clone()), nonce)
             }
             Some("refresh_token") => {
-                self.refresh_calls.fetch_add(1, Ordering::SeqCst);
                 if script.refresh_invalid_grant {
                     return json_response(
                         StatusCode::BAD_REQUEST,
@@ -379,6 +410,9 @@ impl HostileIdp {
         });
         if let Some(token) = answer["refresh_token"].as_str() {
             state.issued_refresh_tokens.push(token.to_owned());
+        }
+        if script.token_padding > 0 {
+            answer["x_filler"] = Value::String("x".repeat(script.token_padding));
         }
         if let Some(recipe) = recipe {
             let id_token = self.id_token(&recipe, &nonce);
