@@ -191,6 +191,10 @@ pub struct RawServer {
     /// Accept `%2F` and `%5C` inside path segments (kept encoded). Default `false`: such paths get 400.
     #[serde(default)]
     pub allow_encoded_slashes: bool,
+    /// Match routes without regard to case, for backends that ignore it (IIS): `/ADMIN` is decided
+    /// and forwarded as `/admin`. Default `false`: paths are case-sensitive.
+    #[serde(default)]
+    pub case_insensitive_routes: bool,
     /// Time allowed to open a TCP (and TLS) connection to an upstream (`502` on failure, `504` on
     /// timeout). Default `"5s"`.
     pub upstream_connect_timeout: Option<String>,
