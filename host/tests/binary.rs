@@ -125,7 +125,7 @@ fn check_lists_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\nupstream = \"htp:/x\"\n\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n",
+        "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\nupstream = \"htp:/x\"\nauth = \"none\"\n\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n",
     );
     let output = binary()
         .args(["check", "--config"])

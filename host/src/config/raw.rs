@@ -18,7 +18,7 @@ pub struct RawConfig {
     /// Log level.
     #[serde(default)]
     pub log: RawLog,
-    /// OpenID Connect login. Default: none (no route can require login).
+    /// OpenID Connect login. Default: none (then every route must say `auth = "none"`).
     pub oidc: Option<RawOidc>,
     /// The built-in development identity provider (demo users; never for production). Default:
     /// none — it is started only when this section is present (or by `portcullis demo`).
@@ -248,7 +248,8 @@ pub struct RawRoute {
     pub response_timeout: Option<String>,
     /// Overrides `server.max_request_body` for this route.
     pub max_request_body: Option<String>,
-    /// `"required"` (default when `[oidc]` is set), `"optional"` or `"none"` (default without `[oidc]`).
+    /// `"required"` (the default, with or without `[oidc]`), `"optional"` or `"none"` (open to
+    /// everyone; only where a route says so).
     pub auth: Option<String>,
     /// Identity headers for this route, replacing the top-level `[headers]`.
     pub headers: Option<BTreeMap<String, String>>,
