@@ -181,8 +181,21 @@ fn stays_raw(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
         || matches!(
             byte,
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b','
-                | b'=' | b':' | b'@'
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
         )
 }
 
@@ -391,7 +404,12 @@ mod tests {
 
     #[test]
     fn raw_non_ascii_and_its_escape_are_one_path() {
-        for spelling in ["/données", "/donn%C3%A9es", "/donn%c3%a9es", "/donn%C3%a9es/"] {
+        for spelling in [
+            "/données",
+            "/donn%C3%A9es",
+            "/donn%c3%a9es",
+            "/donn%C3%a9es/",
+        ] {
             let path = CanonicalPath::parse(spelling, false).unwrap();
             assert_eq!(
                 path.decision().trim_end_matches('/'),
@@ -432,7 +450,10 @@ mod tests {
     fn folded_paths_are_lower_case_and_canonical() {
         let folded = |raw: &str| CanonicalPath::parse(raw, true).unwrap().fold_case();
         assert_eq!(folded("/ADMIN/Users").decision(), "/admin/users");
-        assert_eq!(folded("/Admin;JSESSIONID=X").forward(), "/admin;jsessionid=x");
+        assert_eq!(
+            folded("/Admin;JSESSIONID=X").forward(),
+            "/admin;jsessionid=x"
+        );
         assert_eq!(folded("/DONNÉES").decision(), "/donn%C3%A9es");
         assert_eq!(folded("/DONN%C3%89ES").decision(), "/donn%C3%A9es");
         // Escapes of ASCII keep upper-case hex; what is not UTF-8 is kept.
@@ -486,7 +507,11 @@ mod tests {
             assert_eq!(again.decision(), decision, "not idempotent for {input:?}");
             assert!(decision.is_ascii(), "{input:?} -> {decision:?}");
             let folded = path.fold_case();
-            assert_eq!(folded.fold_case(), folded, "folding {input:?} is not stable");
+            assert_eq!(
+                folded.fold_case(),
+                folded,
+                "folding {input:?} is not stable"
+            );
             let reparsed =
                 CanonicalPath::parse(folded.decision(), false).expect("a folded path stays valid");
             assert_eq!(reparsed.decision(), folded.decision(), "{input:?}");

@@ -143,7 +143,9 @@ fn case_insensitive_routes_fold_route_and_login_paths() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "routes[1]");
     assert!(
-        problems[0].message.contains("same host and path as routes[0]"),
+        problems[0]
+            .message
+            .contains("same host and path as routes[0]"),
         "{problems:?}"
     );
 }

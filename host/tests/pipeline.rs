@@ -160,7 +160,9 @@ auth = "none"
     ));
     assert!(proxy.auth().is_none(), "the snapshot has no login");
     for accept in ["application/json", "text/html"] {
-        let request = Request::get("/private").header("host", "x").header("accept", accept);
+        let request = Request::get("/private")
+            .header("host", "x")
+            .header("accept", accept);
         let answer = call(&proxy, request, "192.0.2.1:5000").await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
         assert!(
@@ -171,7 +173,12 @@ auth = "none"
     }
     // Routes that do not need a session still work: anonymous.
     for path in ["/optional/x", "/open/x"] {
-        let answer = call(&proxy, Request::get(path).header("host", "x"), "192.0.2.1:5000").await;
+        let answer = call(
+            &proxy,
+            Request::get(path).header("host", "x"),
+            "192.0.2.1:5000",
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
     }
 }

@@ -112,7 +112,10 @@ async fn a_raw_backslash_in_the_path_is_refused_like_an_encoded_one() {
     for target in ["/public/..\\..\\admin", "/public\\..\\admin", "/admin\\"] {
         let (status, text) = raw_target(&proxy, target).await;
         assert_eq!(status, 400, "{target}: {text}");
-        assert!(!text.contains("\"uri\""), "{target} reached an upstream: {text}");
+        assert!(
+            !text.contains("\"uri\""),
+            "{target} reached an upstream: {text}"
+        );
     }
 }
 
@@ -161,7 +164,10 @@ async fn raw_and_percent_encoded_non_ascii_paths_reach_the_same_route() {
 }
 
 /// A `/admin` route whose policy refuses everyone, and an open catch-all route.
-fn admin_policy_config(echo: std::net::SocketAddr, server_extra: &str) -> (tempfile::TempDir, String) {
+fn admin_policy_config(
+    echo: std::net::SocketAddr,
+    server_extra: &str,
+) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("deny.rhai"), "deny(403, \"admins only\")\n").unwrap();
     let config = format!(
@@ -177,7 +183,13 @@ async fn with_case_insensitive_routes_no_spelling_skips_the_routes_policy() {
     let echo = echo::spawn().await;
     let (dir, config) = admin_policy_config(echo, "case_insensitive_routes = true");
     let proxy = start_proxy_in(&config, dir.path()).await;
-    for target in ["/admin", "/ADMIN/users", "/aDmIn/", "/%41DMIN", "/x/../ADMIN;p"] {
+    for target in [
+        "/admin",
+        "/ADMIN/users",
+        "/aDmIn/",
+        "/%41DMIN",
+        "/x/../ADMIN;p",
+    ] {
         let (status, text) = raw_target(&proxy, target).await;
         assert_eq!(status, 403, "{target} skipped the /admin policy: {text}");
     }

@@ -328,10 +328,10 @@ async fn an_upstream_change_and_added_and_removed_routes_apply() {
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"{upstream}\"\nauth = \"none\"\n{extra_route}"
         )
     };
-    let old_route =
-        "\n[[routes]]\nname = \"old\"\npath = \"/old\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n";
-    let new_route =
-        format!("\n[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"http://{first}\"\nauth = \"none\"\n");
+    let old_route = "\n[[routes]]\nname = \"old\"\npath = \"/old\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n";
+    let new_route = format!(
+        "\n[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"http://{first}\"\nauth = \"none\"\n"
+    );
     std::fs::write(&config, routes(format!("http://{first}/one"), old_route)).unwrap();
     let proxy = start_watching(&config).await;
     let upstream_uri = |answer: support::Answer| answer.json()["uri"].as_str().unwrap().to_owned();

@@ -203,9 +203,12 @@ pub(super) fn validate_auth_mode(
         }
     };
     if mode != AuthMode::None && !oidc_set {
-        let route = route_name.map_or_else(|| "this route".to_owned(), |name| format!("route {name:?}"));
+        let route =
+            route_name.map_or_else(|| "this route".to_owned(), |name| format!("route {name:?}"));
         let why = match raw {
-            None => "needs a login (it has no auth key, and \"required\" is the default)".to_owned(),
+            None => {
+                "needs a login (it has no auth key, and \"required\" is the default)".to_owned()
+            }
             Some(written) => format!("has auth = {written:?}"),
         };
         problems.add(
