@@ -40,7 +40,7 @@ fn write_to_served(c: &mut Criterion) {
     let policy_path = dir.path().join("policy.rhai");
     std::fs::write(
         &config_path,
-        "[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\npolicy = \"policy.rhai\"\n",
+        "[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\npolicy = \"policy.rhai\"\n",
     )
     .unwrap();
     std::fs::write(&policy_path, policy(0)).unwrap();

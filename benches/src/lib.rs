@@ -13,7 +13,7 @@ pub fn many_routes_config(count: usize) -> String {
             String::new()
         };
         text.push_str(&format!(
-            "\n[[routes]]\nname = \"svc{i}\"\n{host}path = \"/svc{i}/api\"\nupstream = \"http://127.0.0.1:9/\"\n"
+            "\n[[routes]]\nname = \"svc{i}\"\n{host}path = \"/svc{i}/api\"\nupstream = \"http://127.0.0.1:9/\"\nauth = \"none\"\n"
         ));
     }
     text

@@ -5,13 +5,20 @@
 //! Canonicalising a path:
 //! - percent-escapes of unreserved characters (`A–Z a–z 0–9 - . _ ~`) are decoded, other escapes are
 //!   kept with upper-case hex digits;
+//! - raw bytes a URI path may not hold (non-ASCII, `"`, `[`, `]`, `^`, `{`, `|`, `}`, …) are
+//!   percent-encoded, so `/données` and `/donn%C3%A9es` are one path;
 //! - an escape that is not two hex digits, an encoded NUL, and (unless allowed) an encoded `/` or `\`
-//!   are refused: servers disagree on what they mean;
+//!   are refused: servers disagree on what they mean. A raw `\` is refused the same way (some
+//!   servers read it as `/`); when allowed it is passed on as `%5C`;
 //! - repeated slashes are merged, `.` segments dropped, `..` segments remove their parent; `..` above
 //!   the root is refused;
 //! - `;parameters` on a segment (Tomcat/Jetty "matrix" parameters) are not part of the segment's
 //!   name: the decision path drops them, so `/admin;x` is decided as `/admin` and `/..;/` counts as
 //!   `..`, as such servers do. The forwarded path keeps them on ordinary segments.
+//!
+//! Paths are case-sensitive. For backends that are not (IIS), [`CanonicalPath::fold_case`] lower-cases
+//! a path; the proxy then decides on *and forwards* the folded path, so the backend can never read a
+//! different resource into it than the one the route was chosen for.
 
 use std::fmt;
 
@@ -30,6 +37,9 @@ pub enum PathError {
     /// `%2F` or `%5C` while `server.allow_encoded_slashes` is false.
     #[error("encoded slash in path (set server.allow_encoded_slashes to accept it)")]
     EncodedSlash,
+    /// A raw `\` while `server.allow_encoded_slashes` is false: some servers read it as `/`.
+    #[error("backslash in path (set server.allow_encoded_slashes to accept it)")]
+    Backslash,
     /// More `..` segments than there are parents.
     #[error("path climbs above the root")]
     AboveRoot,
@@ -104,6 +114,113 @@ impl CanonicalPath {
     pub fn forward(&self) -> &str {
         &self.forward
     }
+
+    /// The same path lower-cased, for `server.case_insensitive_routes`: both the decision and the
+    /// forwarded path are folded, so what was decided is exactly what the backend receives.
+    pub fn fold_case(&self) -> CanonicalPath {
+        CanonicalPath {
+            decision: fold_case(&self.decision),
+            forward: fold_case(&self.forward),
+        }
+    }
+}
+
+/// Lower-cases a canonical path: ASCII letters, and the UTF-8 text its escapes of non-ASCII bytes
+/// spell (`%C3%89` → `%C3%A9`). Escapes of ASCII bytes keep their upper-case hex digits, and a
+/// run of escapes that is not UTF-8 is kept as it is. The result is canonical again.
+pub fn fold_case(path: &str) -> String {
+    let bytes = path.as_bytes();
+    // The byte `%XX` at `at` stands for, if there is an escape there.
+    let escape_at = |at: usize| -> Option<u8> {
+        if bytes.get(at) != Some(&b'%') {
+            return None;
+        }
+        Some(hex_value(*bytes.get(at + 1)?)? << 4 | hex_value(*bytes.get(at + 2)?)?)
+    };
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match escape_at(i) {
+            Some(byte) if !byte.is_ascii() => {
+                let mut run = Vec::new();
+                while let Some(byte) = escape_at(i).filter(|b| !b.is_ascii()) {
+                    run.push(byte);
+                    i += 3;
+                }
+                match String::from_utf8(run) {
+                    Ok(text) => text
+                        .to_lowercase()
+                        .bytes()
+                        .for_each(|byte| push_path_byte(&mut out, byte)),
+                    Err(err) => err
+                        .into_bytes()
+                        .into_iter()
+                        .for_each(|byte| push_escaped(&mut out, byte)),
+                }
+            }
+            Some(_) => {
+                out.push_str(&path[i..i + 3]);
+                i += 3;
+            }
+            None => {
+                match bytes[i] {
+                    byte if byte.is_ascii() => out.push(char::from(byte.to_ascii_lowercase())),
+                    byte => push_escaped(&mut out, byte),
+                }
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `byte` stands for itself in a canonical path segment: unreserved characters, the
+/// sub-delimiters, `:` and `@` (RFC 3986 `pchar`). `%`, `/` and `;` have their own rules; every other
+/// byte is percent-encoded.
+fn stays_raw(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// Appends a byte of a decoded or folded path in canonical form.
+fn push_path_byte(out: &mut String, byte: u8) {
+    if stays_raw(byte) {
+        out.push(char::from(byte));
+    } else {
+        push_escaped(out, byte);
+    }
+}
+
+/// `text` with every byte a canonical path would percent-encode encoded (`/données` →
+/// `/donn%C3%A9es`); `%`, `/`, `;` and `\\` are left for [`CanonicalPath::parse`] to judge. Lets a
+/// config name a path as people write it.
+pub fn escape_raw_bytes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if matches!(byte, b'%' | b'/' | b';' | b'\\') {
+            out.push(char::from(byte));
+        } else {
+            push_path_byte(&mut out, byte);
+        }
+    }
+    out
 }
 
 impl fmt::Display for CanonicalPath {
@@ -114,8 +231,7 @@ impl fmt::Display for CanonicalPath {
 
 /// The common case, checked without allocating: nothing to decode, merge, resolve or strip.
 fn is_already_canonical(rest: &str) -> bool {
-    let bytes = rest.as_bytes();
-    if bytes.iter().any(|&b| b == b'%' || b == b';') {
+    if !rest.bytes().all(|b| b == b'/' || stays_raw(b)) {
         return false;
     }
     let mut segments = rest.split('/').peekable();
@@ -137,11 +253,13 @@ fn normalise_escapes(segment: &str, allow_encoded_slashes: bool) -> Result<Strin
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'%' {
-            if bytes[i].is_ascii_graphic() {
-                out.push(bytes[i] as char);
-            } else {
-                // Never reached through hyper, which refuses such targets; kept encoded regardless.
-                push_escaped(&mut out, bytes[i]);
+            match bytes[i] {
+                b'\\' if !allow_encoded_slashes => return Err(PathError::Backslash),
+                // `;` separates a segment's parameters; `parse` splits on it.
+                b';' => out.push(';'),
+                // hyper delivers non-ASCII (as UTF-8), `"`, `[`, `]`, `^`, `{`, `|`, `}` and `\\`
+                // raw: encoded, they meet their percent-encoded spelling.
+                byte => push_path_byte(&mut out, byte),
             }
             i += 1;
             continue;
@@ -269,6 +387,83 @@ mod tests {
     }
 
     #[test]
+    fn raw_backslash_is_refused_like_its_escape() {
+        assert_eq!(
+            decision("/public/..\\..\\admin").unwrap_err(),
+            PathError::Backslash
+        );
+        assert_eq!(decision("/a\\b").unwrap_err(), PathError::Backslash);
+        let allowed = CanonicalPath::parse("/public/..\\..\\admin", true).unwrap();
+        assert_eq!(allowed.decision(), "/public/..%5C..%5Cadmin");
+        assert_eq!(allowed.forward(), "/public/..%5C..%5Cadmin");
+        assert_eq!(
+            allowed,
+            CanonicalPath::parse("/public/..%5c..%5Cadmin", true).unwrap()
+        );
+    }
+
+    #[test]
+    fn raw_non_ascii_and_its_escape_are_one_path() {
+        for spelling in [
+            "/données",
+            "/donn%C3%A9es",
+            "/donn%c3%a9es",
+            "/donn%C3%a9es/",
+        ] {
+            let path = CanonicalPath::parse(spelling, false).unwrap();
+            assert_eq!(
+                path.decision().trim_end_matches('/'),
+                "/donn%C3%A9es",
+                "{spelling}"
+            );
+            assert_eq!(
+                path.forward().trim_end_matches('/'),
+                "/donn%C3%A9es",
+                "{spelling}"
+            );
+        }
+        assert_eq!(decision("/日本/x;p=é").unwrap(), "/%E6%97%A5%E6%9C%AC/x");
+        assert_eq!(
+            CanonicalPath::parse("/x;p=é", false).unwrap().forward(),
+            "/x;p=%C3%A9"
+        );
+    }
+
+    #[test]
+    fn characters_a_uri_path_cannot_hold_raw_meet_their_escapes() {
+        // hyper passes these through raw; a URI must encode them, so both spellings are one path.
+        for (raw, escaped) in [
+            ("/a{b}", "/a%7Bb%7D"),
+            ("/a|b", "/a%7Cb"),
+            ("/a^b", "/a%5Eb"),
+            ("/a\"b", "/a%22b"),
+            ("/a[b]", "/a%5Bb%5D"),
+        ] {
+            assert_eq!(decision(raw).unwrap(), escaped, "{raw}");
+            assert_eq!(decision(escaped).unwrap(), escaped, "{escaped}");
+        }
+        // Sub-delimiters, `:` and `@` stay as written: their escapes may mean something else.
+        assert_eq!(decision("/a:b@c!$&'()*+,=").unwrap(), "/a:b@c!$&'()*+,=");
+    }
+
+    #[test]
+    fn folded_paths_are_lower_case_and_canonical() {
+        let folded = |raw: &str| CanonicalPath::parse(raw, true).unwrap().fold_case();
+        assert_eq!(folded("/ADMIN/Users").decision(), "/admin/users");
+        assert_eq!(
+            folded("/Admin;JSESSIONID=X").forward(),
+            "/admin;jsessionid=x"
+        );
+        assert_eq!(folded("/DONNÉES").decision(), "/donn%C3%A9es");
+        assert_eq!(folded("/DONN%C3%89ES").decision(), "/donn%C3%A9es");
+        // Escapes of ASCII keep upper-case hex; what is not UTF-8 is kept.
+        assert_eq!(folded("/A%2FB%20C").decision(), "/a%2Fb%20c");
+        assert_eq!(folded("/A%FF%C3").decision(), "/a%FF%C3");
+        // The Kelvin sign folds to an ASCII `k`, which a canonical path holds raw.
+        assert_eq!(folded("/%E2%84%AAB").decision(), "/kb");
+    }
+
+    #[test]
     fn encoded_slashes_stay_encoded_when_allowed() {
         let path = CanonicalPath::parse("/files/a%2fb", true).unwrap();
         assert_eq!(path.decision(), "/files/a%2Fb");
@@ -291,7 +486,9 @@ mod tests {
     /// panics, is idempotent, and never leaves a dot segment, an empty segment or an encoded slash.
     #[test]
     fn canonical_form_invariants_hold_for_every_small_input() {
-        const PIECES: [&str; 10] = ["/", ".", "..", "%2e", "%2f", "%5c", ";x", "a", "%41", "%zz"];
+        const PIECES: [&str; 12] = [
+            "/", ".", "..", "%2e", "%2f", "%5c", ";x", "a", "%41", "%zz", "\\", "É",
+        ];
         let mut inputs = vec![String::from("/")];
         for _ in 0..5 {
             let longer: Vec<String> = inputs
@@ -308,6 +505,16 @@ mod tests {
             let again =
                 CanonicalPath::parse(decision, false).expect("a canonical path stays valid");
             assert_eq!(again.decision(), decision, "not idempotent for {input:?}");
+            assert!(decision.is_ascii(), "{input:?} -> {decision:?}");
+            let folded = path.fold_case();
+            assert_eq!(
+                folded.fold_case(),
+                folded,
+                "folding {input:?} is not stable"
+            );
+            let reparsed =
+                CanonicalPath::parse(folded.decision(), false).expect("a folded path stays valid");
+            assert_eq!(reparsed.decision(), folded.decision(), "{input:?}");
             assert!(decision.starts_with('/'), "{input:?} -> {decision:?}");
             let inner = decision.trim_end_matches('/');
             for segment in inner.split('/').skip(1) {

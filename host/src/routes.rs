@@ -92,7 +92,7 @@ mod tests {
             .enumerate()
             .map(|(i, (host, path))| {
                 let host = host.map(|h| format!("host = {h:?}\n")).unwrap_or_default();
-                format!("[[routes]]\nname = \"r{i}\"\n{host}path = {path:?}\nupstream = \"http://127.0.0.1:1\"\n")
+                format!("[[routes]]\nname = \"r{i}\"\n{host}path = {path:?}\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n")
             })
             .collect();
         let config = crate::config::parse(&text, std::path::Path::new(".")).unwrap();

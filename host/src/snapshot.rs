@@ -138,6 +138,7 @@ mod tests {
             name = "api"
             path = "/api"
             upstream = "http://127.0.0.1:1/v1/"
+            auth = "none"
             strip_prefix = true
         "#;
         let config = crate::config::parse(text, std::path::Path::new(".")).unwrap();

@@ -125,7 +125,7 @@ fn check_lists_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\nupstream = \"htp:/x\"\n\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n",
+        "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\nupstream = \"htp:/x\"\nauth = \"none\"\n\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n",
     );
     let output = binary()
         .args(["check", "--config"])
@@ -170,4 +170,164 @@ fn run_refuses_a_missing_config_with_a_clear_message() {
         stderr.contains("cannot read config file /nonexistent/portcullis.toml"),
         "{stderr}"
     );
+}
+
+/// `GET path` with `accept` on `addr`: the status and the body.
+async fn fetch(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String) {
+    let (status, text) = support::raw(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
+/// Waits up to 30 s for `portcullis` to exit on its own (killed and `None` if it does not).
+fn exit_code_within_30s(mut child: std::process::Child) -> (Option<i32>, String) {
+    use std::io::Read;
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < give_up {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status.code(), stderr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (None, "still running after 30 s".to_owned())
+}
+
+/// The live edit that used to open every route: `[oidc]` removed from a running config. Routes
+/// without an `auth` key need a login, so the reload is refused naming them, the running config
+/// keeps protecting them, and `check` and `run` refuse the edited file the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_oidc_from_a_running_config_is_refused_and_opens_nothing() {
+    use support::hostile_idp::{HostileIdp, Script};
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let oidc = format!(
+        "[oidc]\ndiscovery = \"{}\"\nclient_id = \"portcullis\"\nclient_secret = \"hostile-test-secret\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\n",
+        idp.discovery_url()
+    );
+    let text = |oidc: &str| {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+{oidc}[session]
+store = "memory"
+cookie_secure = false
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "http://{echo}"
+auth = "required"
+
+[[routes]]
+name = "public"
+path = "/public"
+upstream = "http://{echo}"
+auth = "none"
+"#
+        )
+    };
+    let config = write_config(dir.path(), &text(&oidc));
+    let started = config.clone();
+    let proxy = tokio::task::spawn_blocking(move || RunningProxy::start(&started))
+        .await
+        .unwrap();
+    let admin = proxy.admin.expect("the binary prints its admin address");
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    // 503 until the provider is discovered, then 401 for a client without a session.
+    while fetch(proxy.addr, "/", "application/json").await.0 != 401 {
+        assert!(std::time::Instant::now() < give_up, "no discovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The edit, saved as editors do (a new file renamed over the old one).
+    let edited = dir.path().join("portcullis.toml.new");
+    std::fs::write(&edited, text("")).unwrap();
+    std::fs::rename(&edited, &config).unwrap();
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (_, body) = fetch(admin, "/reload", "application/json").await;
+        let status: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
+        if status["failed_reloads"].as_u64() >= Some(1)
+            && status["last_attempt"]["error"]
+                .as_str()
+                .is_some_and(|error| error.contains("routes[0].auth"))
+        {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the edit was not refused: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["generation"], 1, "nothing was applied: {status}");
+    assert_eq!(status["last_attempt"]["result"], "failed", "{status}");
+    let error = status["last_attempt"]["error"].as_str().unwrap();
+    for expected in [
+        "routes[0].auth: route \"app\" needs a login (it has no auth key, and \"required\" is the default), but there is no [oidc] section",
+        "routes[1].auth: route \"api\" has auth = \"required\", but there is no [oidc] section",
+        "write auth = \"none\" if the route is meant to be open to everyone",
+    ] {
+        assert!(error.contains(expected), "missing {expected:?} in {error}");
+    }
+    assert!(!error.contains("routes[2]"), "{error}");
+
+    // Still protected by the running config; the open route still open.
+    assert_eq!(fetch(proxy.addr, "/", "application/json").await.0, 401);
+    assert_eq!(
+        fetch(proxy.addr, "/", "text/html").await.0,
+        302,
+        "sent to log in"
+    );
+    assert_eq!(fetch(proxy.addr, "/api/x", "application/json").await.0, 401);
+    assert_eq!(
+        fetch(proxy.addr, "/public/x", "application/json").await.0,
+        200
+    );
+
+    // At start, the same file is refused with the same problems.
+    let check = binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&check.stderr).trim_end(), error);
+    let run = binary()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = tokio::task::spawn_blocking(move || exit_code_within_30s(run))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "run must refuse the config: {stderr}");
+    assert!(stderr.contains("routes[0].auth: route \"app\""), "{stderr}");
+    drop(proxy);
 }

@@ -70,7 +70,7 @@ fn every_example_config_is_valid() {
 #[test]
 fn omitted_keys_take_their_documented_defaults() {
     let config = portcullis::config::parse(
-        "[[routes]]\nname = \"app\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        "[[routes]]\nname = \"app\"\nupstream = \"http://127.0.0.1:3000\"\nauth = \"none\"\n",
         Path::new("."),
     )
     .unwrap();
@@ -98,15 +98,54 @@ fn omitted_keys_take_their_documented_defaults() {
 #[test]
 fn listen_takes_one_string_or_a_list() {
     let one = portcullis::config::parse(
-        "[server]\nlisten = \"127.0.0.1:1\"\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:3\"\n",
+        "[server]\nlisten = \"127.0.0.1:1\"\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:3\"\nauth = \"none\"\n",
         Path::new("."),
     )
     .unwrap();
     assert_eq!(one.server.listen.len(), 1);
     let many = portcullis::config::parse(
-        "[server]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:3\"\n",
+        "[server]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:3\"\nauth = \"none\"\n",
         Path::new("."),
     )
     .unwrap();
     assert_eq!(many.server.listen.len(), 2);
+}
+
+#[test]
+fn case_insensitive_routes_fold_route_and_login_paths() {
+    let text = |server: &str, second_path: &str| {
+        format!(
+            "[server]\n{server}\n\n[oidc]\ndiscovery = \"http://127.0.0.1:9/.well-known/openid-configuration\"\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"http://app.example.com/OAuth/Callback\"\nlogout_path = \"/LogOut\"\n\n[[routes]]\nname = \"admin\"\npath = \"/Admin/Données\"\n\nupstream = \"http://127.0.0.1:3\"\n\n[[routes]]\nname = \"other\"\npath = \"{second_path}\"\nupstream = \"http://127.0.0.1:3\"\n"
+        )
+    };
+    let folded = portcullis::config::parse(
+        &text("case_insensitive_routes = true", "/x"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(folded.server.case_insensitive_routes);
+    assert_eq!(folded.routes[0].path, "/admin/donn%C3%A9es");
+    let oidc = folded.oidc.as_ref().unwrap();
+    assert_eq!(oidc.callback_path, "/oauth/callback");
+    assert_eq!(oidc.logout_path, "/logout");
+
+    let kept = portcullis::config::parse(&text("", "/x"), Path::new(".")).unwrap();
+    assert!(!kept.server.case_insensitive_routes, "off by default");
+    assert_eq!(kept.routes[0].path, "/Admin/Donn%C3%A9es");
+
+    // Two paths that differ only in case are one route when case does not count.
+    let Err(portcullis::config::ParseError::Invalid(problems)) = portcullis::config::parse(
+        &text("case_insensitive_routes = true", "/ADMIN/DONNÉES/"),
+        Path::new("."),
+    ) else {
+        panic!("routes differing only in case must be refused");
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "routes[1]");
+    assert!(
+        problems[0]
+            .message
+            .contains("same host and path as routes[0]"),
+        "{problems:?}"
+    );
 }

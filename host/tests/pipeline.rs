@@ -36,7 +36,7 @@ async fn call(proxy: &Proxy, request: http::request::Builder, peer: &str) -> Ans
 
 fn routes(upstream: &str) -> String {
     format!(
-        "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n\n[[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"{upstream}\"\n\n[[routes]]\nname = \"admin\"\nhost = \"admin.example.com\"\npath = \"/\"\nupstream = \"{upstream}\"\n"
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n\n[[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"{upstream}\"\nauth = \"none\"\n\n[[routes]]\nname = \"admin\"\nhost = \"admin.example.com\"\npath = \"/\"\nupstream = \"{upstream}\"\nauth = \"none\"\n"
     )
 }
 
@@ -125,6 +125,62 @@ async fn trusted_proxies_are_matched_by_cidr_including_ipv4_mapped_peers() {
         received_header(&untrusted, "x-forwarded-for").as_deref(),
         Some("192.0.2.1")
     );
+}
+
+/// A snapshot built without login (as `Snapshot::new` builds one, whatever the config says) has no
+/// way to check a session: a route that requires one must answer 401, never pass the request on.
+#[tokio::test]
+async fn a_required_route_never_reaches_the_upstream_when_no_login_is_configured() {
+    let echo = echo::spawn().await;
+    let proxy = proxy(&format!(
+        r#"
+[oidc]
+discovery = "http://127.0.0.1:9/.well-known/openid-configuration"
+client_id = "portcullis"
+client_secret = "secret"
+redirect_uri = "http://app.example.com/auth"
+
+[[routes]]
+name = "required"
+path = "/"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "optional"
+path = "/optional"
+upstream = "http://{echo}"
+auth = "optional"
+
+[[routes]]
+name = "open"
+path = "/open"
+upstream = "http://{echo}"
+auth = "none"
+"#
+    ));
+    assert!(proxy.auth().is_none(), "the snapshot has no login");
+    for accept in ["application/json", "text/html"] {
+        let request = Request::get("/private")
+            .header("host", "x")
+            .header("accept", accept);
+        let answer = call(&proxy, request, "192.0.2.1:5000").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+        assert!(
+            !answer.text().contains("\"uri\""),
+            "the upstream was reached: {}",
+            answer.text()
+        );
+    }
+    // Routes that do not need a session still work: anonymous.
+    for path in ["/optional/x", "/open/x"] {
+        let answer = call(
+            &proxy,
+            Request::get(path).header("host", "x"),
+            "192.0.2.1:5000",
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+    }
 }
 
 /// Property tests of the trust boundary: random request targets, header sets and cookie strings

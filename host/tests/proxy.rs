@@ -18,7 +18,7 @@ fn routes_config(echo: std::net::SocketAddr) -> String {
             .map(|h| format!("host = \"{h}\"\n"))
             .unwrap_or_default();
         format!(
-            "[[routes]]\nname = \"{name}\"\n{host}path = \"{path}\"\nupstream = \"http://{echo}/to-{name}\"\n\n"
+            "[[routes]]\nname = \"{name}\"\n{host}path = \"{path}\"\nupstream = \"http://{echo}/to-{name}\"\nauth = \"none\"\n\n"
         )
     };
     format!(
@@ -93,6 +93,126 @@ async fn canonicalisation_attacks_never_reach_the_wrong_route() {
             );
         }
     }
+}
+
+/// Sends `target` as the raw request line (bytes as they are, no client-side encoding).
+async fn raw_target(proxy: &support::TestProxy, target: &str) -> (u16, String) {
+    raw(
+        proxy.addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_raw_backslash_in_the_path_is_refused_like_an_encoded_one() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&routes_config(echo)).await;
+    // A backend that reads `\` as `/` would serve /admin for a request routed as /public.
+    for target in ["/public/..\\..\\admin", "/public\\..\\admin", "/admin\\"] {
+        let (status, text) = raw_target(&proxy, target).await;
+        assert_eq!(status, 400, "{target}: {text}");
+        assert!(
+            !text.contains("\"uri\""),
+            "{target} reached an upstream: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_raw_backslash_passes_encoded_when_the_config_allows_encoded_slashes() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "allow_encoded_slashes = true")).await;
+    let (status, text) = raw_target(&proxy, "/public/..\\..\\admin").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"uri\":\"/public/..%5C..%5Cadmin\""),
+        "the upstream must get the decided path, not a raw backslash: {text}"
+    );
+}
+
+#[tokio::test]
+async fn raw_and_percent_encoded_non_ascii_paths_reach_the_same_route() {
+    let echo = echo::spawn().await;
+    let route = |name: &str, path: &str, auth: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath = \"{path}\"\nupstream = \"http://{echo}/to-{name}\"\nauth = \"{auth}\"\n\n"
+        )
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{}{}",
+        route("donnees", "/données", "none"),
+        route("rest", "/", "none"),
+    );
+    let proxy = start_proxy(&config).await;
+    // hyper hands raw UTF-8 in the request line through as it is; both spellings must meet.
+    for target in [
+        "/données/x",
+        "/donn%C3%A9es/x",
+        "/donn%c3%a9es/x",
+        "/donn%C3%a9es/./x",
+    ] {
+        let (status, text) = raw_target(&proxy, target).await;
+        assert_eq!(status, 200, "{target}: {text}");
+        assert!(
+            text.contains("\"uri\":\"/to-donnees/donn%C3%A9es/x\""),
+            "{target} must be served by the /données route: {text}"
+        );
+    }
+    let (_, text) = raw_target(&proxy, "/donnees/x").await;
+    assert!(text.contains("\"uri\":\"/to-rest/donnees/x\""), "{text}");
+}
+
+/// A `/admin` route whose policy refuses everyone, and an open catch-all route.
+fn admin_policy_config(
+    echo: std::net::SocketAddr,
+    server_extra: &str,
+) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deny.rhai"), "deny(403, \"admins only\")\n").unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n\
+         [[routes]]\nname = \"admin\"\npath = \"/Admin\"\nupstream = \"http://{echo}/to-admin\"\nauth = \"none\"\npolicy = \"deny.rhai\"\n\n\
+         [[routes]]\nname = \"rest\"\npath = \"/\"\nupstream = \"http://{echo}/to-rest\"\nauth = \"none\"\n"
+    );
+    (dir, config)
+}
+
+#[tokio::test]
+async fn with_case_insensitive_routes_no_spelling_skips_the_routes_policy() {
+    let echo = echo::spawn().await;
+    let (dir, config) = admin_policy_config(echo, "case_insensitive_routes = true");
+    let proxy = start_proxy_in(&config, dir.path()).await;
+    for target in [
+        "/admin",
+        "/ADMIN/users",
+        "/aDmIn/",
+        "/%41DMIN",
+        "/x/../ADMIN;p",
+    ] {
+        let (status, text) = raw_target(&proxy, target).await;
+        assert_eq!(status, 403, "{target} skipped the /admin policy: {text}");
+    }
+    // What is forwarded is the path that was decided: lower-cased, the query as it was.
+    let (status, text) = raw_target(&proxy, "/Docs/ReadMe.TXT?Q=A").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"uri\":\"/to-rest/docs/readme.txt?Q=A\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn paths_are_case_sensitive_by_default() {
+    let echo = echo::spawn().await;
+    let (dir, config) = admin_policy_config(echo, "");
+    let proxy = start_proxy_in(&config, dir.path()).await;
+    let (status, _) = raw_target(&proxy, "/Admin/x").await;
+    assert_eq!(status, 403);
+    // Another spelling is another path: served, as written, by the catch-all route.
+    let (status, text) = raw_target(&proxy, "/ADMIN/x").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"uri\":\"/to-rest/ADMIN/x\""), "{text}");
 }
 
 #[tokio::test]
@@ -213,7 +333,7 @@ async fn forwarding_headers_from_trusted_proxies_are_extended() {
 async fn host_is_preserved_unless_the_route_says_otherwise() {
     let echo = echo::spawn().await;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"kept\"\npath = \"/kept\"\nupstream = \"http://{echo}\"\n\n[[routes]]\nname = \"rewritten\"\npath = \"/rewritten\"\nupstream = \"http://{echo}\"\npreserve_host = false\nstrip_prefix = true\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"kept\"\npath = \"/kept\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n\n[[routes]]\nname = \"rewritten\"\npath = \"/rewritten\"\nupstream = \"http://{echo}\"\nauth = \"none\"\npreserve_host = false\nstrip_prefix = true\n"
     );
     let proxy = start_proxy(&config).await;
     let kept = get(&proxy.url("/kept"), &[("host", "app.example.com")])
@@ -312,7 +432,7 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     .await;
     let port = tls_upstream.addr.port();
     let with_ca = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"trusted\"\npath = \"/trusted\"\nupstream = \"https://localhost:{port}\"\nupstream_ca = \"upstream.pem\"\n\n[[routes]]\nname = \"web-roots\"\npath = \"/web-roots\"\nupstream = \"https://localhost:{port}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"trusted\"\npath = \"/trusted\"\nupstream = \"https://localhost:{port}\"\nupstream_ca = \"upstream.pem\"\nauth = \"none\"\n\n[[routes]]\nname = \"web-roots\"\npath = \"/web-roots\"\nupstream = \"https://localhost:{port}\"\nauth = \"none\"\n"
     );
     let proxy = start_proxy_in(&with_ca, dir.path()).await;
     let answer = get(&proxy.url("/trusted/x"), &[]).await;
@@ -390,7 +510,7 @@ async fn bodies_over_the_limit_answer_413() {
 async fn admin_endpoints_live_only_on_the_admin_listener() {
     let echo = echo::spawn().await;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"http://{echo}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
     );
     let proxy = start_proxy(&config).await;
     let admin = proxy.admin.expect("admin listener");

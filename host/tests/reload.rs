@@ -29,6 +29,7 @@ admin_listen = "127.0.0.1:0"
 name = "app"
 path = "/"
 upstream = "http://{echo}"
+auth = "none"
 policy = "policy.rhai"
 "#
     )
@@ -292,6 +293,7 @@ cache = false
 name = "app"
 path = "/"
 upstream = "http://{echo}"
+auth = "none"
 policy = "policy.wasm"
 [routes.policy_config]
 group = "admins"
@@ -323,13 +325,13 @@ async fn an_upstream_change_and_added_and_removed_routes_apply() {
     let config = dir.path().join("portcullis.toml");
     let routes = |upstream: String, extra_route: &str| {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"{upstream}\"\n{extra_route}"
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/app\"\nupstream = \"{upstream}\"\nauth = \"none\"\n{extra_route}"
         )
     };
-    let old_route =
-        "\n[[routes]]\nname = \"old\"\npath = \"/old\"\nupstream = \"http://127.0.0.1:9\"\n";
-    let new_route =
-        format!("\n[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"http://{first}\"\n");
+    let old_route = "\n[[routes]]\nname = \"old\"\npath = \"/old\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n";
+    let new_route = format!(
+        "\n[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"http://{first}\"\nauth = \"none\"\n"
+    );
     std::fs::write(&config, routes(format!("http://{first}/one"), old_route)).unwrap();
     let proxy = start_watching(&config).await;
     let upstream_uri = |answer: support::Answer| answer.json()["uri"].as_str().unwrap().to_owned();
@@ -367,7 +369,7 @@ async fn a_rotated_certificate_is_presented_to_new_connections() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
         ),
     )
     .unwrap();
@@ -418,7 +420,7 @@ async fn a_reload_refuses_exactly_what_check_refuses() {
     let (dir, config) = setup(&config_text(echo));
     let proxy = start_watching(&config).await;
     let broken = format!(
-        "{}\n[[routes]]\nname = \"app\"\npath = \"/other\"\nupstream = \"ftp://x\"\n",
+        "{}\n[[routes]]\nname = \"app\"\npath = \"/other\"\nupstream = \"ftp://x\"\nauth = \"none\"\n",
         config_text(echo)
     );
     std::fs::write(&config, broken).unwrap();
@@ -443,7 +445,7 @@ fn sighup_reloads_the_running_binary() {
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n",
     )
     .unwrap();
     let proxy = support::binary::RunningProxy::start(&config);
@@ -608,7 +610,7 @@ async fn turning_tls_off_waits_for_a_restart() {
     let config = dir.path().join("portcullis.toml");
     let text = |tls: &str| {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
         )
     };
     let tls = "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n";

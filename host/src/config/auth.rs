@@ -180,16 +180,18 @@ pub(super) fn validate_headers(
     ok.then_some(IdentityHeaders(headers))
 }
 
+/// A route's `auth`: `"required"` unless the route says otherwise, whether or not `[oidc]` exists,
+/// so no edit elsewhere in the file (a removed or half-written `[oidc]`) can open a route. A route
+/// that uses a login in a config without `[oidc]` is a problem naming the route.
 pub(super) fn validate_auth_mode(
     raw: Option<&str>,
     oidc_set: bool,
+    route_name: Option<&str>,
     key: &str,
     problems: &mut Problems,
 ) -> Option<AuthMode> {
     let mode = match raw {
-        None if oidc_set => AuthMode::Required,
-        None => AuthMode::None,
-        Some("required") => AuthMode::Required,
+        None | Some("required") => AuthMode::Required,
         Some("optional") => AuthMode::Optional,
         Some("none") => AuthMode::None,
         Some(other) => {
@@ -201,7 +203,20 @@ pub(super) fn validate_auth_mode(
         }
     };
     if mode != AuthMode::None && !oidc_set {
-        problems.add(key, "needs an [oidc] section to log users in");
+        let route =
+            route_name.map_or_else(|| "this route".to_owned(), |name| format!("route {name:?}"));
+        let why = match raw {
+            None => {
+                "needs a login (it has no auth key, and \"required\" is the default)".to_owned()
+            }
+            Some(written) => format!("has auth = {written:?}"),
+        };
+        problems.add(
+            key,
+            format!(
+                "{route} {why}, but there is no [oidc] section to log in with: add [oidc], or write auth = \"none\" if the route is meant to be open to everyone"
+            ),
+        );
         return None;
     }
     Some(mode)

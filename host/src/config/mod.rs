@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub max_request_body: u64,
     /// Whether `%2F`/`%5C` inside a path segment is accepted.
     pub allow_encoded_slashes: bool,
+    /// Whether routes match without regard to case; request paths are then lower-cased (for the
+    /// decision and upstream alike) and route paths were lower-cased when loaded.
+    pub case_insensitive_routes: bool,
     /// Upstream TCP + TLS connect timeout.
     pub upstream_connect_timeout: Duration,
     /// TLS termination, ready to use; `None` for plain HTTP.

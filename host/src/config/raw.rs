@@ -18,7 +18,7 @@ pub struct RawConfig {
     /// Log level.
     #[serde(default)]
     pub log: RawLog,
-    /// OpenID Connect login. Default: none (no route can require login).
+    /// OpenID Connect login. Default: none (then every route must say `auth = "none"`).
     pub oidc: Option<RawOidc>,
     /// The built-in development identity provider (demo users; never for production). Default:
     /// none — it is started only when this section is present (or by `portcullis demo`).
@@ -191,6 +191,10 @@ pub struct RawServer {
     /// Accept `%2F` and `%5C` inside path segments (kept encoded). Default `false`: such paths get 400.
     #[serde(default)]
     pub allow_encoded_slashes: bool,
+    /// Match routes without regard to case, for backends that ignore it (IIS): `/ADMIN` is decided
+    /// and forwarded as `/admin`. Default `false`: paths are case-sensitive.
+    #[serde(default)]
+    pub case_insensitive_routes: bool,
     /// Time allowed to open a TCP (and TLS) connection to an upstream (`502` on failure, `504` on
     /// timeout). Default `"5s"`.
     pub upstream_connect_timeout: Option<String>,
@@ -247,7 +251,8 @@ pub struct RawRoute {
     pub response_timeout: Option<String>,
     /// Overrides `server.max_request_body` for this route.
     pub max_request_body: Option<String>,
-    /// `"required"` (default when `[oidc]` is set), `"optional"` or `"none"` (default without `[oidc]`).
+    /// `"required"` (the default, with or without `[oidc]`), `"optional"` or `"none"` (open to
+    /// everyone; only where a route says so).
     pub auth: Option<String>,
     /// Identity headers for this route, replacing the top-level `[headers]`.
     pub headers: Option<BTreeMap<String, String>>,

@@ -77,7 +77,14 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     {
         oidc.discovery = Some(format!("http://{listen}/.well-known/openid-configuration"));
     }
-    let oidc = raw_oidc.and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    let mut oidc = raw_oidc.and_then(|oidc| auth::validate_oidc(oidc, base_dir, &mut problems));
+    if let (Some(oidc), Some(server)) = (oidc.as_mut(), &server)
+        && server.resolved.case_insensitive_routes
+    {
+        // Request paths are folded before the callback and logout paths are compared with them.
+        oidc.callback_path = crate::canonical::fold_case(&oidc.callback_path);
+        oidc.logout_path = crate::canonical::fold_case(&oidc.logout_path);
+    }
     let dev_idp = match (dev_idp_listen, &oidc) {
         (Some(listen), Some(oidc)) => Some(super::DevIdpConfig {
             listen,
@@ -242,6 +249,7 @@ fn validate_server(
             drain_timeout: drain_timeout?,
             max_request_body: max_request_body?,
             allow_encoded_slashes: raw.allow_encoded_slashes,
+            case_insensitive_routes: raw.case_insensitive_routes,
             upstream_connect_timeout: upstream_connect_timeout?,
             tls: tls?,
             max_connections: max_connections?,
@@ -290,10 +298,17 @@ fn validate_routes(
             .host
             .as_deref()
             .and_then(|host| problems.check(key("host"), parse_host_pattern(host)));
-        let path = problems.check(
-            key("path"),
-            parse_route_path(raw.path.as_deref().unwrap_or("/")),
-        );
+        let path = problems
+            .check(
+                key("path"),
+                parse_route_path(raw.path.as_deref().unwrap_or("/")),
+            )
+            .map(|path| match server {
+                Some(server) if server.resolved.case_insensitive_routes => {
+                    crate::canonical::fold_case(&path)
+                }
+                _ => path,
+            });
         if let Some(path) = &path
             && (raw.host.is_none() || host.is_some())
             && let Some(first) = places.insert((host.clone(), path.clone()), i)
@@ -349,6 +364,7 @@ fn validate_routes(
         let auth = auth::validate_auth_mode(
             raw.auth.as_deref(),
             defaults.oidc_set,
+            name.as_deref(),
             &key("auth"),
             problems,
         );
@@ -549,6 +565,8 @@ fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
     })
 }
 
+/// A route's path prefix in canonical form. Text may be written as people read it (`/données`);
+/// anything else a request path would be canonicalised into must already be in canonical form.
 fn parse_route_path(text: &str) -> Result<String, String> {
     if !text.starts_with('/') {
         return Err(format!("must start with '/': {text:?}"));
@@ -558,7 +576,8 @@ fn parse_route_path(text: &str) -> Result<String, String> {
     let trimmed = canonical.decision().trim_end_matches('/');
     let prefix = if trimmed.is_empty() { "/" } else { trimmed };
     // A prefix must already be canonical, or it could never match a canonical request path.
-    if prefix != text.trim_end_matches('/') && !(prefix == "/" && text == "/") {
+    let written = crate::canonical::escape_raw_bytes(text);
+    if prefix != written.trim_end_matches('/') && !(prefix == "/" && text == "/") {
         return Err(format!(
             "not in canonical form: write {prefix:?} instead of {text:?}"
         ));
@@ -622,6 +641,9 @@ mod tests {
         assert!(parse_route_path("//a").is_err());
         assert!(parse_route_path("api").is_err());
         assert!(parse_route_path("/a;b").is_err());
+        assert_eq!(parse_route_path("/données").unwrap(), "/donn%C3%A9es");
+        assert_eq!(parse_route_path("/donn%C3%A9es").unwrap(), "/donn%C3%A9es");
+        assert!(parse_route_path("/a\\b").is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use hyper::upgrade::OnUpgrade;
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config, SessionConfig};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
-use crate::oidc::{Auth, Oidc};
+use crate::oidc::{Auth, AuthError, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
 use crate::session::{SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
@@ -261,10 +261,13 @@ fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyErr
             .to_str()
             .map_err(|_| crate::canonical::HostError)?,
     )?;
-    let path = CanonicalPath::parse(
+    let mut path = CanonicalPath::parse(
         request.uri().path(),
         ctx.snapshot.server.allow_encoded_slashes,
     )?;
+    if ctx.snapshot.server.case_insensitive_routes {
+        path = path.fold_case();
+    }
     ctx.route = ctx.snapshot.table.lookup(&host, path.decision());
     ctx.host = Some(host);
     ctx.host_header = Some(host_header);
@@ -298,17 +301,19 @@ async fn auth_endpoints<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result
 }
 
 /// Phase 4, authenticate: the session cookie → a live session (tokens refreshed when due). A
-/// request without one on an `auth = "required"` route is sent to log in or denied.
+/// request without one on an `auth = "required"` route is sent to log in or denied — also when the
+/// snapshot has no login at all (config validation refuses that; a snapshot built by hand must not
+/// open the route either).
 async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
-    let mode = ctx
-        .route()
-        .map_or(AuthMode::None, |route| route.config.auth);
-    let Some(auth) = ctx.auth.clone() else {
-        return Ok(Flow::Continue);
+    let mode = ctx.route().ok_or(ProxyError::NoRoute)?.config.auth;
+    let auth = match (mode, ctx.auth.clone()) {
+        (AuthMode::None, _) | (AuthMode::Optional, None) => return Ok(Flow::Continue),
+        (AuthMode::Required, None) => {
+            tracing::warn!(request_id = ?ctx.request_id, "route requires a login but none is configured; request refused");
+            return Err(AuthError::Unauthenticated(StatusCode::UNAUTHORIZED).into());
+        }
+        (AuthMode::Required | AuthMode::Optional, Some(auth)) => auth,
     };
-    if mode == AuthMode::None {
-        return Ok(Flow::Continue);
-    }
     let found = auth.authenticate(request.headers()).await?;
     ctx.set_cookies.extend(found.set_cookies);
     ctx.session = found.session;

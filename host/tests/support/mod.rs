@@ -138,7 +138,7 @@ pub async fn start_proxy(config: &str) -> TestProxy {
 /// A config with `[server]` on port 0 and one host-less route `/` to `upstream`, plus `extra`.
 pub fn one_route(upstream: SocketAddr, extra_server: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{upstream}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{upstream}\"\nauth = \"none\"\n"
     )
 }
 
