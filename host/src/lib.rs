@@ -5,10 +5,12 @@
 //! [`server::Server`] (sockets). `docs/architecture.md` has the map.
 
 pub mod canonical;
+pub mod claim_header;
 pub mod config;
 pub mod demo;
 pub mod dev_idp;
 pub mod error;
+pub mod header_ownership;
 pub mod logging;
 pub mod oidc;
 pub mod policy;

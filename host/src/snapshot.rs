@@ -20,8 +20,9 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Host and path → route.
     pub table: RouteTable,
-    /// Every configured identity header name (lower case), stripped from client requests on every
-    /// route together with anything starting with `X-Auth-`.
+    /// Every configured identity header name outside `X-Auth-*`, lower case with `-` for `_`
+    /// ([`crate::header_ownership::normalise`]): stripped from client requests on every route, in
+    /// every spelling, together with anything starting with `X-Auth-`.
     pub identity_header_names: Vec<String>,
     /// Login and sessions, when `[oidc]` is configured. The sessions are the process's (a reload
     /// never touches them); the relying party is rebuilt when `[oidc]` changes.
@@ -53,8 +54,8 @@ impl Snapshot {
             .iter()
             .flat_map(|route| route.identity_headers.0.iter())
             .chain(config.identity_headers.0.iter())
-            .map(|(name, _)| name.as_str().to_owned())
-            .filter(|name| !name.starts_with("x-auth-"))
+            .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
+            .filter(|name| crate::header_ownership::classify(name).is_none())
             .collect();
         identity_header_names.sort();
         identity_header_names.dedup();

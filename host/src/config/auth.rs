@@ -11,6 +11,7 @@ use super::raw::{RawOidc, RawSession};
 use super::secret::{self, Secret};
 use super::validate::{Problems, duration};
 use crate::canonical::CanonicalPath;
+use crate::header_ownership::{self, HeaderClass};
 
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 
@@ -149,6 +150,9 @@ impl IdentityHeaders {
     }
 }
 
+/// `[headers]` or a route's `headers`: each name a valid header name Portcullis does not own for
+/// another purpose (see [`crate::header_ownership`]), and no two names one header to a backend
+/// (`X-Remote-User` and `X_Remote_User`).
 pub(super) fn validate_headers(
     raw: Option<BTreeMap<String, String>>,
     key: &str,
@@ -157,25 +161,34 @@ pub(super) fn validate_headers(
     let Some(raw) = raw else {
         return Some(IdentityHeaders::seed_default());
     };
-    let mut headers = Vec::new();
+    let mut headers: Vec<(HeaderName, String)> = Vec::new();
     let mut ok = true;
     for (name, claim) in raw {
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(header) if !crate::proxy::headers::is_reserved_for_upstream(&header) => {
-                headers.push((header, claim))
-            }
-            Ok(_) => {
-                problems.add(
-                    format!("{key}.{name}"),
-                    "this header is managed by the proxy and cannot carry a claim",
-                );
-                ok = false;
-            }
-            Err(_) => {
-                problems.add(format!("{key}.{name}"), "not a valid header name");
-                ok = false;
-            }
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.add(format!("{key}.{name}"), "not a valid header name");
+            ok = false;
+            continue;
+        };
+        if !header_ownership::classify(header.as_str()).is_none_or(HeaderClass::may_carry_claim) {
+            problems.add(
+                format!("{key}.{name}"),
+                "this header is managed by the proxy and cannot carry a claim",
+            );
+            ok = false;
+            continue;
         }
+        if let Some((twin, _)) = headers
+            .iter()
+            .find(|(other, _)| header_ownership::same_name(other.as_str(), header.as_str()))
+        {
+            problems.add(
+                format!("{key}.{name}"),
+                format!("the same header as {twin:?} to backends that read `_` as `-`; keep one"),
+            );
+            ok = false;
+            continue;
+        }
+        headers.push((header, claim));
     }
     ok.then_some(IdentityHeaders(headers))
 }

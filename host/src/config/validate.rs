@@ -387,7 +387,7 @@ fn validate_routes(
                     identity_headers: identity_headers
                         .0
                         .iter()
-                        .map(|(name, _)| name.as_str().to_owned())
+                        .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
                         .collect(),
                     may_set_identity_headers: raw.policy_may_set_identity_headers,
                 };

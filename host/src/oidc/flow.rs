@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use serde_json::Value;
 
 use super::{LoginError, Oidc, RefreshError, Tokens};
 use crate::config::Unauthenticated;
@@ -466,28 +465,6 @@ impl Auth {
     }
 }
 
-/// The header value for a claim: strings as they are, numbers and booleans as text, lists joined
-/// with `,`. `None` for absent, null or object claims, and for values a header cannot carry.
-pub fn claim_header_value(claim: &Value) -> Option<HeaderValue> {
-    fn scalar(value: &Value) -> Option<String> {
-        match value {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-    let text = match claim {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(scalar)
-            .collect::<Vec<_>>()
-            .join(","),
-        other => scalar(other)?,
-    };
-    HeaderValue::from_bytes(text.as_bytes()).ok()
-}
-
 /// A `302 Found` to `location`, never cached.
 fn redirect(location: &str) -> Response<ProxyBody> {
     let mut response = Response::new(empty_body());
@@ -498,24 +475,4 @@ fn redirect(location: &str) -> Response<ProxyBody> {
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claims_become_header_values() {
-        let value = |json: &str| claim_header_value(&serde_json::from_str(json).unwrap());
-        assert_eq!(value(r#""alice""#).unwrap(), "alice");
-        assert_eq!(value(r#"["admins","staff"]"#).unwrap(), "admins,staff");
-        assert_eq!(value("1700000000").unwrap(), "1700000000");
-        assert_eq!(value("true").unwrap(), "true");
-        assert!(value("null").is_none());
-        assert!(value(r#"{"a":1}"#).is_none());
-        assert!(
-            value(r#""line\nbreak""#).is_none(),
-            "no header injection through a claim"
-        );
-    }
 }

@@ -10,7 +10,7 @@ mod flow;
 mod http;
 mod verify;
 
-pub use flow::{Auth, AuthError, Authenticated, claim_header_value};
+pub use flow::{Auth, AuthError, Authenticated};
 pub use http::MAX_PROVIDER_RESPONSE;
 use http::ProviderHttp;
 

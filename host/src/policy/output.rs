@@ -1,38 +1,22 @@
-//! Checks on the headers a policy asks to set: a policy can never smuggle a header line, touch
-//! framing or hop-by-hop headers, or (unless the route allows it) override identity headers.
+//! Checks on the headers a policy asks to set: a policy can never smuggle a header line, set a
+//! header the proxy owns ([`crate::header_ownership`]: framing, hop-by-hop, forwarding, `Cookie`,
+//! the request id), or (unless the route allows it) override identity headers.
 
 use http::{HeaderName, HeaderValue};
 
 use super::limits::PolicyLimits;
+use crate::header_ownership::{self, HeaderClass};
 
 /// What the headers of one route's decisions may be.
 #[derive(Debug, Clone)]
 pub struct OutputRules {
     /// The bounds.
     pub limits: PolicyLimits,
-    /// Identity header names of the route (lower case).
+    /// Identity header names of the route, [`header_ownership::normalise`]d.
     pub identity_headers: Vec<String>,
     /// Whether the policy may set identity headers (`X-Auth-*` and the route's configured ones).
     pub may_set_identity_headers: bool,
 }
-
-/// Headers nobody but the proxy sets: framing, hop-by-hop, routing.
-const FORBIDDEN: [&str; 14] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "cookie",
-    "x-request-id",
-    "expect",
-];
 
 impl OutputRules {
     /// Validates `(name, value)` pairs returned by a policy; the error text says which and why.
@@ -85,22 +69,18 @@ impl OutputRules {
         }
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name:?} is not a valid header name"))?;
-        let lower = header.as_str();
-        let normalised = lower.replace('_', "-");
-        if FORBIDDEN.contains(&normalised.as_str())
-            || normalised.starts_with("x-forwarded-")
-            || normalised == "forwarded"
-        {
-            return Err(format!(
-                "header {name:?} is managed by the proxy; a policy cannot set it"
-            ));
-        }
-        let identity =
-            normalised.starts_with("x-auth-") || self.identity_headers.contains(&normalised);
-        if identity && !self.may_set_identity_headers {
-            return Err(format!(
-                "header {name:?} is an identity header; set policy_may_set_identity_headers = true on the route to allow it"
-            ));
+        match header_ownership::classify_with(header.as_str(), &self.identity_headers) {
+            Some(HeaderClass::Identity) if !self.may_set_identity_headers => {
+                return Err(format!(
+                    "header {name:?} is an identity header; set policy_may_set_identity_headers = true on the route to allow it"
+                ));
+            }
+            Some(class) if !class.policy_may_set(self.may_set_identity_headers) => {
+                return Err(format!(
+                    "header {name:?} is managed by the proxy; a policy cannot set it"
+                ));
+            }
+            _ => {}
         }
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("header {name:?}: the value is not valid in a header"))?;

@@ -1,65 +1,21 @@
 //! Header hygiene: hop-by-hop removal, identity-header stripping, forwarding headers, request ids.
 //!
-//! Header names are matched the way a backend might read them: `X-Auth-User`, `x_auth_user` and
-//! `X-AUTH-USER` are one name to a CGI or PHP backend, so they are one name here too.
+//! Which headers are whose is decided in [`crate::header_ownership`]; this module applies it to
+//! requests and responses. Names are matched there the way a backend might read them.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
 
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), besides those
-/// a `Connection` header names.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-/// Whether a header is set by the proxy itself and so cannot be configured to carry a claim.
-pub fn is_reserved_for_upstream(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-        || [
-            header::HOST,
-            header::CONTENT_LENGTH,
-            header::COOKIE,
-            header::AUTHORIZATION,
-            header::UPGRADE,
-        ]
-        .contains(name)
-        || name == X_REQUEST_ID
-        || is_forwarding_header(name.as_str())
-}
+use crate::header_ownership::{HeaderClass, classify, classify_with};
 
 /// Names headers carrying request ids.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Compares a (lower-case) header name with a lower-case, dash-separated name, treating `_` as `-`.
-fn same_name(name: &str, canonical: &str) -> bool {
-    name.len() == canonical.len()
-        && name
-            .bytes()
-            .zip(canonical.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
-}
-
-/// `x-forwarded-*` in any spelling, or `forwarded`.
-fn is_forwarding_header(name: &str) -> bool {
-    name == "forwarded" || (name.len() > 12 && same_name(&name[..12], "x-forwarded-"))
-}
-
-/// `x-auth-*` in any spelling, or one of the configured identity header names.
-fn is_identity_header(name: &str, configured: &[String]) -> bool {
-    (name.len() > 7 && same_name(&name[..7], "x-auth-"))
-        || configured.iter().any(|identity| same_name(name, identity))
-}
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Whether the request asks for a protocol upgrade (WebSocket and others): `Connection: upgrade`
 /// together with an `Upgrade` header.
@@ -79,21 +35,9 @@ fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Whether `name` is hop-by-hop by itself (the [`HOP_BY_HOP`] list, or `Upgrade`). A match on the
-/// text: one length switch and a compare, where a lookup per listed name would hash each of them.
+/// Whether `name` is hop-by-hop by itself (in the ownership table; `Upgrade` included).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    classify(name.as_str()) == Some(HeaderClass::HopByHop)
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
@@ -132,13 +76,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<
     None
 }
 
-/// Removes client-sent identity headers (always: every `X-Auth-*` and every configured identity
-/// header) and forwarding headers (unless the peer is a trusted proxy), in every spelling.
-/// `identity_names` are lower-case with `-`.
+/// Removes what the early phase owns in a client's request, in every spelling: identity headers
+/// (always: every `X-Auth-*` and every configured identity header) and forwarding headers (unless
+/// the peer is a trusted proxy). `identity_names` are [`crate::header_ownership::normalise`]d.
 pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool, identity_names: &[String]) {
     let unwanted = |name: &HeaderName| {
-        let name = name.as_str();
-        is_identity_header(name, identity_names) || (!peer_trusted && is_forwarding_header(name))
+        classify_with(name.as_str(), identity_names)
+            .is_some_and(|class| class.removed_early(peer_trusted))
     };
     // The common request has none: check before allocating the list.
     if !headers.keys().any(unwanted) {
@@ -164,10 +108,15 @@ pub struct Forwarded<'a> {
     pub host: &'a str,
     /// Whether the peer is a trusted proxy whose forwarding headers were kept.
     pub peer_trusted: bool,
+    /// `server.trusted_proxies`: hops of a trusted proxy's `X-Forwarded-For` that are proxies too.
+    pub trusted_proxies: &'a [IpNet],
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host`. From a trusted proxy the existing chain is extended
-/// and its `-Proto`/`-Host` kept; otherwise (their copies already removed) they describe our peer.
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP`. From an untrusted peer (every
+/// forwarding header already removed) they describe the peer: `X-Real-IP` is the peer's address,
+/// as nginx's `$remote_addr`. From a trusted proxy the `X-Forwarded-For` chain is extended, its
+/// `-Proto`, `-Host` and `X-Real-IP` are kept, and when it sent no `X-Real-IP` that is the client
+/// its chain names (see [`client_in_chain`]).
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
     let peer = ip_text(forwarded.peer);
     let prior: Vec<&str> = if forwarded.peer_trusted {
@@ -179,6 +128,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
     } else {
         Vec::new()
     };
+    let real_ip = if !forwarded.peer_trusted {
+        Some(peer.clone())
+    } else if headers.contains_key(&X_REAL_IP) {
+        None
+    } else {
+        Some(
+            client_in_chain(&prior, forwarded.trusted_proxies)
+                .map_or_else(|| peer.clone(), ip_text),
+        )
+    };
     let chain = if prior.is_empty() {
         peer
     } else {
@@ -186,6 +145,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
     };
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if let Some(real_ip) = real_ip
+        && let Ok(value) = HeaderValue::from_str(&real_ip)
+    {
+        headers.insert(X_REAL_IP.clone(), value);
     }
     // From an untrusted peer the early phase removed every copy: no need to look.
     let keep = |headers: &HeaderMap, name: &HeaderName| {
@@ -200,6 +164,22 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
     {
         headers.insert(X_FORWARDED_HOST.clone(), value);
     }
+}
+
+/// The client a trusted proxy's `X-Forwarded-For` chain names: the right-most hop that is not
+/// itself a trusted proxy (hops to its right were appended by proxies we trust; hops to its left
+/// were written by the client and prove nothing), or the left-most hop when every hop is trusted.
+/// `None` when the chain is empty or that hop is not an address.
+fn client_in_chain(chain: &[&str], trusted_proxies: &[IpNet]) -> Option<IpAddr> {
+    let mut leftmost = None;
+    for hop in chain.iter().rev().flat_map(|value| value.rsplit(',')) {
+        let ip = hop.trim().parse::<IpAddr>().ok()?.to_canonical();
+        if !trusted_proxies.iter().any(|net| net.contains(&ip)) {
+            return Some(ip);
+        }
+        leftmost = Some(ip);
+    }
+    leftmost
 }
 
 /// An address as text. IPv4 (nearly every peer) is written by hand: `Display` goes through the
@@ -366,29 +346,189 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x_forwarded_proto", "https"),
             ("forwarded", "for=1.1.1.1"),
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("x-forwarded-prefix", "/evil"),
         ];
         let mut untrusted = map(&sent);
         remove_untrusted(&mut untrusted, false, &[]);
         assert!(untrusted.is_empty());
         let mut trusted = map(&sent);
         remove_untrusted(&mut trusted, true, &[]);
-        assert_eq!(trusted.len(), 3);
+        assert_eq!(trusted.len(), sent.len());
     }
 
     #[test]
     fn forwarded_chain_extends_only_for_trusted_peers() {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = map(&[("x-forwarded-for", "1.2.3.4")]);
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let forwarded = Forwarded {
             peer,
             tls: true,
             host: "app.example.com",
             peer_trusted: true,
+            trusted_proxies: &trusted,
         };
         set_forwarded(&mut headers, &forwarded);
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
+        assert_eq!(headers["x-real-ip"], "1.2.3.4");
+    }
+
+    #[test]
+    fn x_real_ip_from_a_trusted_proxy_is_its_own_or_the_client_its_chain_names() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let forwarded = Forwarded {
+            peer: "10.0.0.1".parse().unwrap(),
+            tls: false,
+            host: "app.example.com",
+            peer_trusted: true,
+            trusted_proxies: &trusted,
+        };
+        let real_ip = |sent: &[(&str, &str)]| {
+            let mut headers = map(sent);
+            set_forwarded(&mut headers, &forwarded);
+            headers["x-real-ip"].to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            real_ip(&[
+                ("x-real-ip", "198.51.100.1"),
+                ("x-forwarded-for", "203.0.113.5")
+            ]),
+            "198.51.100.1",
+            "the trusted proxy's own"
+        );
+        assert_eq!(
+            real_ip(&[("x-forwarded-for", "6.6.6.6, 203.0.113.5, 10.0.0.9")]),
+            "203.0.113.5",
+            "the right-most hop that is not a trusted proxy; the client wrote the rest"
+        );
+        assert_eq!(
+            real_ip(&[
+                ("x-forwarded-for", "10.0.0.8"),
+                ("x-forwarded-for", "10.0.0.9")
+            ]),
+            "10.0.0.8",
+            "every hop trusted: the left-most"
+        );
+        assert_eq!(real_ip(&[]), "10.0.0.1", "no chain: the peer");
+        assert_eq!(
+            real_ip(&[("x-forwarded-for", "unknown")]),
+            "10.0.0.1",
+            "not an address: the peer"
+        );
+    }
+
+    #[test]
+    fn x_real_ip_from_an_untrusted_peer_is_the_peer() {
+        let mut headers = HeaderMap::new();
+        let forwarded = Forwarded {
+            peer: "192.0.2.7".parse().unwrap(),
+            tls: false,
+            host: "app.example.com",
+            peer_trusted: false,
+            trusted_proxies: &[],
+        };
+        set_forwarded(&mut headers, &forwarded);
+        assert_eq!(headers["x-real-ip"], "192.0.2.7");
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
+    }
+
+    /// The users of the ownership table agree with it for every name in it, in the spellings a
+    /// backend merges: the early phase strips identity and (from untrusted peers) forwarding
+    /// headers, hop-by-hop removal strips hop-by-hop ones, a policy may set only what its class
+    /// allows, and only identity headers may be configured to carry a claim.
+    #[test]
+    fn every_owned_header_is_stripped_refused_and_rejected_as_its_class_says() {
+        use crate::header_ownership::{EXACT, PREFIXES};
+        use crate::policy::{OutputRules, PolicyLimits};
+
+        let names = EXACT
+            .iter()
+            .map(|(name, class)| ((*name).to_owned(), *class))
+            .chain(
+                PREFIXES
+                    .iter()
+                    .map(|(prefix, class)| (format!("{prefix}probe"), *class)),
+            );
+        let rules = |may_set_identity_headers| OutputRules {
+            limits: PolicyLimits::default(),
+            identity_headers: Vec::new(),
+            may_set_identity_headers,
+        };
+        for (name, class) in names {
+            for spelling in [
+                name.clone(),
+                name.to_ascii_uppercase(),
+                name.replace('-', "_"),
+            ] {
+                let header = HeaderName::from_bytes(spelling.as_bytes()).unwrap();
+                let sent = || {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header.clone(), HeaderValue::from_static("forged"));
+                    headers
+                };
+
+                let mut untrusted = sent();
+                remove_untrusted(&mut untrusted, false, &[]);
+                let mut trusted = sent();
+                remove_untrusted(&mut trusted, true, &[]);
+                let mut hop = sent();
+                remove_hop_by_hop(&mut hop, false);
+                assert_eq!(
+                    (untrusted.is_empty(), trusted.is_empty(), hop.is_empty()),
+                    (
+                        matches!(class, HeaderClass::Identity | HeaderClass::Forwarding),
+                        class == HeaderClass::Identity,
+                        class == HeaderClass::HopByHop,
+                    ),
+                    "{spelling} ({class:?}): stripped from untrusted, trusted, as hop-by-hop"
+                );
+
+                for may_set in [false, true] {
+                    let refused = rules(may_set)
+                        .check(vec![(spelling.clone(), "v".to_owned())])
+                        .is_err();
+                    assert_eq!(
+                        refused,
+                        !class.policy_may_set(may_set),
+                        "{spelling} ({class:?}) set by a policy, identity allowed: {may_set}"
+                    );
+                }
+
+                let config = format!(
+                    "[server]\nlisten = \"127.0.0.1:0\"\n\n[headers]\n\"{spelling}\" = \"sub\"\n\n\
+                     [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+                );
+                let refused = match crate::config::parse(&config, std::path::Path::new(".")) {
+                    Ok(_) => false,
+                    Err(crate::config::ParseError::Invalid(problems)) => problems
+                        .iter()
+                        .any(|p| p.to_string().contains("cannot carry a claim")),
+                    Err(err) => panic!("{spelling}: {err:?}"),
+                };
+                assert_eq!(
+                    refused,
+                    !class.may_carry_claim(),
+                    "{spelling} ({class:?}) configured as an identity header"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn configured_identity_headers_are_removed_in_both_spellings() {
+        let configured = [crate::header_ownership::normalise("X_Remote_User")];
+        for sent in ["x-remote-user", "x_remote_user", "X-REMOTE_USER"] {
+            let mut headers = map(&[(sent, "admin"), ("x-other", "kept")]);
+            remove_untrusted(&mut headers, true, &configured);
+            let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["x-other"], "{sent}");
+        }
     }
 
     #[test]

@@ -231,8 +231,9 @@ where
     response(ctx, upstream_response, client_upgrade)
 }
 
-/// Phase 1, early: removes what a client must never be able to send us (identity headers in every
-/// spelling; forwarding headers unless the peer is a trusted proxy).
+/// Phase 1, early: removes what a client must never be able to send us, in every spelling (see
+/// [`crate::header_ownership`]): identity headers, and forwarding headers unless the peer is a
+/// trusted proxy.
 fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
     let peer_trusted = ctx.peer_trusted();
     headers::remove_untrusted(
@@ -444,6 +445,7 @@ where
             tls: ctx.conn.tls,
             host: host_header.to_str().unwrap_or_default(),
             peer_trusted: ctx.peer_trusted(),
+            trusted_proxies: &snapshot.server.trusted_proxies,
         },
     );
     headers.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());

@@ -107,7 +107,8 @@ pub struct Session {
     /// this session (never stored).
     #[serde(skip)]
     pub policy_claims: OnceLock<PolicyClaims>,
-    /// The claims as header values (lists joined with `,`): built on first use, then shared by
+    /// The claims as header values ([`crate::claim_header`]: lists joined with `,`, elements
+    /// escaped): built on first use, then shared by
     /// every request of this session (never stored).
     #[serde(skip)]
     pub header_values: OnceLock<HashMap<String, HeaderValue>>,
@@ -126,7 +127,10 @@ impl Session {
             self.claims
                 .iter()
                 .filter_map(|(name, value)| {
-                    Some((name.clone(), crate::oidc::claim_header_value(value)?))
+                    Some((
+                        name.clone(),
+                        crate::claim_header::claim_header_value(value)?,
+                    ))
                 })
                 .collect()
         })

@@ -1,0 +1,216 @@
+//! The one table of request headers Portcullis owns, and what owning each means: which are removed
+//! from clients, which a policy may not set, which cannot carry a claim. The early phase's
+//! stripping, the hop-by-hop removal, the check on a policy's output headers and the validation of
+//! configured identity header names all ask this module, so they cannot disagree.
+//!
+//! Names are matched the way a backend may read them: ASCII case ignored and `_` equal to `-`.
+//! nginx (`underscores_in_headers on`), CGI, PHP, WSGI and Rack all turn `X-Auth-User` and
+//! `x_auth_user` into the same `HTTP_X_AUTH_USER`, so a spelling that survived stripping would be
+//! as good as the header itself.
+//!
+//! A leaf: it imports nothing from the crate, so config, policy and proxy can all use it.
+
+/// What Portcullis does with a header it owns. Headers in no class are the client's and pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderClass {
+    /// Describes one connection (RFC 9110 §7.6.1), or must never be passed on at all (`Proxy`:
+    /// CGI turns it into `HTTP_PROXY`, "httpoxy"). Removed before forwarding, both ways.
+    HopByHop,
+    /// Tells a backend the client's address, scheme, host, port, path prefix or original URL.
+    /// Believed only from `trusted_proxies`; from anyone else removed, and the ones Portcullis
+    /// writes (`X-Forwarded-For/-Proto/-Host`, `X-Real-IP`) rebuilt from the connection.
+    Forwarding,
+    /// Says who the user is: `X-Auth-*` here, plus the configured identity header names the
+    /// caller adds. Always removed from clients; set from the session only.
+    Identity,
+    /// `Cookie`: Portcullis's own cookies in it are removed before the policy and the upstream see
+    /// the request; the client's other cookies pass.
+    OwnCookies,
+    /// `Authorization`: the client's credentials, passed on as sent unless the route's
+    /// `forward_access_token` replaces them. A policy may set it; a claim cannot.
+    Credentials,
+    /// Set by Portcullis alone (routing, framing, the request id): passed or rewritten by the
+    /// proxy, never set by a policy or a claim.
+    ProxySet,
+}
+
+impl HeaderClass {
+    /// Whether the early phase removes this header from a client's request (`peer_trusted`: the
+    /// peer is one of `trusted_proxies`). Hop-by-hop headers are removed later, just before
+    /// forwarding, because `Connection` decides what else is hop-by-hop.
+    pub fn removed_early(self, peer_trusted: bool) -> bool {
+        match self {
+            HeaderClass::Identity => true,
+            HeaderClass::Forwarding => !peer_trusted,
+            _ => false,
+        }
+    }
+
+    /// Whether a policy may set this header (`identity_allowed`: the route's
+    /// `policy_may_set_identity_headers`).
+    pub fn policy_may_set(self, identity_allowed: bool) -> bool {
+        match self {
+            HeaderClass::Identity => identity_allowed,
+            HeaderClass::Credentials => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a configured identity header of this class may carry a claim.
+    pub fn may_carry_claim(self) -> bool {
+        self == HeaderClass::Identity
+    }
+}
+
+/// Headers owned by their exact name, lower case with `-`, sorted (the lookup is a binary search).
+pub const EXACT: &[(&str, HeaderClass)] = &[
+    ("authorization", HeaderClass::Credentials),
+    ("cf-connecting-ip", HeaderClass::Forwarding),
+    ("client-ip", HeaderClass::Forwarding),
+    ("connection", HeaderClass::HopByHop),
+    ("content-length", HeaderClass::ProxySet),
+    ("cookie", HeaderClass::OwnCookies),
+    ("expect", HeaderClass::ProxySet),
+    ("fastly-client-ip", HeaderClass::Forwarding),
+    ("forwarded", HeaderClass::Forwarding),
+    ("front-end-https", HeaderClass::Forwarding),
+    ("host", HeaderClass::ProxySet),
+    ("keep-alive", HeaderClass::HopByHop),
+    ("proxy", HeaderClass::HopByHop),
+    ("proxy-authenticate", HeaderClass::HopByHop),
+    ("proxy-authorization", HeaderClass::HopByHop),
+    ("proxy-connection", HeaderClass::HopByHop),
+    ("te", HeaderClass::HopByHop),
+    ("trailer", HeaderClass::HopByHop),
+    ("transfer-encoding", HeaderClass::HopByHop),
+    ("true-client-ip", HeaderClass::Forwarding),
+    ("upgrade", HeaderClass::HopByHop),
+    ("x-client-ip", HeaderClass::Forwarding),
+    ("x-cluster-client-ip", HeaderClass::Forwarding),
+    ("x-forwarded", HeaderClass::Forwarding),
+    ("x-host", HeaderClass::Forwarding),
+    ("x-http-host-override", HeaderClass::Forwarding),
+    ("x-original-forwarded-for", HeaderClass::Forwarding),
+    ("x-original-host", HeaderClass::Forwarding),
+    ("x-original-uri", HeaderClass::Forwarding),
+    ("x-original-url", HeaderClass::Forwarding),
+    ("x-originating-ip", HeaderClass::Forwarding),
+    ("x-real-ip", HeaderClass::Forwarding),
+    ("x-remote-addr", HeaderClass::Forwarding),
+    ("x-remote-ip", HeaderClass::Forwarding),
+    ("x-request-id", HeaderClass::ProxySet),
+    ("x-rewrite-url", HeaderClass::Forwarding),
+    ("x-scheme", HeaderClass::Forwarding),
+    ("x-url-scheme", HeaderClass::Forwarding),
+];
+
+/// Headers owned by a name prefix (lower case with `-`): every `X-Forwarded-*` (`-For`, `-Proto`,
+/// `-Host`, `-Port`, `-Prefix`, `-Uri`, `-Ssl`, …) and every `X-Auth-*`.
+pub const PREFIXES: &[(&str, HeaderClass)] = &[
+    ("x-auth-", HeaderClass::Identity),
+    ("x-forwarded-", HeaderClass::Forwarding),
+];
+
+/// The longest name in [`EXACT`]; longer names can only match a prefix.
+const LONGEST_EXACT: usize = 32;
+
+/// One byte as a backend folds it: lower case, `_` as `-`.
+fn fold(byte: u8) -> u8 {
+    if byte == b'_' {
+        b'-'
+    } else {
+        byte.to_ascii_lowercase()
+    }
+}
+
+/// Whether two header names are one to a backend: ASCII case ignored, `_` equal to `-`.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// `name` in the form the table uses: lower case, `-` for `_`. For config validation and for
+/// keeping configured identity names; the request path compares with [`same_name`] instead.
+pub fn normalise(name: &str) -> String {
+    name.bytes().map(|b| char::from(fold(b))).collect()
+}
+
+/// The class of a header name, in any spelling; `None` for the client's own headers.
+pub fn classify(name: &str) -> Option<HeaderClass> {
+    let bytes = name.as_bytes();
+    if bytes.len() <= LONGEST_EXACT {
+        let mut folded = [0u8; LONGEST_EXACT];
+        for (out, byte) in folded.iter_mut().zip(bytes) {
+            *out = fold(*byte);
+        }
+        let folded = &folded[..bytes.len()];
+        if let Ok(i) = EXACT.binary_search_by(|(entry, _)| entry.as_bytes().cmp(folded)) {
+            return Some(EXACT[i].1);
+        }
+    }
+    PREFIXES.iter().find_map(|(prefix, class)| {
+        (bytes.len() > prefix.len() && same_name(&name[..prefix.len()], prefix)).then_some(*class)
+    })
+}
+
+/// The class of a header name with the configured identity header names (`configured`, in the
+/// [`normalise`]d form) counted as [`HeaderClass::Identity`].
+pub fn classify_with(name: &str, configured: &[String]) -> Option<HeaderClass> {
+    classify(name).or_else(|| {
+        configured
+            .iter()
+            .any(|identity| same_name(name, identity))
+            .then_some(HeaderClass::Identity)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exact_table_is_sorted_normalised_and_within_the_length_bound() {
+        for pair in EXACT.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
+        }
+        for (name, _) in EXACT.iter().chain(PREFIXES) {
+            assert_eq!(normalise(name), *name);
+            assert!(name.len() <= LONGEST_EXACT, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_a_backend_merges_is_one_name() {
+        for name in ["X-Real-IP", "x_real_ip", "X_REAL-ip", "x-real-ip"] {
+            assert_eq!(classify(name), Some(HeaderClass::Forwarding), "{name}");
+        }
+        for name in ["X-Auth-User", "x_auth_user", "X_AUTH-Groups"] {
+            assert_eq!(classify(name), Some(HeaderClass::Identity), "{name}");
+        }
+        assert_eq!(
+            classify("X_Forwarded_Prefix"),
+            Some(HeaderClass::Forwarding)
+        );
+        assert_eq!(classify("Transfer_Encoding"), Some(HeaderClass::HopByHop));
+        assert_eq!(classify("x-auth-"), None, "a bare prefix names nothing");
+        assert_eq!(classify("x-realip"), None);
+        assert_eq!(classify("accept"), None);
+        assert_eq!(
+            classify(&"x".repeat(LONGEST_EXACT + 1)),
+            None,
+            "longer than every exact name"
+        );
+    }
+
+    #[test]
+    fn configured_identity_names_match_in_every_spelling() {
+        let configured = [normalise("X_Remote_User")];
+        for name in ["x-remote-user", "X_Remote_User", "X-REMOTE_user"] {
+            assert_eq!(
+                classify_with(name, &configured),
+                Some(HeaderClass::Identity),
+                "{name}"
+            );
+        }
+        assert_eq!(classify_with("x-remote-users", &configured), None);
+    }
+}
