@@ -107,6 +107,36 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     );
 }
 
+/// Found against the release binary: `X-Real-IP`, `True-Client-IP`, `X-Original-URL` and
+/// `X-Rewrite-URL` from an untrusted client reached the backend as sent.
+#[tokio::test]
+async fn forged_client_address_and_rewrite_headers_never_reach_the_upstream_through_the_binary() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &one_route(echo, ""));
+    let proxy = RunningProxy::start(&config);
+    let answer = get(
+        &format!("http://{}/", proxy.addr),
+        &[
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let report = answer.json();
+    for name in ["true-client-ip", "x-original-url", "x-rewrite-url"] {
+        assert_eq!(echo::received_header(&report, name), None, "{name} passed");
+    }
+    assert_eq!(
+        echo::received_headers(&report, "x-real-ip"),
+        ["127.0.0.1"],
+        "X-Real-IP is the peer"
+    );
+}
+
 #[test]
 fn check_prints_ok_for_a_valid_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -399,6 +399,53 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 }
 
 #[tokio::test]
+async fn an_identity_header_configured_with_underscores_cannot_be_forged_in_the_other_spelling() {
+    let setup = setup_with(
+        "",
+        "[headers]\n\"X_Remote_User\" = \"preferred_username\"\n\"X-Auth-Groups\" = \"groups\"\n",
+    )
+    .await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    let response = browser
+        .client
+        .get(setup.proxy.url("/"))
+        .header("X-Remote-User", "root")
+        .header("x_remote_user", "root")
+        .header("X_Auth_Groups", "root")
+        .send()
+        .await
+        .unwrap();
+    let report = json(response).await;
+    assert_eq!(received_headers(&report, "x_remote_user"), ["alice"]);
+    assert!(
+        received_header(&report, "x-remote-user").is_none(),
+        "the client's X-Remote-User reached a backend that reads it as X_Remote_User"
+    );
+    assert_eq!(received_headers(&report, "x-auth-groups"), ["admins,staff"]);
+    assert!(received_header(&report, "x_auth_groups").is_none());
+}
+
+#[tokio::test]
+async fn a_group_name_holding_a_comma_never_forges_membership_in_x_auth_groups() {
+    let setup = setup(Script::default()).await;
+    setup.idp.script(|s| {
+        s.login.extra =
+            serde_json::json!({ "preferred_username": "mallory", "groups": ["staff", "admins,evil"] });
+    });
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    let report = json(browser.get(&setup.proxy.url("/")).await).await;
+    let groups = received_headers(&report, "x-auth-groups");
+    assert_eq!(groups, ["staff,admins%2Cevil"]);
+    let split: Vec<&str> = groups[0].split(',').map(str::trim).collect();
+    assert!(
+        !split.contains(&"admins"),
+        "a backend splitting on ',' sees an admins entry: {split:?}"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_requests_share_one_refresh() {
     // Access tokens expire within the 60 s leeway: every request finds the session due.
     let script = Script {

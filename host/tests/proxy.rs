@@ -306,6 +306,104 @@ async fn forwarding_headers_from_untrusted_peers_are_replaced() {
 }
 
 #[tokio::test]
+async fn client_address_and_url_headers_from_untrusted_peers_never_reach_the_upstream() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "")).await;
+    // Raw bytes: the `_` spellings exactly as a client would send them.
+    let (status, text) = raw(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nX_Real_IP: 6.6.6.7\r\n\
+         True-Client-IP: 6.6.6.6\r\nX-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\n\
+         X_Rewrite_URL: /admin\r\nX-Forwarded-Prefix: /evil\r\nX-Forwarded-Port: 443\r\n\
+         CF-Connecting-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\nX-Original-Host: evil.example\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = &text[text.find("\r\n\r\n").expect("a body") + 4..];
+    let report: serde_json::Value = serde_json::from_str(body).expect("the echo's report");
+    assert!(!body.contains("6.6.6"), "a forged address passed: {body}");
+    assert!(
+        !body.contains("/admin") && !body.contains("/evil") && !body.contains("evil.example"),
+        "a forged URL or host passed: {body}"
+    );
+    for name in [
+        "true-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x_rewrite_url",
+        "x_real_ip",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "cf-connecting-ip",
+        "x-client-ip",
+        "x-original-host",
+    ] {
+        assert_eq!(received_header(&report, name), None, "{name} passed");
+    }
+    assert_eq!(
+        received_headers(&report, "x-real-ip"),
+        ["127.0.0.1"],
+        "X-Real-IP is the peer, as nginx users expect"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_keeps_its_x_real_ip_and_its_rewrite_headers() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "trusted_proxies = [\"127.0.0.0/8\"]")).await;
+    let report = get(
+        &proxy.url("/"),
+        &[
+            ("x-real-ip", "203.0.113.9"),
+            ("x-original-url", "/shop/cart"),
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(received_headers(&report, "x-real-ip"), ["203.0.113.9"]);
+    assert_eq!(
+        received_header(&report, "x-original-url").as_deref(),
+        Some("/shop/cart")
+    );
+    let report = get(&proxy.url("/"), &[("x-forwarded-for", "203.0.113.7")])
+        .await
+        .json();
+    assert_eq!(
+        received_headers(&report, "x-real-ip"),
+        ["203.0.113.7"],
+        "without one, the client the trusted chain names"
+    );
+}
+
+#[tokio::test]
+async fn configured_identity_headers_with_underscores_are_stripped_in_both_spellings() {
+    let echo = echo::spawn().await;
+    for (configured, sent) in [
+        ("X_Remote_User", "X-Remote-User"),
+        ("X_Remote_User", "X_Remote_User"),
+        ("X-Remote-User", "X_Remote_User"),
+    ] {
+        let config = format!(
+            "{}\n[headers]\n\"{configured}\" = \"preferred_username\"\n",
+            one_route(echo, "")
+        );
+        let proxy = start_proxy(&config).await;
+        let (status, text) = raw(
+            proxy.addr,
+            &format!("GET / HTTP/1.1\r\nHost: x\r\n{sent}: admin\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let body = &text[text.find("\r\n\r\n").expect("a body") + 4..];
+        assert!(
+            !body.to_ascii_lowercase().contains("remote"),
+            "{sent} reached the upstream with {configured} configured: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn forwarding_headers_from_trusted_proxies_are_extended() {
     let echo = echo::spawn().await;
     let proxy = start_proxy(&one_route(echo, "trusted_proxies = [\"127.0.0.0/8\"]")).await;
