@@ -202,6 +202,32 @@ mod tests {
     }
 
     #[test]
+    fn every_header_that_can_name_the_client_or_the_original_url_is_forwarding() {
+        for name in [
+            "X-Forwarded-For",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Host",
+            "X-Forwarded-Port",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Uri",
+            "X-Forwarded-Ssl",
+            "Forwarded",
+            "X-Real-IP",
+            "True-Client-IP",
+            "X-Client-IP",
+            "CF-Connecting-IP",
+            "X-Cluster-Client-IP",
+            "Fastly-Client-IP",
+            "X-Original-URL",
+            "X-Original-URI",
+            "X-Rewrite-URL",
+            "X-Original-Host",
+        ] {
+            assert_eq!(classify(name), Some(HeaderClass::Forwarding), "{name}");
+        }
+    }
+
+    #[test]
     fn configured_identity_names_match_in_every_spelling() {
         let configured = [normalise("X_Remote_User")];
         for name in ["x-remote-user", "X_Remote_User", "X-REMOTE_user"] {
