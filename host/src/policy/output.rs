@@ -87,3 +87,35 @@ impl OutputRules {
         Ok((header, value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(identity: &str, may_set_identity_headers: bool) -> OutputRules {
+        OutputRules {
+            limits: PolicyLimits::default(),
+            identity_headers: vec![crate::header_ownership::normalise(identity)],
+            may_set_identity_headers,
+        }
+    }
+
+    #[test]
+    fn a_configured_identity_header_is_protected_in_both_spellings() {
+        for (configured, set) in [
+            ("X_Remote_User", "X-Remote-User"),
+            ("X-Remote-User", "x_remote_user"),
+            ("X_Remote_User", "X_REMOTE_USER"),
+        ] {
+            let header = vec![(set.to_owned(), "root".to_owned())];
+            let refused = rules(configured, false).check(header.clone()).unwrap_err();
+            assert!(refused.contains("identity header"), "{set}: {refused}");
+            assert!(rules(configured, true).check(header).is_ok(), "{set}");
+        }
+        assert!(
+            rules("X_Remote_User", false)
+                .check(vec![("X-Remote".to_owned(), "x".to_owned())])
+                .is_ok()
+        );
+    }
+}
