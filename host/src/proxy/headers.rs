@@ -502,7 +502,7 @@ mod tests {
 
                 let config = format!(
                     "[server]\nlisten = \"127.0.0.1:0\"\n\n[headers]\n\"{spelling}\" = \"sub\"\n\n\
-                     [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+                     [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n"
                 );
                 let refused = match crate::config::parse(&config, std::path::Path::new(".")) {
                     Ok(_) => false,
