@@ -294,16 +294,49 @@ upstream = "http://{echo}/to-root"
     /// Path segments an attacker likes: dots, encoded dots and slashes, backslashes, case, params.
     fn segment() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
-            "private", "PRIVATE", "Private", "public", "admin", "x", "", ".", "..", "%2e", "%2e%2e",
-            "%2E%2e", ".%2e", "%2f", "%2F", "%5c", "%5C", "\\", "..\\..", "%00", ";", "..;", "x;y=1",
-            "%70rivate", "donn%C3%A9es", "%C3%A9", "%ff", "%", "%zz", "~", "a%20b", "+",
+            "private",
+            "PRIVATE",
+            "Private",
+            "public",
+            "admin",
+            "x",
+            "",
+            ".",
+            "..",
+            "%2e",
+            "%2e%2e",
+            "%2E%2e",
+            ".%2e",
+            "%2f",
+            "%2F",
+            "%5c",
+            "%5C",
+            "\\",
+            "..\\..",
+            "%00",
+            ";",
+            "..;",
+            "x;y=1",
+            "%70rivate",
+            "donn%C3%A9es",
+            "%C3%A9",
+            "%ff",
+            "%",
+            "%zz",
+            "~",
+            "a%20b",
+            "+",
         ])
     }
 
     fn target() -> impl Strategy<Value = String> {
         (
             prop::collection::vec(segment(), 1..6),
-            prop::option::of(prop::sample::select(vec!["a=1", "next=/private", "x=%2e%2e/"])),
+            prop::option::of(prop::sample::select(vec![
+                "a=1",
+                "next=/private",
+                "x=%2e%2e/",
+            ])),
         )
             .prop_map(|(segments, query)| {
                 let mut target = format!("/{}", segments.join("/"));
@@ -442,9 +475,9 @@ upstream = "http://{echo}/to-root"
         let Ok(request) = request.body(Full::new(Bytes::new())) else {
             return Ok(());
         };
-        let response = world.runtime.block_on(async {
-            answer(world.proxy.handle(request, conn(PEER)).await).await
-        });
+        let response = world
+            .runtime
+            .block_on(async { answer(world.proxy.handle(request, conn(PEER)).await).await });
         if response.status != StatusCode::OK {
             return Ok(()); // answered by the proxy itself: nothing reached the upstream
         }
@@ -458,20 +491,42 @@ upstream = "http://{echo}/to-root"
         let forwarded_path = forwarded.split('?').next().unwrap_or_default();
 
         // A request that needs a login never reaches the upstream without one.
-        prop_assert_ne!(route.as_str(), "private", "reached the login route without a session: {}", uri);
+        prop_assert_ne!(
+            route.as_str(),
+            "private",
+            "reached the login route without a session: {}",
+            uri
+        );
         // The path forwarded denotes what the route was chosen on: parsed again, it selects the
         // same route, and it carries nothing a backend could read as another separator.
-        let reparsed = portcullis::canonical::CanonicalPath::parse(forwarded_path, false)
-            .map_err(|err| TestCaseError::fail(format!("forwarded path {forwarded_path} does not parse: {err}")))?;
-        prop_assert_eq!(route_of(reparsed.decision()), route.as_str(), "forwarded {}", forwarded_path);
+        let reparsed =
+            portcullis::canonical::CanonicalPath::parse(forwarded_path, false).map_err(|err| {
+                TestCaseError::fail(format!(
+                    "forwarded path {forwarded_path} does not parse: {err}"
+                ))
+            })?;
+        prop_assert_eq!(
+            route_of(reparsed.decision()),
+            route.as_str(),
+            "forwarded {}",
+            forwarded_path
+        );
         for separator in ["\\", "%5c", "%5C", "%2f", "%2F", "/../", "/./"] {
-            prop_assert!(!forwarded_path.contains(separator), "forwarded {}", forwarded_path);
+            prop_assert!(
+                !forwarded_path.contains(separator),
+                "forwarded {}",
+                forwarded_path
+            );
         }
 
         // Identity headers only ever come from a session (there is none here).
         for (name, value) in report["headers"].as_array().unwrap().iter().map(|pair| {
             (
-                pair[0].as_str().unwrap().to_ascii_lowercase().replace('_', "-"),
+                pair[0]
+                    .as_str()
+                    .unwrap()
+                    .to_ascii_lowercase()
+                    .replace('_', "-"),
                 pair[1].as_str().unwrap_or_default().to_owned(),
             )
         }) {
@@ -481,8 +536,19 @@ upstream = "http://{echo}/to-root"
                 name,
                 value
             );
-            for forged in ["true-client-ip", "x-original-url", "x-rewrite-url", "x-client-ip", "cf-connecting-ip", "forwarded"] {
-                prop_assert_ne!(name.as_str(), forged, "client-sent forwarding header reached the upstream");
+            for forged in [
+                "true-client-ip",
+                "x-original-url",
+                "x-rewrite-url",
+                "x-client-ip",
+                "cf-connecting-ip",
+                "forwarded",
+            ] {
+                prop_assert_ne!(
+                    name.as_str(),
+                    forged,
+                    "client-sent forwarding header reached the upstream"
+                );
             }
             let peer_ip = PEER.split(':').next().unwrap();
             if name == "x-forwarded-for" || name == "x-real-ip" {
