@@ -7,6 +7,7 @@
 pub mod canonical;
 pub mod claim_header;
 pub mod config;
+pub mod cookies;
 pub mod demo;
 pub mod dev_idp;
 pub mod error;

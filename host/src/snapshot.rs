@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
+use crate::cookies::OwnCookieNames;
 use crate::oidc::Auth;
 use crate::proxy::upstream::{UpstreamClient, UpstreamPools};
 use crate::routes::RouteTable;
@@ -24,6 +25,10 @@ pub struct Snapshot {
     /// ([`crate::header_ownership::normalise`]): stripped from client requests on every route, in
     /// every spelling, together with anything starting with `X-Auth-`.
     pub identity_header_names: Vec<String>,
+    /// Portcullis's own cookie names (the configured ones, those of the running session store,
+    /// and the defaults), taken out of every request's `Cookie` headers and refused in every
+    /// upstream's `Set-Cookie`, with or without `[oidc]`.
+    pub own_cookies: OwnCookieNames,
     /// Login and sessions, when `[oidc]` is configured. The sessions are the process's (a reload
     /// never touches them); the relying party is rebuilt when `[oidc]` changes.
     pub auth: Option<Arc<Auth>>,
@@ -59,6 +64,14 @@ impl Snapshot {
             .collect();
         identity_header_names.sort();
         identity_header_names.dedup();
+        // A reload cannot change the running store's cookie name (that needs a restart), but the
+        // file's name is stripped as well: a name that is ours by either account never passes.
+        let own_cookies = OwnCookieNames::new(
+            std::iter::once(config.session.cookie_name.as_str()).chain(
+                auth.as_ref()
+                    .map(|auth| auth.sessions.config().cookie_name.as_str()),
+            ),
+        );
         let connect_timeout = config.server.upstream_connect_timeout;
         let routes = config
             .routes
@@ -81,6 +94,7 @@ impl Snapshot {
             routes,
             table,
             identity_header_names,
+            own_cookies,
             auth,
         }
     }

@@ -411,11 +411,13 @@ pub(super) fn validate_session(
             None
         }
     };
-    let cookie_name = raw
-        .cookie_name
-        .unwrap_or_else(|| "portcullis_session".to_owned());
     let cookie_secure = raw.cookie_secure.unwrap_or(true);
     let cookie_domain = raw.cookie_domain.filter(|d| !d.is_empty());
+    // A configured name is used as written; the default takes the strongest prefix the
+    // attributes allow, so that no other site or upstream can plant it.
+    let cookie_name = raw.cookie_name.unwrap_or_else(|| {
+        crate::cookies::default_session_cookie_name(cookie_secure, cookie_domain.is_some())
+    });
     let name_ok = !cookie_name.is_empty()
         && cookie_name
             .bytes()
@@ -426,14 +428,10 @@ pub(super) fn validate_session(
             format!("use letters, digits, '-', '_' and '.' only: {cookie_name:?}"),
         );
     }
-    if cookie_name.starts_with("__Host-") && (!cookie_secure || cookie_domain.is_some()) {
-        problems.add(
-            "session.cookie_name",
-            "a __Host- cookie must be Secure and have no Domain",
-        );
-    }
-    if cookie_name.starts_with("__Secure-") && !cookie_secure {
-        problems.add("session.cookie_name", "a __Secure- cookie must be Secure");
+    if let Err(reason) =
+        crate::cookies::NamePrefix::of(&cookie_name).allows(cookie_secure, cookie_domain.is_some())
+    {
+        problems.add("session.cookie_name", reason);
     }
     let renew = duration(problems, "session.renew", raw.renew.as_deref(), "1h");
     let lifetime = duration(problems, "session.lifetime", raw.lifetime.as_deref(), "24h");
@@ -487,4 +485,51 @@ fn endpoint_path(path: &str) -> Result<String, String> {
         ));
     }
     Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(toml: &str) -> Result<SessionConfig, String> {
+        let text = format!(
+            "[session]\nstore = \"memory\"\n{toml}\n\n[[routes]]\nname = \"a\"\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n"
+        );
+        crate::config::parse(&text, Path::new("."))
+            .map(|config| config.session)
+            .map_err(|err| format!("{err:?}"))
+    }
+
+    #[test]
+    fn default_cookie_names_carry_the_prefix_the_attributes_allow() {
+        let name = |toml: &str| session(toml).unwrap().cookie_name;
+        assert_eq!(name(""), "__Host-portcullis_session");
+        assert_eq!(
+            name("cookie_domain = \"example.com\""),
+            "__Secure-portcullis_session"
+        );
+        assert_eq!(name("cookie_secure = false"), "portcullis_session");
+        assert_eq!(name("cookie_name = \"sess\""), "sess", "used as written");
+    }
+
+    #[test]
+    fn a_prefixed_cookie_name_must_match_its_attributes() {
+        for bad in [
+            "cookie_name = \"__Host-sess\"\ncookie_secure = false",
+            "cookie_name = \"__Host-sess\"\ncookie_domain = \"example.com\"",
+            "cookie_name = \"__host-sess\"\ncookie_domain = \"example.com\"",
+            "cookie_name = \"__Secure-sess\"\ncookie_secure = false",
+            "cookie_name = \"__SECURE-sess\"\ncookie_secure = false",
+        ] {
+            let err = session(bad).unwrap_err();
+            assert!(err.contains("session.cookie_name"), "{bad}: {err}");
+        }
+        for good in [
+            "cookie_name = \"__Host-sess\"",
+            "cookie_name = \"__Secure-sess\"\ncookie_domain = \"example.com\"",
+            "cookie_name = \"sess\"\ncookie_secure = false\ncookie_domain = \"example.com\"",
+        ] {
+            assert!(session(good).is_ok(), "{good}");
+        }
+    }
 }

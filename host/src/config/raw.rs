@@ -155,7 +155,10 @@ pub struct RawSession {
     pub store: Option<String>,
     /// Folder of the sled database. Default `"data/sessions"`, relative to the config file.
     pub path: Option<String>,
-    /// Cookie name. Default `"portcullis_session"`.
+    /// Cookie name (the login binding is `<name>_login`). Default `"__Host-portcullis_session"`
+    /// (`Secure`, no `Domain`), `"__Secure-portcullis_session"` (`Secure` with a `Domain`), or
+    /// `"portcullis_session"` (`cookie_secure = false`). A `__Host-` name needs `Secure` and no
+    /// `Domain`; a `__Secure-` name needs `Secure`.
     pub cookie_name: Option<String>,
     /// Mark the cookie `Secure`. Default `true`; turn off only for plain-HTTP local use.
     pub cookie_secure: Option<bool>,

@@ -9,9 +9,11 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::{LoginError, Oidc, RefreshError, Tokens};
 use crate::config::Unauthenticated;
+use crate::cookies::CookieValues;
 use crate::error::{ProxyBody, empty_body, text_response};
 use crate::session::{
-    LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, random_token,
+    LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, is_token,
+    random_token,
 };
 
 /// Why a login endpoint or an authentication refused a request.
@@ -142,51 +144,15 @@ impl Auth {
         path == self.oidc.config().logout_path
     }
 
-    /// The value of cookie `name` in the request, if sent.
-    fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value)
-    }
-
-    /// Removes Portcullis's own cookies from a request going upstream.
-    pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
-        let session = &self.sessions.config().cookie_name;
-        let binding = self.sessions.binding_cookie_name();
-        let Some(value) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) else {
-            return;
-        };
-        let ours = |pair: &&str| {
-            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            name == session || name == binding
-        };
-        let pairs = value
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty());
-        if !pairs.clone().any(|pair| ours(&pair)) {
-            return;
-        }
-        let kept: Vec<&str> = pairs.filter(|pair| !ours(pair)).collect();
-        if kept.is_empty() {
-            headers.remove(header::COOKIE);
-        } else if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(header::COOKIE, value);
-        }
-    }
-
-    /// Phase 3: the callback. Checks state (single use, bound to this browser) before any call to
-    /// the provider, exchanges the code, checks the ID token, creates a new session (flushed) and
-    /// sends the browser back to where it started.
+    /// Phase 3: the callback. Checks state (single use, bound to this browser by the login
+    /// binding cookie's `binding` values, taken from the request by the early phase) before any
+    /// call to the provider, exchanges the code, checks the ID token, creates a new session
+    /// (flushed) and sends the browser back to where it started. A binding sent with several
+    /// different values binds nothing.
     pub async fn callback(
         &self,
         query: Option<&str>,
-        headers: &HeaderMap,
+        binding: &CookieValues,
     ) -> Result<Response<ProxyBody>, AuthError> {
         let params: HashMap<String, String> =
             url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -197,8 +163,7 @@ impl Auth {
             .sessions
             .take_pending(state)?
             .ok_or(AuthError::StateUnknown)?;
-        let binding = Self::cookie(headers, self.sessions.binding_cookie_name());
-        if binding.map(hash_token).as_deref() != Some(pending.binding_hash.as_str()) {
+        if binding.single().map(hash_token).as_deref() != Some(pending.binding_hash.as_str()) {
             return Err(AuthError::BindingMismatch);
         }
         if let Some(error) = params.get("error") {
@@ -244,13 +209,16 @@ impl Auth {
 
     /// Phase 3: logout. Ends the session here, expires the cookie, optionally revokes tokens, and
     /// sends the browser to the provider's end-session endpoint (or `post_logout_redirect_uri`).
-    pub async fn logout(&self, headers: &HeaderMap) -> Result<Response<ProxyBody>, AuthError> {
-        let cookie_name = &self.sessions.config().cookie_name;
-        let live = match Self::cookie(headers, cookie_name) {
-            Some(value) => self.sessions.load(value)?,
-            None => None,
-        };
-        if let Some(live) = &live {
+    /// With several different session cookie values, every session they name ends (the user
+    /// asked to be logged out; a planted duplicate must not keep their real session alive).
+    pub async fn logout(&self, session: &CookieValues) -> Result<Response<ProxyBody>, AuthError> {
+        let mut ended = Vec::new();
+        for value in session.all() {
+            if let Some(live) = self.sessions.load(value)? {
+                ended.push(live);
+            }
+        }
+        for live in &ended {
             self.sessions.delete(&live.id)?;
             if self.oidc.config().revoke_tokens_on_logout {
                 match &live.session.refresh_token {
@@ -264,7 +232,10 @@ impl Auth {
             }
             tracing::info!(sub = ?live.session.claims.get("sub"), "logged out");
         }
-        let id_token = live.as_ref().map(|l| l.session.id_token.as_str());
+        let id_token = match ended.as_slice() {
+            [live] => Some(live.session.id_token.as_str()),
+            _ => None,
+        };
         let mut response = match self.oidc.logout_redirect(id_token) {
             Some(url) => redirect(url.as_str()),
             None => text_response(StatusCode::OK, "You are logged out.\n"),
@@ -275,15 +246,23 @@ impl Auth {
         Ok(response)
     }
 
-    /// Phase 4: the session for this request, refreshed if due. `None` when there is none (or it
-    /// just ended); the cookies to send back come along.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, AuthError> {
-        let cookie_name = &self.sessions.config().cookie_name;
+    /// Phase 4: the session for this request (its cookie's values were taken from the request by
+    /// the early phase), refreshed if due. `None` when there is none (or it just ended); the
+    /// cookies to send back come along. Several different values name no session: the cookie is
+    /// expired, so the next login leaves the browser with one.
+    pub async fn authenticate(&self, session: &CookieValues) -> Result<Authenticated, AuthError> {
         let mut result = Authenticated {
             session: None,
             set_cookies: Vec::new(),
         };
-        let Some(value) = Self::cookie(headers, cookie_name) else {
+        if session.is_ambiguous() {
+            tracing::warn!("several different session cookies sent; none used");
+            result
+                .set_cookies
+                .push(self.sessions.expired_session_cookie());
+            return Ok(result);
+        }
+        let Some(value) = session.single() else {
             return Ok(result);
         };
         let Some(live) = self.sessions.load(value)? else {
@@ -410,6 +389,7 @@ impl Auth {
     pub fn unauthenticated(
         &self,
         headers: &HeaderMap,
+        binding: &CookieValues,
         return_to: String,
     ) -> Result<Response<ProxyBody>, AuthError> {
         let config = self.oidc.config();
@@ -429,23 +409,25 @@ impl Auth {
         if !redirect_to_login {
             return Err(AuthError::Unauthenticated(config.unauthenticated_status));
         }
-        self.start_login(headers, return_to)
+        self.start_login(binding, return_to)
     }
 
     /// Starts a login: stores the pending login and redirects to the provider. Also used when a
-    /// policy asks for a (new) login.
+    /// policy asks for a (new) login. `binding` holds the login binding cookie's values as the
+    /// browser sent them.
     pub fn start_login(
         &self,
-        headers: &HeaderMap,
+        binding: &CookieValues,
         return_to: String,
     ) -> Result<Response<ProxyBody>, AuthError> {
         if self.oidc.provider().is_none() {
             return Err(AuthError::Unavailable);
         }
         // One binding per browser, shared by its tabs: several logins may be under way at once.
-        let binding_name = self.sessions.binding_cookie_name();
-        let binding = Self::cookie(headers, binding_name)
-            .filter(|value| value.len() == 43)
+        // Only a single value shaped like one we issue is kept; anything else gets a new one.
+        let binding = binding
+            .single()
+            .filter(|value| is_token(value))
             .map(str::to_owned)
             .unwrap_or_else(random_token);
         let state = random_token();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::canonical::CanonicalPath;
+use crate::cookies::TakenCookies;
 use crate::oidc::Auth;
 use crate::routes::RouteId;
 use crate::session::LiveSession;
@@ -47,6 +48,9 @@ pub struct RequestCtx {
     pub upstream_status: Option<StatusCode>,
     /// Login and sessions, when `[oidc]` is configured.
     pub auth: Option<Arc<Auth>>,
+    /// The values of Portcullis's own cookies, taken out of the request by the early phase: the
+    /// later phases read them here, never from the headers.
+    pub own_cookies: TakenCookies,
     /// The user's session, once authenticated.
     pub session: Option<LiveSession>,
     /// `Set-Cookie` values for the response (renewed or expired session cookie).

@@ -204,23 +204,6 @@ fn ip_text(ip: IpAddr) -> String {
     text
 }
 
-/// HTTP/2 lets a client split `Cookie` into several fields; an HTTP/1.1 upstream expects one
-/// (RFC 9113 §8.2.3), joined with `; `.
-pub fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    if values.next().is_none() || values.next().is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
-    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        headers.insert(header::COOKIE, value);
-    }
-}
-
 /// The client's `X-Request-Id` when it is a sane token (1–128 characters of `A–Z a–z 0–9 - _ . :`),
 /// else a fresh random one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -537,13 +520,5 @@ mod tests {
         let generated = request_id(&map(&[("x-request-id", "has space")]));
         assert_eq!(generated.len(), 32);
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn split_cookies_are_joined() {
-        let mut headers = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
-        join_cookies(&mut headers);
-        assert_eq!(headers.get_all("cookie").iter().count(), 1);
-        assert_eq!(headers["cookie"], "a=1; b=2");
     }
 }

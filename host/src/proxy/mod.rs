@@ -26,6 +26,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config, SessionConfig};
+use crate::cookies::{self, ReadNames, TakenCookies};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
 use crate::oidc::{Auth, AuthError, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
@@ -175,6 +176,7 @@ impl Proxy {
             route: None,
             upstream_status: None,
             auth,
+            own_cookies: TakenCookies::default(),
             session: None,
             set_cookies: Vec::new(),
             policy_headers: Vec::new(),
@@ -233,7 +235,8 @@ where
 
 /// Phase 1, early: removes what a client must never be able to send us, in every spelling (see
 /// [`crate::header_ownership`]): identity headers, and forwarding headers unless the peer is a
-/// trusted proxy.
+/// trusted proxy. Takes Portcullis's own cookies out of the request, keeping their values in the
+/// context: no policy and no upstream ever sees them, on any route.
 fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
     let peer_trusted = ctx.peer_trusted();
     headers::remove_untrusted(
@@ -241,6 +244,12 @@ fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, Prox
         peer_trusted,
         &ctx.snapshot.identity_header_names,
     );
+    let read = ctx.auth.as_ref().map(|auth| ReadNames {
+        session: &auth.sessions.config().cookie_name,
+        binding: auth.sessions.binding_cookie_name(),
+    });
+    ctx.own_cookies =
+        cookies::take_own_cookies(request.headers_mut(), &ctx.snapshot.own_cookies, read);
     Ok(Flow::Continue)
 }
 
@@ -283,10 +292,10 @@ async fn auth_endpoints<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result
         return Ok(Flow::Continue);
     };
     let response = if auth.is_callback(path.decision()) {
-        auth.callback(request.uri().query(), request.headers())
+        auth.callback(request.uri().query(), &ctx.own_cookies.binding)
             .await
     } else if auth.is_logout(path.decision()) {
-        auth.logout(request.headers()).await
+        auth.logout(&ctx.own_cookies.session).await
     } else {
         return Ok(Flow::Continue);
     };
@@ -315,7 +324,7 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
         }
         (AuthMode::Required | AuthMode::Optional, Some(auth)) => auth,
     };
-    let found = auth.authenticate(request.headers()).await?;
+    let found = auth.authenticate(&ctx.own_cookies.session).await?;
     ctx.set_cookies.extend(found.set_cookies);
     ctx.session = found.session;
     if ctx.session.is_some() || mode == AuthMode::Optional {
@@ -323,6 +332,7 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
     }
     Ok(Flow::Respond(auth.unauthenticated(
         request.headers(),
+        &ctx.own_cookies.binding,
         return_to(ctx, request),
     )?))
 }
@@ -383,9 +393,10 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
                     message: "login() needs an [oidc] section".into(),
                 }));
             };
-            Ok(Flow::Respond(
-                auth.start_login(request.headers(), return_to(ctx, request))?,
-            ))
+            Ok(Flow::Respond(auth.start_login(
+                &ctx.own_cookies.binding,
+                return_to(ctx, request),
+            )?))
         }
     }
 }
@@ -436,8 +447,8 @@ where
         .map_err(|_| ProxyError::BadPath(PathError::BadEscape))?;
 
     let headers = &mut parts.headers;
+    // Portcullis's cookies left with the early phase, which also joined split `Cookie` fields.
     headers::remove_hop_by_hop(headers, client_upgrade.is_some());
-    headers::join_cookies(headers);
     headers::set_forwarded(
         headers,
         &headers::Forwarded {
@@ -449,9 +460,6 @@ where
         },
     );
     headers.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    if let Some(auth) = &ctx.auth {
-        auth.strip_own_cookies(headers);
-    }
     if let Some(live) = &ctx.session {
         headers::set_identity(
             headers,
@@ -502,7 +510,9 @@ async fn forward(
     }
 }
 
-/// Phase 8, response: hop-by-hop headers removed; a `101 Switching Protocols` starts the tunnel.
+/// Phase 8, response: hop-by-hop headers removed; an upstream's `Set-Cookie` for one of
+/// Portcullis's cookies dropped (an upstream must not plant a session or a login binding); a
+/// `101 Switching Protocols` starts the tunnel.
 fn response(
     ctx: &mut RequestCtx,
     mut upstream_response: Response<PooledBody>,
@@ -525,6 +535,16 @@ fn response(
     }
     let (mut parts, body) = upstream_response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, switching);
+    let planted = cookies::drop_own_set_cookies(&mut parts.headers, &ctx.snapshot.own_cookies);
+    if !planted.is_empty() {
+        let route = ctx.route().map_or("-", |route| route.config.name.as_str());
+        tracing::warn!(
+            request_id = ?ctx.request_id,
+            route,
+            cookies = ?planted,
+            "the upstream tried to set Portcullis's own cookies; Set-Cookie dropped"
+        );
+    }
     let body = if switching {
         empty_body()
     } else {

@@ -203,7 +203,7 @@ impl SessionManager {
         SessionManager {
             store,
             clock,
-            binding_cookie_name: format!("{}_login", config.cookie_name),
+            binding_cookie_name: crate::cookies::binding_cookie_name(&config.cookie_name),
             config,
             cache: Mutex::new(HashMap::new()),
             deletions: AtomicU64::new(0),
@@ -501,6 +501,14 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether `value` has the shape of a [`random_token`]: 43 base64url characters.
+pub fn is_token(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// SHA-256 of a value, base64url (what is stored of a login binding).
