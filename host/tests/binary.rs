@@ -361,3 +361,38 @@ auth = "none"
     assert!(stderr.contains("routes[0].auth: route \"app\""), "{stderr}");
     drop(proxy);
 }
+
+#[tokio::test]
+async fn own_session_cookie_never_reaches_upstream_with_non_utf8_cookie_through_the_binary() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
+        ),
+    );
+    let proxy = RunningProxy::start(&config);
+    let (status, response) = support::raw_bytes(
+        proxy.addr,
+        b"GET /page?set_cookie=__Host-portcullis_session_login%3DX%3B%20Secure%3B%20Path%3D%2F&set_cookie=theme%3Ddark HTTP/1.1\r\n\
+          Host: localhost\r\n\
+          Cookie: portcullis_session=AAAA; l=fran\xc3\xa7ais\r\n\
+          Cookie: __Host-portcullis_session=BBBB\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let report: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        support::echo::received_headers(&report, "cookie"),
+        ["l=fran\u{e7}ais"],
+        "the upstream got Portcullis's session cookie"
+    );
+    let set_cookies: Vec<&str> = head
+        .lines()
+        .filter_map(|line| line.strip_prefix("set-cookie: "))
+        .collect();
+    assert_eq!(set_cookies, ["theme=dark"], "{head}");
+}

@@ -48,6 +48,12 @@ cookie_secure = false
 name = "app"
 path = "/"
 upstream = "http://{echo}"
+
+[[routes]]
+name = "public"
+path = "/public"
+upstream = "http://{echo}"
+auth = "none"
 "#
         )
     }
@@ -1001,4 +1007,101 @@ async fn unauthenticated_redirect_and_deny_apply_to_every_client() {
         "even browsers are denied"
     );
     assert!(!answer.headers().contains_key("www-authenticate"));
+}
+
+/// `?set_cookie=…` for the echo upstream: it answers with that `Set-Cookie`.
+fn set_cookie_query(cookies: &[&str]) -> String {
+    cookies
+        .iter()
+        .map(|cookie| {
+            let encoded: String = url::form_urlencoded::byte_serialize(cookie.as_bytes()).collect();
+            format!("set_cookie={encoded}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn a_binding_planted_by_an_upstream_cannot_complete_an_attackers_login() {
+    let setup = setup(Script::default()).await;
+    // The attacker starts a login, completes it at the provider and keeps the callback URL.
+    let attacker = Browser::new();
+    let start = attacker.get(&setup.proxy.url("/app")).await;
+    let binding = set_cookies(&start)
+        .into_iter()
+        .find_map(|cookie| {
+            let value = cookie.strip_prefix("sess_auth_login=")?;
+            Some(value.split(';').next().unwrap().to_owned())
+        })
+        .expect("a login binding cookie");
+    let callback = location(&attacker.get(&location(&start)).await);
+
+    // The victim visits a page whose upstream (on an auth = "none" route) plants that binding,
+    // in every spelling.
+    let victim = Browser::new();
+    let planted = [
+        format!("sess_auth_login={binding}; Path=/"),
+        format!("SESS_AUTH_LOGIN={binding}; Path=/"),
+        format!("__Host-sess_auth_login={binding}; Path=/"),
+        format!("=sess_auth_login={binding}; Path=/"),
+    ];
+    let mut cookies: Vec<&str> = planted.iter().map(String::as_str).collect();
+    cookies.push("theme=dark; Path=/");
+    let page = victim
+        .get(&setup.proxy.url(&format!("/public/news?{}", set_cookie_query(&cookies))))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(set_cookies(&page), ["theme=dark; Path=/"]);
+    let log = logs::text();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("Set-Cookie dropped"))
+        .expect("the planting is logged");
+    assert!(warning.contains("route=\"public\"") || warning.contains("route=public"), "{warning}");
+    let leaks: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" portcullis") && line.contains(&binding))
+        .collect();
+    assert!(leaks.is_empty(), "the planted value must not be logged: {leaks:#?}");
+
+    // The victim opens the attacker's callback link: not logged in as the attacker.
+    let answer = victim.get(&callback).await;
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert_no_session_cookie(&answer);
+    assert_eq!(setup.idp.token_calls(), 0);
+    assert_eq!(
+        victim.get(&setup.proxy.url("/app")).await.status(),
+        StatusCode::FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_logged_in_request_with_a_non_utf8_cookie_keeps_its_session_and_hides_the_cookie() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let answer = login(&browser, &setup, "/app").await;
+    let session = set_cookies(&answer)
+        .into_iter()
+        .find_map(|cookie| {
+            let value = cookie.strip_prefix("sess_auth=")?;
+            Some(value.split(';').next().unwrap().to_owned())
+        })
+        .expect("session cookie");
+    for path in ["/app", "/public/page"] {
+        let answer = support::get(
+            &setup.proxy.url(path),
+            &[("cookie", &format!("sess_auth={session}; l=fran\u{e7}ais"))],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{path}");
+        let report = answer.json();
+        assert_eq!(
+            received_headers(&report, "cookie"),
+            ["l=fran\u{e7}ais"],
+            "{path}"
+        );
+        let identity = received_header(&report, "x-auth-subject");
+        let expected = (path == "/app").then(|| "alice".to_owned());
+        assert_eq!(identity, expected, "{path}: the session is still read");
+    }
 }

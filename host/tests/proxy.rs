@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use support::echo::{self, received_header, received_headers};
-use support::tls::{TestCert, h2_get};
+use support::tls::{TestCert, h2_get, h2_get_with};
 use support::{closed_port, get, one_route, raw, start_proxy, start_proxy_in};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -804,4 +804,147 @@ async fn connections_beyond_max_connections_get_503_until_one_closes() {
         served.is_some(),
         "a freed place is given to a new connection"
     );
+}
+
+/// One route `auth = "none"` to `echo`, no `[oidc]`: Portcullis's cookies are still its own.
+fn open_route(echo: std::net::SocketAddr, route_extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n{route_extra}\n"
+    )
+}
+
+/// The echo upstream's report from a raw response.
+fn raw_report(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").expect("a body").1;
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {response}"))
+}
+
+#[tokio::test]
+async fn own_session_cookie_never_reaches_upstream_with_non_utf8_cookie() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&open_route(echo, "")).await;
+    let (status, response) = support::raw_bytes(
+        proxy.addr,
+        b"GET /page HTTP/1.1\r\nHost: localhost\r\n\
+          Cookie: portcullis_session=AAAA; l=fran\xc3\xa7ais\r\n\
+          Cookie: __Host-portcullis_session=BBBB; raw=\xff\xfe\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    let cookies = received_headers(&raw_report(&response), "cookie");
+    assert_eq!(cookies, ["l=fran\u{e7}ais; raw=\u{fffd}\u{fffd}"]);
+}
+
+#[tokio::test]
+async fn own_cookies_are_removed_in_every_spelling_from_every_cookie_field() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&open_route(echo, "")).await;
+    let long = "v".repeat(16 * 1024);
+    let request = format!(
+        "GET /page HTTP/1.1\r\nHost: localhost\r\n\
+         Cookie:   __Host-portcullis_session=AAAA  ;a=1;; __host-PORTCULLIS_SESSION = BBBB\r\n\
+         Cookie: b=2, portcullis_session=CCCC\r\n\
+         Cookie: __Secure-portcullis_session_login=DDDD; c={long}; portcullis_session=EEEE\r\n\
+         Cookie: __Host-portcullis_session=AAAA; d=4\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let (status, response) = support::raw(proxy.addr, &request).await;
+    assert_eq!(status, 200, "{response}");
+    let cookies = received_headers(&raw_report(&response), "cookie");
+    assert_eq!(cookies, [format!("a=1; c={long}; d=4")]);
+}
+
+#[tokio::test]
+async fn own_cookies_in_split_http2_cookie_fields_never_reach_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(dir.path(), "server");
+    let echo = echo::spawn().await;
+    let config = open_route(echo, "").replace(
+        "[server]\n",
+        "[server]\ntls = { cert = \"server.pem\", key = \"server.key\" }\n",
+    );
+    let proxy = start_proxy_in(&config, dir.path()).await;
+    let (version, answer) = h2_get_with(
+        proxy.addr,
+        cert.roots(),
+        "/over-h2",
+        &[
+            ("cookie", "a=1"),
+            ("cookie", "__Host-portcullis_session=AAAA"),
+            ("cookie", "b=fran\u{e7}ais"),
+            ("cookie", "__Host-portcullis_session_login=BBBB"),
+        ],
+    )
+    .await;
+    assert_eq!(version, http::Version::HTTP_2);
+    assert_eq!(answer.status, 200);
+    let cookies = received_headers(&answer.json(), "cookie");
+    assert_eq!(cookies, ["a=1; b=fran\u{e7}ais"]);
+}
+
+#[tokio::test]
+async fn a_policy_never_sees_the_session_cookie() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cookies.rhai"),
+        r#"
+let cookies = header("cookie");
+if cookies == () { deny(400, "no cookie header at all") }
+else if cookies.contains("portcullis_session") { deny(403, "the policy saw the session cookie") }
+else if cookies.contains("theme=dark") { allow() }
+else { deny(400, "the other cookies are gone") }
+"#,
+    )
+    .unwrap();
+    let proxy = start_proxy_in(
+        &open_route(echo, "policy = \"cookies.rhai\""),
+        dir.path(),
+    )
+    .await;
+    let answer = get(
+        &proxy.url("/page"),
+        &[(
+            "cookie",
+            "__Host-portcullis_session=AAAA; theme=dark; portcullis_session_login=BBBB",
+        )],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        received_headers(&answer.json(), "cookie"),
+        ["theme=dark"]
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_set_portcullis_cookies() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&open_route(echo, "")).await;
+    let planted = [
+        "__Host-portcullis_session_login=X; Secure; Path=/",
+        "portcullis_session_login=X; Path=/",
+        "__HOST-PORTCULLIS_SESSION=X; Secure; Path=/",
+        "=portcullis_session=X",
+    ];
+    let query: String = planted
+        .iter()
+        .chain(&["theme=dark; Path=/"])
+        .map(|cookie| {
+            format!(
+                "set_cookie={}&",
+                url::form_urlencoded::byte_serialize(cookie.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    let answer = get(&proxy.url(&format!("/page?{query}")), &[]).await;
+    assert_eq!(answer.status, 200);
+    let set: Vec<&str> = answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set, ["theme=dark; Path=/"]);
 }

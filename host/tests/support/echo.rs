@@ -7,6 +7,7 @@
 //! - `?sleep_ms=N`: waits N ms before answering (slow upstreams);
 //! - `?bytes=N`: answers with N bytes of body instead, streamed (large downloads);
 //! - `?hop=1`: adds hop-by-hop response headers (and `X-Resp-Kept`, which must survive);
+//! - `?set_cookie=V` (percent-encoded, repeatable): answers with `Set-Cookie: V` for each;
 //! - `Upgrade: websocket`: completes the handshake and echoes every message back.
 
 use std::convert::Infallible;
@@ -109,6 +110,18 @@ async fn echo(mut request: Request<Incoming>, peer: SocketAddr) -> Response<Echo
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
+    for (key, value) in url::form_urlencoded::parse(
+        uri.split_once('?')
+            .map_or("", |(_, query)| query)
+            .as_bytes(),
+    ) {
+        if key == "set_cookie" {
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                http::HeaderValue::from_str(&value).unwrap(),
+            );
+        }
+    }
     if uri.contains("hop=1") {
         // Hop-by-hop headers a proxy must not pass back to the client.
         let headers = response.headers_mut();

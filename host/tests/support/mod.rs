@@ -199,8 +199,13 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 /// Sends raw bytes (for request targets an HTTP client would not send) and returns the status and
 /// the rest of the response text.
 pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    raw_bytes(addr, request.as_bytes()).await
+}
+
+/// [`raw`] for requests that are not text (header values with bytes a `&str` cannot hold).
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(10),
