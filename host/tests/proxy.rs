@@ -898,11 +898,7 @@ else { deny(400, "the other cookies are gone") }
 "#,
     )
     .unwrap();
-    let proxy = start_proxy_in(
-        &open_route(echo, "policy = \"cookies.rhai\""),
-        dir.path(),
-    )
-    .await;
+    let proxy = start_proxy_in(&open_route(echo, "policy = \"cookies.rhai\""), dir.path()).await;
     let answer = get(
         &proxy.url("/page"),
         &[(
@@ -912,10 +908,7 @@ else { deny(400, "the other cookies are gone") }
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    assert_eq!(
-        received_headers(&answer.json(), "cookie"),
-        ["theme=dark"]
-    );
+    assert_eq!(received_headers(&answer.json(), "cookie"), ["theme=dark"]);
 }
 
 #[tokio::test]
