@@ -481,6 +481,7 @@ upstream = "http://{echo}/to-root"
         if response.status != StatusCode::OK {
             return Ok(()); // answered by the proxy itself: nothing reached the upstream
         }
+        FORWARDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let report = response.json();
         let uri = report["uri"].as_str().unwrap_or_default().to_owned();
         let (route, forwarded) = uri
@@ -571,6 +572,9 @@ upstream = "http://{echo}/to-root"
         Ok(())
     }
 
+    /// Cases that reached the upstream: the properties on what it receives must be exercised.
+    static FORWARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
     /// Cases per run: modest under `cargo test`, raised by `PROPTEST_CASES` (scripts/fuzz).
     fn runner() -> TestRunner {
         let cases = std::env::var("PROPTEST_CASES")
@@ -587,8 +591,15 @@ upstream = "http://{echo}/to-root"
     #[test]
     fn untrusted_requests_never_carry_forged_identity_cookies_or_paths_upstream() {
         let world = world();
-        runner()
+        let mut runner = runner();
+        let cases = runner.config().cases as usize;
+        runner
             .run(&attempt(), |attempt| check(world, &attempt))
             .unwrap();
+        let forwarded = FORWARDED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            forwarded * 5 >= cases,
+            "only {forwarded} of {cases} generated requests reached the upstream: the generator no longer exercises what the upstream receives"
+        );
     }
 }
