@@ -427,15 +427,18 @@ impl RhaiPolicy {
         rules: &OutputRules,
         deadline: Option<Instant>,
     ) -> Result<Decision, PolicyError> {
-        let timeout = Instant::now() + self.engine.limits.timeout;
-        let deadline = deadline.map_or(timeout, |deadline| deadline.min(timeout));
+        // Read the clock only for a run (a remembered decision is served without it).
+        let until = || {
+            let timeout = Instant::now() + self.engine.limits.timeout;
+            deadline.map_or(timeout, |deadline| deadline.min(timeout))
+        };
         if !self.claims_only.load(Relaxed) {
-            return self.run(request, claims, rules, deadline);
+            return self.run(request, claims, rules, until());
         }
         if let Some(decision) = claims.decisions.get(self.id) {
             return Ok(decision);
         }
-        let decision = self.run(request, claims, rules, deadline)?;
+        let decision = self.run(request, claims, rules, until())?;
         // A run that found the script reading the request turned `claims_only` off.
         if self.claims_only.load(Relaxed) {
             claims.decisions.remember(self.id, &decision);
