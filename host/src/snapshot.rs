@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
 use crate::cookies::OwnCookieNames;
 use crate::oidc::Auth;
+use crate::policy::PolicyPool;
 use crate::proxy::upstream::{UpstreamClient, UpstreamPools};
 use crate::routes::RouteTable;
 
@@ -32,6 +33,9 @@ pub struct Snapshot {
     /// Login and sessions, when `[oidc]` is configured. The sessions are the process's (a reload
     /// never touches them); the relying party is rebuilt when `[oidc]` changes.
     pub auth: Option<Arc<Auth>>,
+    /// The threads this snapshot's policies run on (`policy_limits.threads`), started on first
+    /// use and ended when the snapshot is dropped: a reload's new size applies to its requests.
+    pub policy_pool: PolicyPool,
 }
 
 /// A route with what serving it needs.
@@ -72,6 +76,7 @@ impl Snapshot {
                     .map(|auth| auth.sessions.config().cookie_name.as_str()),
             ),
         );
+        let policy_pool = PolicyPool::new(&config.policy_limits);
         let connect_timeout = config.server.upstream_connect_timeout;
         let routes = config
             .routes
@@ -96,6 +101,7 @@ impl Snapshot {
             identity_header_names,
             own_cookies,
             auth,
+            policy_pool,
         }
     }
 }

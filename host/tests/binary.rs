@@ -1,4 +1,5 @@
-//! The `portcullis` binary as users run it: `check`, streaming with bounded memory, SIGTERM.
+//! The `portcullis` binary as users run it: `check`, streaming with bounded memory, SIGTERM, and
+//! policies that spin without holding up anything else.
 
 mod support;
 
@@ -11,7 +12,7 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::binary::{RunningProxy, binary};
-use support::{echo, get, one_route};
+use support::{echo, get, one_route, raw};
 
 const BODY_SIZE: u64 = 100 * 1000 * 1000;
 const CHUNK: usize = 64 * 1024;
@@ -395,4 +396,103 @@ async fn own_session_cookie_never_reaches_upstream_with_non_utf8_cookie_through_
         .filter_map(|line| line.strip_prefix("set-cookie: "))
         .collect();
     assert_eq!(set_cookies, ["theme=dark"], "{head}");
+}
+
+/// A config with `/spin` (a policy that loops until `[policy_limits]` stops it) and `/open` (no
+/// policy, no login), both on `upstream`.
+fn spinning_policy_config(
+    dir: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    limits: &str,
+) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("spin.rhai"),
+        "if request.path.starts_with(\"/spin\") { loop {} }\nallow()\n",
+    )
+    .unwrap();
+    write_config(
+        dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[policy_limits]\n{limits}\n\n\
+             [[routes]]\nname = \"spin\"\npath = \"/spin\"\nauth = \"none\"\npolicy = \"spin.rhai\"\nupstream = \"http://{upstream}\"\n\n\
+             [[routes]]\nname = \"open\"\npath = \"/open\"\nauth = \"none\"\nupstream = \"http://{upstream}\"\n"
+        ),
+    )
+}
+
+/// Sends `GET path` on a connection of its own; the status and how long the answer took.
+async fn timed_get(addr: std::net::SocketAddr, path: String) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let (status, _) = raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    (status, started.elapsed())
+}
+
+/// Issue 13: a policy that spins (or, before `sleep` was removed, sleeps) must not hold up other
+/// routes. More spinning decisions are in flight than the runtime has workers (twice over) and
+/// than there are policy threads; a request on a route without a policy is still answered at once.
+#[tokio::test]
+async fn spinning_policies_never_hold_up_requests_on_other_routes() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spinning_policy_config(
+        dir.path(),
+        echo,
+        "timeout = \"3s\"\nmax_operations = 1000000000000",
+    );
+    let proxy = RunningProxy::start(&config);
+    // The binary's runtime has one worker per core; the policy threads are one per core too.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let spinners: Vec<_> = (0..2 * cores + 2)
+        .map(|i| tokio::spawn(timed_get(proxy.addr, format!("/spin/{i}"))))
+        .collect();
+    // Let them reach their policy (the bound below holds whether or not they all did).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, took) = timed_get(proxy.addr, "/open".into()).await;
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "/open took {took:?} while policies on /spin were spinning"
+    );
+    for spinner in spinners {
+        let (status, took) = spinner.await.unwrap();
+        assert_eq!(status, 500, "a spinning policy fails closed");
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+    }
+}
+
+/// The request's own deadline: with one policy thread held by a spinning decision, decisions
+/// queued behind it are answered 500 when `policy_limits.timeout` plus the grace has passed,
+/// not after the spinners before them have run (which would take three timeouts).
+#[tokio::test]
+async fn a_decision_waiting_past_its_deadline_fails_closed_with_500() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spinning_policy_config(
+        dir.path(),
+        echo,
+        "timeout = \"1500ms\"\nmax_operations = 1000000000000\nthreads = 1",
+    );
+    let proxy = RunningProxy::start(&config);
+    let spinners: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(timed_get(proxy.addr, format!("/spin/{i}"))))
+        .collect();
+    for spinner in spinners {
+        let (status, took) = spinner.await.unwrap();
+        assert_eq!(status, 500);
+        assert!(
+            took < Duration::from_millis(2500),
+            "answered after {took:?}: the caller waited for the policy thread"
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
+    assert!(
+        log.contains("policy_limits.timeout plus grace")
+            && log.contains("route=spin")
+            && log.contains("spin.rhai"),
+        "the caller-side deadline is logged with route and file:\n{log}"
+    );
 }

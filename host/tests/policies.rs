@@ -330,6 +330,31 @@ fn eval_and_import_are_not_available() {
     }
 }
 
+/// Issue 13: `sleep(3)` in a policy held a worker thread for 3 s. Rhai's core package (`sleep`,
+/// `exit`, `parse_json`, …) is not registered: calling it is a policy error, at once.
+#[test]
+fn sleep_and_the_rest_of_rhais_core_package_cannot_be_called() {
+    for call in ["sleep(1)", "sleep(0.5)", "exit()", "parse_json(\"{}\")"] {
+        let started = std::time::Instant::now();
+        let err = short(decide(
+            &script(&format!("{call}; allow()")),
+            "GET",
+            "/",
+            &claims(&[]),
+        ));
+        let name = call.split('(').next().unwrap();
+        assert!(
+            err.starts_with("error: test.rhai:1:")
+                && err.contains(&format!("Function not found: {name}")),
+            "{call}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(400),
+            "{call} ran"
+        );
+    }
+}
+
 #[test]
 fn every_limit_is_enforced() {
     let limits = PolicyLimits {

@@ -42,6 +42,9 @@ pub(super) fn wasm_cache_dir(
     }
 }
 
+/// Most policy threads a config may ask for.
+const MAX_POLICY_THREADS: usize = 1024;
+
 pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> PolicyLimits {
     let defaults = PolicyLimits::default();
     let mut positive = |key: &str, value: Option<usize>, default: usize| match value {
@@ -84,6 +87,16 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
         ),
         wasm_max_memory: defaults.wasm_max_memory,
         wasm_pooled_uses: defaults.wasm_pooled_uses,
+        threads: match positive("threads", raw.threads, defaults.threads) {
+            threads if threads > MAX_POLICY_THREADS => {
+                problems.add(
+                    "policy_limits.threads",
+                    format!("at most {MAX_POLICY_THREADS}"),
+                );
+                defaults.threads
+            }
+            threads => threads,
+        },
     };
     let wasm_max_memory = match raw
         .wasm_max_memory

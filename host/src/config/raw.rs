@@ -104,6 +104,8 @@ pub struct RawPolicyLimits {
     pub wasm_max_memory: Option<String>,
     /// Decisions a pooled Wasm instance serves before it is replaced. Default 10000.
     pub wasm_pooled_uses: Option<u64>,
+    /// Threads that run policies. Default: the machine's cores.
+    pub threads: Option<usize>,
 }
 
 /// `[oidc]`

@@ -1,6 +1,7 @@
 //! [`PolicyLimits`]: every bound a policy runs under, defined once, with its default.
 //!
-//! Configured in `[policy_limits]`; each has a test in `tests/policies.rs` that exceeds it.
+//! Configured in `[policy_limits]`; each has a test in `tests/policies.rs` that exceeds it (the
+//! policy threads and the caller's deadline: `tests/proxy.rs`).
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct PolicyLimits {
     pub wasm_max_memory: u64,
     /// Decisions a pooled Wasm instance serves before it is replaced. Default 10,000.
     pub wasm_pooled_uses: u64,
+    /// Threads that run policy scripts, off the threads serving connections (a request waits
+    /// for its decision at most `timeout` plus a grace). Default: the machine's cores.
+    pub threads: usize,
 }
 
 impl Default for PolicyLimits {
@@ -45,6 +49,7 @@ impl Default for PolicyLimits {
             max_header_value_size: 4096,
             wasm_max_memory: 32 * 1024 * 1024,
             wasm_pooled_uses: 10_000,
+            threads: super::pool::default_threads(),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! output) is a [`PolicyError`], which the proxy answers with 500 — fail closed.
 //!
 //! Policies are compiled when the config is loaded ([`PolicyEngine::compile`]) and never on the
-//! request path. This issue brings Rhai scripts (`rhai.rs`); Wasm policies join behind the same
-//! [`Policy`] type.
+//! request path: Rhai scripts (`rhai.rs`) and Wasm components (`wasm/`) behind one [`Policy`]
+//! type. The proxy runs them on the policy threads ([`PolicyPool`]), never on the threads that
+//! serve connections.
 
 pub mod input;
 pub mod limits;
 pub mod output;
+pub mod pool;
 mod rhai;
 pub mod tester;
 pub mod wasm;
@@ -21,6 +23,7 @@ pub use self::rhai::{PolicyEngine, RhaiPolicy};
 pub use input::{PolicyClaims, PolicyRequest};
 pub use limits::PolicyLimits;
 pub use output::OutputRules;
+pub use pool::{PolicyPool, PoolError};
 pub use wasm::{Isolation, WasmPolicy};
 
 /// What a policy decided.
@@ -114,18 +117,43 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Runs the policy for one request.
+    /// Runs the policy for one request, on this thread, within `policy_limits.timeout`.
     pub fn decide(
         &self,
         request: &PolicyRequest<'_>,
         claims: Option<&PolicyClaims>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
+        self.decide_by(request, claims, rules, None)
+    }
+
+    /// [`Policy::decide`], stopping the script at `deadline` too if that comes before its own
+    /// timeout (the caller's deadline on a [`PolicyPool`] thread).
+    pub fn decide_by(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: Option<&PolicyClaims>,
+        rules: &OutputRules,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Decision, PolicyError> {
         match self {
-            Policy::Rhai(policy) => {
-                policy.decide(request, claims.unwrap_or(&PolicyClaims::anonymous()), rules)
-            }
-            Policy::Wasm(policy) => policy.decide(request, claims, rules),
+            Policy::Rhai(policy) => policy.decide_by(
+                request,
+                claims.unwrap_or(&PolicyClaims::anonymous()),
+                rules,
+                deadline,
+            ),
+            Policy::Wasm(policy) => policy.decide_by(request, claims, rules, deadline),
+        }
+    }
+
+    /// The decision already made for these claims, when the policy's decisions are remembered
+    /// per session (a Rhai script that reads nothing but the claims and its config): served
+    /// without running anything.
+    pub fn remembered(&self, claims: Option<&PolicyClaims>) -> Option<Decision> {
+        match self {
+            Policy::Rhai(policy) => policy.remembered(claims.unwrap_or(&PolicyClaims::anonymous())),
+            Policy::Wasm(_) => None,
         }
     }
 

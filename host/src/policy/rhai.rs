@@ -2,9 +2,13 @@
 //! [`RhaiPolicy`], run per request with a fresh scope.
 //!
 //! The sandbox is what is registered: the script sees four constants (`claims`, `request`, `route`,
-//! `config`), the helpers below, and Rhai's core language. There is no `eval`, no `import` (the
-//! crate is built with `no_module`), no clock (`no_time`), and no file, network or environment
-//! function. Every bound comes from [`PolicyLimits`]; the wall-clock cap is checked from the
+//! `config`), the helpers below, and the pure part of Rhai's standard library ([`PolicyPackage`]:
+//! arithmetic, logic, strings, arrays, maps, ranges, function pointers). Nothing that blocks,
+//! tells the time or reaches outside: no `sleep`, no `eval`, no `import` (the crate is built with
+//! `no_module`), no clock (`no_time`), and no file, network or environment function. Every
+//! callable function is listed in `rhai_api.txt`, which a test compares with the engine.
+//!
+//! Every bound comes from [`PolicyLimits`]; the wall-clock cap is checked from the
 //! progress callback every 256 operations.
 //!
 //! Helpers need the current request, which a shared engine cannot capture: it is put in a
@@ -16,7 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use rhai::{AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+use rhai::packages::{
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
+    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{
+    AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope, def_package,
+};
 
 use super::input::{PolicyClaims, PolicyRequest};
 use super::limits::PolicyLimits;
@@ -123,6 +133,25 @@ enum ScriptDecision {
     Login,
 }
 
+def_package! {
+    /// The part of Rhai's standard library a policy gets: pure computation on the values it
+    /// sees. Left out, and so not callable: the language core package (`sleep`, which would
+    /// block the thread; `exit`; `parse_json`; `take`; `tag`), byte blobs and bit fields; the
+    /// clock is compiled out (`no_time`). `rhai_api.txt` lists every function this and
+    /// [`register_api`] make callable; a test keeps it current.
+    PolicyPackage(lib):
+        ArithmeticPackage,
+        LogicPackage,
+        BasicMathPackage,
+        BasicStringPackage,
+        MoreStringPackage,
+        BasicArrayPackage,
+        BasicMapPackage,
+        BasicIteratorPackage,
+        BasicFnPackage
+    {}
+}
+
 /// A Rhai engine configured with the sandbox and the policy API.
 #[derive(Clone)]
 pub struct PolicyEngine {
@@ -163,7 +192,12 @@ pub struct RhaiPolicy {
 impl PolicyEngine {
     /// An engine with `limits` and the policy API.
     pub fn new(limits: PolicyLimits) -> Self {
-        let mut engine = Engine::new();
+        // Raw: only what is registered below exists (`Engine::new()` would add `sleep`, `exit`
+        // and the rest of Rhai's standard library).
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(PolicyPackage::new().as_shared_module());
+        // What `Engine::new()` sets: repeated property names and strings are shared, not copied.
+        engine.set_max_strings_interned(256);
         engine
             .set_max_operations(limits.max_operations)
             .set_max_call_levels(limits.max_call_depth)
@@ -382,18 +416,44 @@ impl RhaiPolicy {
         claims: &PolicyClaims,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
+        self.decide_by(request, claims, rules, None)
+    }
+
+    /// [`RhaiPolicy::decide`], stopping at `deadline` too if that comes first.
+    pub fn decide_by(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: &PolicyClaims,
+        rules: &OutputRules,
+        deadline: Option<Instant>,
+    ) -> Result<Decision, PolicyError> {
+        // Read the clock only for a run (a remembered decision is served without it).
+        let until = || {
+            let timeout = Instant::now() + self.engine.limits.timeout;
+            deadline.map_or(timeout, |deadline| deadline.min(timeout))
+        };
         if !self.claims_only.load(Relaxed) {
-            return self.run(request, claims, rules);
+            return self.run(request, claims, rules, until());
         }
         if let Some(decision) = claims.decisions.get(self.id) {
             return Ok(decision);
         }
-        let decision = self.run(request, claims, rules)?;
+        let decision = self.run(request, claims, rules, until())?;
         // A run that found the script reading the request turned `claims_only` off.
         if self.claims_only.load(Relaxed) {
             claims.decisions.remember(self.id, &decision);
         }
         Ok(decision)
+    }
+
+    /// The decision remembered for these claims, if the script's decisions are remembered per
+    /// session and it already decided for them.
+    pub fn remembered(&self, claims: &PolicyClaims) -> Option<Decision> {
+        if self.claims_only.load(Relaxed) {
+            claims.decisions.get(self.id)
+        } else {
+            None
+        }
     }
 
     /// How many times the script ran (decisions remembered per session are not runs).
@@ -406,6 +466,7 @@ impl RhaiPolicy {
         request: &PolicyRequest<'_>,
         claims: &PolicyClaims,
         rules: &OutputRules,
+        deadline: Instant,
     ) -> Result<Decision, PolicyError> {
         self.runs.fetch_add(1, Relaxed);
         let has_request = self.reads_request.load(Relaxed);
@@ -448,7 +509,7 @@ impl RhaiPolicy {
             wanted_request: std::cell::Cell::new(false),
             route,
             file: self.file.clone(),
-            deadline: Instant::now() + self.engine.limits.timeout,
+            deadline,
         });
         // A panic inside the script engine (a Rhai bug) must cost this request, not the
         // connection or the worker: it becomes a policy error like any other failure.
@@ -469,7 +530,7 @@ impl RhaiPolicy {
             self.reads_request.store(true, Relaxed);
             self.claims_only.store(false, Relaxed);
             drop(guard);
-            return self.run(request, claims, rules);
+            return self.run(request, claims, rules, deadline);
         }
         self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
     }
@@ -526,5 +587,68 @@ impl RhaiPolicy {
                 .map_err(|message| self.error(None, message)),
             ScriptDecision::Login => Ok(Decision::Login),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Where the reviewed list lives, relative to the crate.
+    const API_LIST: &str = "src/policy/rhai_api.txt";
+
+    /// Every function a policy script can call, as Rhai prints its signature, is in the reviewed
+    /// list: a Rhai upgrade or a new registration cannot widen the sandbox unnoticed.
+    #[test]
+    fn scripts_can_call_only_the_reviewed_rhai_api() {
+        let engine = PolicyEngine::new(PolicyLimits::default());
+        let callable: BTreeSet<String> =
+            engine.engine.gen_fn_signatures(true).into_iter().collect();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(API_LIST);
+        if std::env::var_os("PORTCULLIS_WRITE_RHAI_API").is_some() {
+            let mut text = String::from(
+                "# Every function a Rhai policy can call (signatures as Rhai prints them), reviewed:\n\
+                 # none blocks, reads the clock, randomness, files, network or environment, or\n\
+                 # changes anything but the script's own values. Checked by\n\
+                 # `scripts_can_call_only_the_reviewed_rhai_api` in policy/rhai.rs.\n",
+            );
+            for signature in &callable {
+                text.push_str(signature);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).expect("write the API list");
+        }
+        let reviewed: BTreeSet<String> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        let unreviewed: Vec<&String> = callable.difference(&reviewed).collect();
+        let gone: Vec<&String> = reviewed.difference(&callable).collect();
+        assert!(
+            unreviewed.is_empty() && gone.is_empty(),
+            "the functions a Rhai policy can call differ from the reviewed list {API_LIST}.\n\
+             New, not reviewed ({}):\n  {}\nListed but gone ({}):\n  {}\n\
+             Review every new one: a policy must not be able to block (sleep, I/O), read the \
+             clock, randomness, files, network or environment, or change anything outside its \
+             own values. If each is harmless, rewrite the list with\n  \
+             PORTCULLIS_WRITE_RHAI_API=1 cargo test -p portcullis --lib scripts_can_call_only_the_reviewed_rhai_api\n\
+             and commit it saying what was reviewed; otherwise leave the function out of \
+             `PolicyPackage` / `register_api` in policy/rhai.rs.",
+            unreviewed.len(),
+            unreviewed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            gone.len(),
+            gone.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  "),
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The request pipeline: named phases in order, one [`RequestCtx`] carried through them.
 //!
 //! ```text
-//! early → route → auth endpoints → authenticate → [authorize: policy issue]
+//! early → route → auth endpoints → authenticate → authorize (on a policy thread)
 //!       → upstream request → forward → response → log (always)
 //! ```
 //! Phases before the upstream request return [`Flow`]: go on, or answer now. Failures are
@@ -30,7 +30,7 @@ use crate::cookies::{self, ReadNames, TakenCookies};
 use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
 use crate::oidc::{Auth, AuthError, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
-use crate::session::{SessionManager, StoreError, SystemClock};
+use crate::session::{Session, SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
@@ -225,7 +225,7 @@ where
     if let Flow::Respond(response) = authenticate(ctx, &request).await? {
         return Ok(response);
     }
-    if let Flow::Respond(response) = authorize(ctx, &request)? {
+    if let Flow::Respond(response) = authorize(ctx, &mut request).await? {
         return Ok(response);
     }
     let (upstream_request, client_upgrade) = upstream_request(ctx, request)?;
@@ -348,33 +348,31 @@ fn return_to<B>(ctx: &RequestCtx, request: &Request<B>) -> String {
 
 /// Phase 5, authorize: the route's policy decides on the request and the user's claims. A deny is
 /// an answer (a value); a policy that fails is a 500 — fail closed.
-fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+///
+/// The policy runs on the snapshot's policy threads, never here: a script that spins until its
+/// limits stop it holds a policy thread, not the connections of other routes. This task waits
+/// for the decision at most `policy_limits.timeout` plus a grace, then fails closed. A decision
+/// remembered for the session is served here, without the hop.
+async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
     let snapshot = ctx.snapshot.clone();
-    let Some(route) = ctx.route.map(|id| &snapshot.routes[id]) else {
+    let Some(route_id) = ctx.route else {
         return Ok(Flow::Continue);
     };
+    let route = &snapshot.routes[route_id];
     let Some(route_policy) = &route.config.policy else {
         return Ok(Flow::Continue);
     };
-    let claims = ctx
-        .session
-        .as_ref()
-        .map(|live| live.session.policy_claims());
-    let input = PolicyRequest {
-        method: request.method().as_str(),
-        path: ctx.path.as_ref().map_or("/", CanonicalPath::decision),
-        query: request.uri().query().unwrap_or(""),
-        host: ctx.host.as_deref().unwrap_or(""),
-        headers: request.headers(),
-        client_ip: ctx.conn.peer.ip().to_canonical(),
-        route: &route.config.name,
-    };
-    let decision = route_policy
+    let session = ctx.session.as_ref().map(|live| live.session.clone());
+    let remembered = route_policy
         .policy
-        .decide(&input, claims, &route_policy.rules)
-        .inspect_err(|err| {
-            tracing::warn!(request_id = ?ctx.request_id, route = %route.config.name, error = %err, "policy failed; request refused");
-        })?;
+        .remembered(session.as_deref().map(Session::policy_claims));
+    let decision = match remembered {
+        Some(decision) => Ok(decision),
+        None => decide_on_policy_thread(ctx, route_id, session, request).await,
+    }
+    .inspect_err(|err| {
+        tracing::warn!(request_id = ?ctx.request_id, route = %route.config.name, error = %err, "policy failed; request refused");
+    })?;
     match decision {
         Decision::Allow { headers } => {
             ctx.policy_headers = headers;
@@ -397,6 +395,66 @@ fn authorize<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, Prox
                 &ctx.own_cookies.binding,
                 return_to(ctx, request),
             )?))
+        }
+    }
+}
+
+/// Runs the route's policy on a policy thread and waits for its decision. The request's headers
+/// travel with the job (moved, not copied) and are put back with the decision; on any failure the
+/// request is refused, so they are not needed again.
+async fn decide_on_policy_thread<B>(
+    ctx: &RequestCtx,
+    route_id: crate::routes::RouteId,
+    session: Option<Arc<Session>>,
+    request: &mut Request<B>,
+) -> Result<Decision, PolicyError> {
+    let snapshot = ctx.snapshot.clone();
+    let headers = std::mem::take(request.headers_mut());
+    let method = request.method().clone();
+    let path = ctx
+        .path
+        .as_ref()
+        .map_or("/", CanonicalPath::decision)
+        .to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let host = ctx.host.clone().unwrap_or_default();
+    let client_ip = ctx.conn.peer.ip().to_canonical();
+    let job = move |deadline| {
+        let route = &snapshot.routes[route_id];
+        let route_policy = route
+            .config
+            .policy
+            .as_ref()
+            .expect("the authorize phase checked the route has a policy");
+        let input = PolicyRequest {
+            method: method.as_str(),
+            path: &path,
+            query: &query,
+            host: &host,
+            headers: &headers,
+            client_ip,
+            route: &route.config.name,
+        };
+        let decision = route_policy.policy.decide_by(
+            &input,
+            session.as_deref().map(Session::policy_claims),
+            &route_policy.rules,
+            Some(deadline),
+        );
+        (decision, headers)
+    };
+    match ctx.snapshot.policy_pool.run(job).await {
+        Ok((decision, headers)) => {
+            *request.headers_mut() = headers;
+            decision
+        }
+        Err(err) => {
+            let policy = ctx.route().and_then(|route| route.config.policy.as_ref());
+            Err(PolicyError {
+                file: policy.map_or("", |p| p.policy.file()).to_owned(),
+                position: None,
+                message: err.to_string(),
+            })
         }
     }
 }

@@ -3,8 +3,8 @@
 //! Lifetimes: one [`WasmRuntime`] per process (the engine, its pooling allocator and the epoch
 //! ticker thread); one [`WasmPolicy`] per route, compiled at load (`Component` + `InstancePre`);
 //! per decision either a fresh store and instance (`isolation = "per-request"`) or a store and
-//! instance reused on the worker thread (`isolation = "pooled"`, the default), dropped after any
-//! trap and after a bounded number of uses.
+//! instance reused on the policy thread (`isolation = "pooled"`, the default; see
+//! [`super::PolicyPool`]), dropped after any trap and after a bounded number of uses.
 //!
 //! The sandbox is what is linked: the world's `log` import and nothing else. A Rust std guest
 //! built for `wasm32-wasip2` imports WASI interfaces it never calls (environment, clocks, stdio):
@@ -59,7 +59,7 @@ pub const MAX_CONFIGURABLE_MEMORY: u64 = 256 * 1024 * 1024;
 /// How a route's Wasm policy instances are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
-    /// An instance reused on each worker thread (fast; a guest's state can be seen by later
+    /// An instance reused on each policy thread (fast; a guest's state can be seen by later
     /// requests on that thread). Dropped after any trap and after `pooled_uses` decisions.
     Pooled,
     /// A fresh store and instance per decision (slower; nothing survives a request).
@@ -352,8 +352,8 @@ fn kernel_has_pagemap_scan() -> bool {
     (major, minor) >= (6, 7)
 }
 
-/// How often (in uses of one pooled instance) a worker also sweeps instances of policies that no
-/// longer exist; the sweep is a pass over that worker's few entries.
+/// How often (in uses of one pooled instance) a policy thread also sweeps instances of policies
+/// that no longer exist; the sweep is a pass over that thread's few entries.
 const SWEEP_EVERY: u64 = 256;
 
 /// Identifies a compiled policy in the per-thread pools.
@@ -387,9 +387,12 @@ impl std::fmt::Debug for WasmPolicy {
 struct CallInput<'a> {
     request: &'a PolicyRequest<'a>,
     identity: Option<Arc<WasmIdentity>>,
+    /// Epoch ticks the call may run.
+    ticks: u64,
 }
 
-/// A reused instance on one worker thread.
+/// A reused instance on one policy thread (kept in a thread-local: the policy threads live as
+/// long as their snapshot, so an instance is reused by every request that thread decides).
 struct Pooled {
     store: Store<HostState>,
     instance: bindings::Policy,
@@ -479,7 +482,7 @@ impl WasmPolicy {
     #[doc(hidden)]
     pub fn instantiate_once(&self) -> Result<(), String> {
         let mut store = self.new_store("bench");
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(self.deadline_ticks(None));
         store.epoch_deadline_trap();
         self.pre
             .instantiate(&mut store)
@@ -506,8 +509,14 @@ impl WasmPolicy {
         store
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    /// Epoch ticks a call may run: `policy_limits.timeout`, or less when `deadline` is nearer.
+    fn deadline_ticks(&self, deadline: Option<Instant>) -> u64 {
+        let allowed = deadline.map_or(self.limits.timeout, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.limits.timeout)
+        });
+        (allowed.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
     }
 
     /// Runs the policy for one request.
@@ -517,9 +526,21 @@ impl WasmPolicy {
         claims: Option<&PolicyClaims>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
+        self.decide_by(request, claims, rules, None)
+    }
+
+    /// [`WasmPolicy::decide`], stopping at `deadline` too if that comes first.
+    pub fn decide_by(
+        &self,
+        request: &PolicyRequest<'_>,
+        claims: Option<&PolicyClaims>,
+        rules: &OutputRules,
+        deadline: Option<Instant>,
+    ) -> Result<Decision, PolicyError> {
         let call = CallInput {
             request,
             identity: claims.map(PolicyClaims::wasm_identity),
+            ticks: self.deadline_ticks(deadline),
         };
         let outcome = match self.isolation {
             Isolation::PerRequest => {
@@ -544,7 +565,7 @@ impl WasmPolicy {
         instance: Option<&bindings::Policy>,
         input: CallInput<'_>,
     ) -> Result<wit::Decision, String> {
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(input.ticks);
         store.epoch_deadline_trap();
         let fresh;
         let instance = match instance {
@@ -577,7 +598,7 @@ impl WasmPolicy {
             Some(entry) if entry.store.data().route == route => entry,
             _ => {
                 let mut store = self.new_store(route);
-                store.set_epoch_deadline(self.deadline_ticks());
+                store.set_epoch_deadline(input.ticks);
                 store.epoch_deadline_trap();
                 let instance = self
                     .pre
