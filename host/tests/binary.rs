@@ -488,11 +488,21 @@ async fn a_decision_waiting_past_its_deadline_fails_closed_with_500() {
             "answered after {took:?}: the caller waited for the policy thread"
         );
     }
+    // Each refusal is logged with route and file. Whether a queued decision ends by the caller's
+    // deadline ("plus grace") or by the script's own cap given that same deadline is a race of
+    // equal instants; the unit tests of `policy::pool` pin the caller's side with a job that
+    // cannot stop.
     let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
-    assert!(
-        log.contains("policy_limits.timeout plus grace")
-            && log.contains("route=spin")
-            && log.contains("spin.rhai"),
-        "the caller-side deadline is logged with route and file:\n{log}"
+    let refusals = log
+        .lines()
+        .filter(|line| {
+            line.contains("policy failed; request refused")
+                && line.contains("route=spin")
+                && line.contains("spin.rhai")
+        })
+        .count();
+    assert_eq!(
+        refusals, 3,
+        "each refusal logged with route and file:\n{log}"
     );
 }
