@@ -941,3 +941,41 @@ async fn an_upstream_cannot_set_portcullis_cookies() {
         .collect();
     assert_eq!(set, ["theme=dark; Path=/"]);
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_so_they_cannot_hold_every_place() {
+    use tokio::io::AsyncReadExt;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(
+        echo,
+        "max_connections = 1\nconnection_idle_timeout = \"300ms\"",
+    ))
+    .await;
+    // Connects and never sends a byte: it takes the only place, until it is found idle.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection is closed by the proxy: {closed:?}"
+    );
+    let (status, text) = raw(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the freed place serves the next client: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_response_is_not_an_idle_connection() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "connection_idle_timeout = \"200ms\"")).await;
+    // The upstream takes longer than the idle timeout; the request is in flight all along.
+    let answer = get(&proxy.url("/slow?sleep_ms=800"), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["uri"], "/slow?sleep_ms=800");
+}

@@ -29,6 +29,9 @@ const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
 /// cannot exhaust the file descriptors the upstream and session store need.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_MAX_REQUEST_BODY: &str = "10MiB";
+/// nginx closes idle keep-alive connections after 75 s; a minute keeps browsers' HTTP/2
+/// connections while bounding how long a silent client holds a `max_connections` place.
+const DEFAULT_CONNECTION_IDLE_TIMEOUT: &str = "60s";
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -222,6 +225,22 @@ fn validate_server(
         }
         other => Some(other.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
     };
+    let connection_idle_timeout = duration(
+        problems,
+        "server.connection_idle_timeout",
+        raw.connection_idle_timeout.as_deref(),
+        DEFAULT_CONNECTION_IDLE_TIMEOUT,
+    )
+    .filter(|timeout| {
+        let positive = !timeout.is_zero();
+        if !positive {
+            problems.add(
+                "server.connection_idle_timeout",
+                "must be longer than 0s (it is how long a silent connection is kept)",
+            );
+        }
+        positive
+    });
     let tls = match raw.tls {
         None => Some(None),
         Some(raw_tls) => {
@@ -253,6 +272,7 @@ fn validate_server(
             upstream_connect_timeout: upstream_connect_timeout?,
             tls: tls?,
             max_connections: max_connections?,
+            connection_idle_timeout: connection_idle_timeout?,
         },
         response_timeout: response_timeout?,
     })

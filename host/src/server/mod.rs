@@ -5,6 +5,8 @@
 //! in-flight response, HTTP/2 sends GOAWAY), and wait up to `server.drain_timeout` for them.
 //! `/readyz` on the admin listener answers 503 from the moment draining starts.
 
+mod idle;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -232,6 +235,7 @@ async fn accept_loop(
         let snapshot = proxy.snapshot();
         let tls = snapshot.server.tls.clone();
         let max_connections = snapshot.server.max_connections;
+        let idle_timeout = snapshot.server.connection_idle_timeout;
         drop(snapshot);
         let Some(slot) = open.try_open(max_connections) else {
             open.note_refused(peer, max_connections);
@@ -244,20 +248,16 @@ async fn accept_loop(
             let _slot = slot;
             match tls {
                 None => {
-                    serve_connection(stream, ConnInfo { peer, tls: false }, proxy, watcher).await
+                    let conn = ConnInfo { peer, tls: false };
+                    serve_connection(stream, conn, idle_timeout, proxy, watcher).await
                 }
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(
-                                tls_stream,
-                                ConnInfo { peer, tls: true },
-                                proxy,
-                                watcher,
-                            )
-                            .await
+                            let conn = ConnInfo { peer, tls: true };
+                            serve_connection(tls_stream, conn, idle_timeout, proxy, watcher).await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
@@ -270,14 +270,35 @@ async fn accept_loop(
     }
 }
 
-/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes.
-async fn serve_connection<IO>(io: IO, conn: ConnInfo, proxy: Proxy, graceful: Watcher)
-where
+/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes, or until it has
+/// been idle (no request in flight, no byte moved) for `idle_timeout`.
+async fn serve_connection<IO>(
+    io: IO,
+    conn: ConnInfo,
+    idle_timeout: Duration,
+    proxy: Proxy,
+    graceful: Watcher,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = idle::Activity::new();
+    let io = idle::IdleIo::new(io, activity.clone());
+    let requests = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request, conn).await) }
+        let in_flight = requests.request();
+        async move {
+            let response = proxy.handle(request, conn).await;
+            // In flight until the response body is done with (sent, or dropped).
+            let response = response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _in_flight = &in_flight;
+                    frame
+                })
+                .boxed_unsync()
+            });
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -286,8 +307,15 @@ where
         .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(err) = graceful.watch(connection.into_owned()).await {
-        tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+    tokio::select! {
+        result = graceful.watch(connection.into_owned()) => {
+            if let Err(err) = result {
+                tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+            }
+        }
+        () = activity.idle_for(idle_timeout) => {
+            tracing::debug!(peer = %conn.peer, ?idle_timeout, "idle connection closed");
+        }
     }
 }
 
