@@ -13,10 +13,12 @@
 /// What Portcullis does with a header it owns. Headers in no class are the client's and pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderClass {
-    /// Describes one connection (RFC 9110 §7.6.1), or must never be passed on at all (`Proxy`:
-    /// CGI turns it into `HTTP_PROXY`, "httpoxy"). Removed before forwarding, both ways.
+    /// Describes one connection (RFC 9110 §7.6.1; `HTTP2-Settings` of an `h2c` upgrade, RFC 7540
+    /// §3.2.1), or must never be passed on at all (`Proxy`: CGI turns it into `HTTP_PROXY`,
+    /// "httpoxy"). Removed before forwarding, both ways.
     HopByHop,
-    /// Tells a backend the client's address, scheme, host, port, path prefix or original URL.
+    /// Tells a backend the client's address, scheme, host, port, path prefix, original URL or
+    /// method, or the client's TLS certificate (headers a front proxy that terminates TLS sets).
     /// Believed only from `trusted_proxies`; from anyone else removed, and the ones Portcullis
     /// writes (`X-Forwarded-For/-Proto/-Host`, `X-Real-IP`) rebuilt from the connection.
     Forwarding,
@@ -73,34 +75,58 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("expect", HeaderClass::ProxySet),
     ("fastly-client-ip", HeaderClass::Forwarding),
     ("forwarded", HeaderClass::Forwarding),
+    ("forwarded-for", HeaderClass::Forwarding),
     ("front-end-https", HeaderClass::Forwarding),
     ("host", HeaderClass::ProxySet),
+    ("http2-settings", HeaderClass::HopByHop),
     ("keep-alive", HeaderClass::HopByHop),
     ("proxy", HeaderClass::HopByHop),
     ("proxy-authenticate", HeaderClass::HopByHop),
     ("proxy-authorization", HeaderClass::HopByHop),
     ("proxy-connection", HeaderClass::HopByHop),
+    ("request-uri", HeaderClass::Forwarding),
+    ("script-name", HeaderClass::Forwarding),
+    ("ssl-client-cert", HeaderClass::Forwarding),
     ("te", HeaderClass::HopByHop),
     ("trailer", HeaderClass::HopByHop),
     ("transfer-encoding", HeaderClass::HopByHop),
     ("true-client-ip", HeaderClass::Forwarding),
     ("upgrade", HeaderClass::HopByHop),
+    ("x-appengine-user-ip", HeaderClass::Forwarding),
+    ("x-arr-clientcert", HeaderClass::Forwarding),
+    ("x-azure-clientip", HeaderClass::Forwarding),
+    ("x-azure-socketip", HeaderClass::Forwarding),
+    ("x-client-cert", HeaderClass::Forwarding),
     ("x-client-ip", HeaderClass::Forwarding),
     ("x-cluster-client-ip", HeaderClass::Forwarding),
+    ("x-envoy-external-address", HeaderClass::Forwarding),
+    ("x-envoy-original-path", HeaderClass::Forwarding),
     ("x-forwarded", HeaderClass::Forwarding),
     ("x-host", HeaderClass::Forwarding),
     ("x-http-host-override", HeaderClass::Forwarding),
+    ("x-http-method", HeaderClass::Forwarding),
+    ("x-http-method-override", HeaderClass::Forwarding),
+    ("x-method-override", HeaderClass::Forwarding),
     ("x-original-forwarded-for", HeaderClass::Forwarding),
     ("x-original-host", HeaderClass::Forwarding),
+    ("x-original-method", HeaderClass::Forwarding),
+    ("x-original-remote-addr", HeaderClass::Forwarding),
+    ("x-original-request-uri", HeaderClass::Forwarding),
     ("x-original-uri", HeaderClass::Forwarding),
     ("x-original-url", HeaderClass::Forwarding),
     ("x-originating-ip", HeaderClass::Forwarding),
+    ("x-proxyuser-ip", HeaderClass::Forwarding),
     ("x-real-ip", HeaderClass::Forwarding),
     ("x-remote-addr", HeaderClass::Forwarding),
     ("x-remote-ip", HeaderClass::Forwarding),
     ("x-request-id", HeaderClass::ProxySet),
+    ("x-request-uri", HeaderClass::Forwarding),
     ("x-rewrite-url", HeaderClass::Forwarding),
     ("x-scheme", HeaderClass::Forwarding),
+    ("x-script-name", HeaderClass::Forwarding),
+    ("x-ssl-client-cert", HeaderClass::Forwarding),
+    ("x-ssl-client-dn", HeaderClass::Forwarding),
+    ("x-ssl-client-verify", HeaderClass::Forwarding),
     ("x-url-scheme", HeaderClass::Forwarding),
 ];
 

@@ -368,6 +368,10 @@ upstream = "http://{echo}/to-root"
             "x-rewrite-url",
             "x-client-ip",
             "cf-connecting-ip",
+            "X-HTTP-Method-Override",
+            "x_arr_clientcert",
+            "script-name",
+            "http2-settings",
             "accept",
             "x-custom",
         ])
@@ -544,6 +548,10 @@ upstream = "http://{echo}/to-root"
                 "x-client-ip",
                 "cf-connecting-ip",
                 "forwarded",
+                "x-http-method-override",
+                "x-arr-clientcert",
+                "script-name",
+                "http2-settings",
             ] {
                 prop_assert_ne!(
                     name.as_str(),

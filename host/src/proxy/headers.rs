@@ -17,10 +17,22 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Whether the request asks for a protocol upgrade (WebSocket and others): `Connection: upgrade`
-/// together with an `Upgrade` header.
+/// Whether the request asks for a protocol upgrade the proxy tunnels (WebSocket and others):
+/// `Connection: upgrade` together with an `Upgrade` header that does not offer `h2c`.
+///
+/// `h2c` is never tunnelled: after the switch, every request on the connection would go to the
+/// backend as raw HTTP/2 frames, past routing, policies and header stripping. Such a request is
+/// forwarded as a plain one (its `Upgrade` and `HTTP2-Settings` are hop-by-hop and removed), which
+/// RFC 9113 allows: a server may ignore the offer.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    let offers_h2c = headers.get_all(header::UPGRADE).iter().any(|value| {
+        connection_tokens(value).any(|token| {
+            let protocol = token.split('/').next().unwrap_or(token).trim();
+            protocol.eq_ignore_ascii_case("h2c")
+        })
+    });
     headers.contains_key(header::UPGRADE)
+        && !offers_h2c
         && headers.get_all(header::CONNECTION).iter().any(|value| {
             connection_tokens(value).any(|token| token.eq_ignore_ascii_case("upgrade"))
         })
@@ -296,6 +308,22 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_never_a_tunnel_and_its_settings_never_pass() {
+        for offer in ["h2c", "H2C", "websocket, h2c"] {
+            let mut headers = map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", offer),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+                ("accept", "*/*"),
+            ]);
+            assert!(!is_upgrade_request(&headers), "{offer}");
+            assert_eq!(remove_hop_by_hop(&mut headers, false), None);
+            let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["accept"], "{offer}");
         }
     }
 
