@@ -43,6 +43,10 @@ pub enum PathError {
     /// More `..` segments than there are parents.
     #[error("path climbs above the root")]
     AboveRoot,
+    /// With `server.case_insensitive_routes`: a segment a Windows backend reads as another name
+    /// (a trailing `.`, space or tab, or an NTFS stream `::$`), so `/admin.` could be `/admin`.
+    #[error("path segment a Windows backend reads as another name (trailing dot or space, or ::$)")]
+    WindowsAlias,
 }
 
 /// Why a `Host` (or `:authority`) has no canonical form. Answers 400.
@@ -113,6 +117,23 @@ impl CanonicalPath {
     /// The path sent upstream (matrix parameters kept on ordinary segments).
     pub fn forward(&self) -> &str {
         &self.forward
+    }
+
+    /// For `server.case_insensitive_routes` (Windows/IIS backends): refuses a path with a segment
+    /// Windows reads as another name — `admin.`, `admin%20`, `admin%09` are `admin` to NTFS, and
+    /// `admin::$DATA` is its data stream — which would otherwise be routed as something else.
+    pub fn refuse_windows_aliases(&self) -> Result<(), PathError> {
+        let alias = self.forward.split('/').any(|segment| {
+            let name = segment.split(';').next().unwrap_or(segment);
+            name.ends_with('.')
+                || name.ends_with("%20")
+                || name.ends_with("%09")
+                || name.to_ascii_lowercase().contains("::$")
+        });
+        if alias {
+            return Err(PathError::WindowsAlias);
+        }
+        Ok(())
     }
 
     /// The same path lower-cased, for `server.case_insensitive_routes`: both the decision and the
@@ -461,6 +482,39 @@ mod tests {
         assert_eq!(folded("/A%FF%C3").decision(), "/a%FF%C3");
         // The Kelvin sign folds to an ASCII `k`, which a canonical path holds raw.
         assert_eq!(folded("/%E2%84%AAB").decision(), "/kb");
+    }
+
+    #[test]
+    fn names_windows_reads_as_another_are_refused_for_case_insensitive_backends() {
+        let check = |raw: &str| {
+            CanonicalPath::parse(raw, false)
+                .unwrap()
+                .fold_case()
+                .refuse_windows_aliases()
+        };
+        for alias in [
+            "/admin.",
+            "/admin..",
+            "/admin%20",
+            "/admin%09",
+            "/admin%2E",
+            "/admin./x",
+            "/admin::$DATA",
+            "/ADMIN::$data/x",
+            "/admin.;p=1",
+        ] {
+            assert_eq!(check(alias), Err(PathError::WindowsAlias), "{alias}");
+        }
+        for fine in [
+            "/admin",
+            "/admin/",
+            "/a.b/c",
+            "/v1/items:batch",
+            "/",
+            "/x/.hidden",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
     }
 
     #[test]

@@ -193,6 +193,17 @@ async fn with_case_insensitive_routes_no_spelling_skips_the_routes_policy() {
         let (status, text) = raw_target(&proxy, target).await;
         assert_eq!(status, 403, "{target} skipped the /admin policy: {text}");
     }
+    // Names Windows reads as `admin` are refused, not routed elsewhere.
+    for target in [
+        "/admin.",
+        "/ADMIN..",
+        "/admin%20",
+        "/admin%09",
+        "/admin::$DATA",
+    ] {
+        let (status, text) = raw_target(&proxy, target).await;
+        assert_eq!(status, 400, "{target} reached a route: {text}");
+    }
     // What is forwarded is the path that was decided: lower-cased, the query as it was.
     let (status, text) = raw_target(&proxy, "/Docs/ReadMe.TXT?Q=A").await;
     assert_eq!(status, 200, "{text}");

@@ -277,6 +277,7 @@ fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyErr
     )?;
     if ctx.snapshot.server.case_insensitive_routes {
         path = path.fold_case();
+        path.refuse_windows_aliases()?;
     }
     ctx.route = ctx.snapshot.table.lookup(&host, path.decision());
     ctx.host = Some(host);
