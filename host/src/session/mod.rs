@@ -127,10 +127,13 @@ impl Session {
             self.claims
                 .iter()
                 .filter_map(|(name, value)| {
-                    Some((
-                        name.clone(),
-                        crate::claim_header::claim_header_value(value)?,
-                    ))
+                    let header = crate::claim_header::claim_header_value(value);
+                    if header.is_none() && (value.is_string() || value.is_array()) {
+                        // Fail closed (no header), but say so: the backend sees the user without
+                        // it. The value is never logged.
+                        tracing::warn!(claim = %name, "a claim holds characters a header cannot carry; its identity header is left out for this session");
+                    }
+                    Some((name.clone(), header?))
                 })
                 .collect()
         })
