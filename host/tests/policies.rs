@@ -737,3 +737,69 @@ fn a_header_read_the_text_check_missed_still_sees_the_request() {
     assert_eq!(short(decide(&hidden, "GET", "/", &alice)), "deny 403");
     assert_eq!(hidden.runs(), 3, "and is no longer remembered per session");
 }
+
+/// `s.replace("a", s)` on a string within `max_string_size` once built its whole (gigabyte)
+/// result before the size check: the proxy could be made to allocate until it was killed.
+#[test]
+fn one_replace_call_cannot_build_a_string_past_max_string_size() {
+    let limits = PolicyLimits::default();
+    for text in [
+        r#"let s = ""; s.pad(60000, 'a'); s.replace("a", s); allow()"#,
+        r#"let s = ""; s.pad(60000, 'a'); s.replace('a', s); allow()"#,
+        r#"let s = ""; s.pad(60000, 'a'); s.replace("", "bb"); allow()"#,
+    ] {
+        let started = std::time::Instant::now();
+        let err = short(decide_with(
+            &script_with(text, limits.clone()),
+            "GET",
+            "/",
+            &claims(&[]),
+            &rules(&limits),
+        ));
+        assert!(err.contains("max_string_size"), "{text}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{text}: refused before building the result ({:?})",
+            started.elapsed()
+        );
+    }
+    // Within the limit, replace works as before.
+    let fine = script(
+        r#"let s = "a-b"; s.replace("-", "+"); s.replace('+', "="); if s == "a=b" { allow() } else { deny(403) }"#,
+    );
+    assert_eq!(short(decide(&fine, "GET", "/", &claims(&[]))), "allow");
+}
+
+/// Rhai's `sort`/`order`/`dedup` with a comparer ignored the comparer's errors: a comparer stopped
+/// by the operation budget was called again and again, and the script still returned `allow()`.
+#[test]
+fn a_comparer_that_exceeds_a_limit_ends_the_script() {
+    let limits = PolicyLimits {
+        max_operations: 10_000,
+        ..PolicyLimits::default()
+    };
+    for call in [
+        "a.sort(|x, y| { loop {} })",
+        "a.sort_by(|x, y| { loop {} })",
+        "a.order(|x, y| { loop {} })",
+        "a.order_by(|x, y| { loop {} })",
+        "a.dedup(|x, y| { loop {} })",
+        "fn spin(x, y) { loop {} } a.sort(\"spin\")",
+        "fn spin(x, y) { loop {} } a.dedup(\"spin\")",
+    ] {
+        let text = format!("let a = [5, 3, 1, 4, 2, 2, 9, 8, 7, 6]; {call}; allow()");
+        let err = short(decide_with(
+            &script_with(&text, limits.clone()),
+            "GET",
+            "/",
+            &claims(&[]),
+            &rules(&limits),
+        ));
+        assert!(err.contains("max_operations"), "{call}: {err}");
+    }
+    // Comparers that behave still sort.
+    let sorted = script(
+        "let a = [3, 1, 2]; a.sort(|x, y| x - y); let b = a.order(|x, y| x > y); let c = [1, 1, 2]; c.dedup(|x, y| x == y); if a == [1, 2, 3] && b == [3, 2, 1] && c == [1, 2] { allow() } else { deny(403) }",
+    );
+    assert_eq!(short(decide(&sorted, "GET", "/", &claims(&[]))), "allow");
+}

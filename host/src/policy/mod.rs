@@ -12,6 +12,7 @@ pub mod limits;
 pub mod output;
 pub mod pool;
 mod rhai;
+mod rhai_guards;
 pub mod tester;
 pub mod wasm;
 

@@ -46,6 +46,35 @@ struct Current {
     route: ImmutableString,
     file: Arc<str>,
     deadline: Instant,
+    /// Lines `print` and `debug` wrote in this decision (at most [`MAX_LOG_LINES`]).
+    logged_lines: std::cell::Cell<u32>,
+}
+
+/// Lines one decision may write with `print`/`debug`; later ones are dropped, with one notice.
+const MAX_LOG_LINES: u32 = 16;
+/// Characters of one `print`/`debug` line kept in the log.
+const MAX_LOG_LINE_CHARS: usize = 512;
+
+impl Current {
+    /// The text to log for one `print`/`debug`, or `None` once this decision used its lines: a
+    /// script printing 60 KiB in a loop must not write megabytes of log per request.
+    fn log_line(&self, text: &str) -> Option<String> {
+        let used = self.logged_lines.get();
+        if used > MAX_LOG_LINES {
+            return None;
+        }
+        self.logged_lines.set(used + 1);
+        if used == MAX_LOG_LINES {
+            return Some(format!(
+                "(further print/debug output of this decision dropped: at most {MAX_LOG_LINES} lines)"
+            ));
+        }
+        let mut line: String = text.chars().take(MAX_LOG_LINE_CHARS).collect();
+        if line.len() < text.len() {
+            line.push_str("… (cut)");
+        }
+        Some(line)
+    }
 }
 
 thread_local! {
@@ -217,15 +246,20 @@ impl PolicyEngine {
         });
         engine.on_print(|text| {
             with_current((), |current| {
-                tracing::info!(target: "portcullis::policy", route = %current.route, file = %current.file, "print: {text}")
+                if let Some(text) = current.log_line(text) {
+                    tracing::info!(target: "portcullis::policy", route = %current.route, file = %current.file, "print: {text}")
+                }
             })
         });
         engine.on_debug(|text, _, position| {
             with_current((), |current| {
-                tracing::debug!(target: "portcullis::policy", route = %current.route, file = %current.file, line = position.line(), "debug: {text}")
+                if let Some(text) = current.log_line(text) {
+                    tracing::debug!(target: "portcullis::policy", route = %current.route, file = %current.file, line = position.line(), "debug: {text}")
+                }
             })
         });
         register_api(&mut engine);
+        super::rhai_guards::register(&mut engine, limits.max_string_size);
         PolicyEngine {
             engine: Arc::new(engine),
             limits,
@@ -507,6 +541,7 @@ impl RhaiPolicy {
             request: data,
             has_request,
             wanted_request: std::cell::Cell::new(false),
+            logged_lines: std::cell::Cell::new(0),
             route,
             file: self.file.clone(),
             deadline,
@@ -595,6 +630,30 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// A script printing 60 KiB in a loop wrote megabytes of log per request: each decision gets
+    /// [`MAX_LOG_LINES`] lines of at most [`MAX_LOG_LINE_CHARS`] characters, then one notice.
+    #[test]
+    fn print_and_debug_output_is_bounded_per_decision() {
+        let current = Current {
+            groups: Arc::new(Vec::new()),
+            claims: Arc::new(Map::new()),
+            request: Arc::new(RequestData::default()),
+            has_request: false,
+            wanted_request: std::cell::Cell::new(false),
+            route: "r".into(),
+            file: "f.rhai".into(),
+            deadline: Instant::now(),
+            logged_lines: std::cell::Cell::new(0),
+        };
+        let long = "x".repeat(60_000);
+        let lines: Vec<String> = (0..1000).filter_map(|_| current.log_line(&long)).collect();
+        assert_eq!(lines.len(), MAX_LOG_LINES as usize + 1);
+        assert!(lines[0].len() < MAX_LOG_LINE_CHARS + 20 && lines[0].ends_with("(cut)"));
+        assert!(lines.last().unwrap().contains("dropped"));
+        let total: usize = lines.iter().map(String::len).sum();
+        assert!(total < 10_000, "{total} bytes of log for one decision");
+    }
 
     /// Where the reviewed list lives, relative to the crate.
     const API_LIST: &str = "src/policy/rhai_api.txt";
