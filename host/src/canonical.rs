@@ -120,15 +120,29 @@ impl CanonicalPath {
     }
 
     /// For `server.case_insensitive_routes` (Windows/IIS backends): refuses a path with a segment
-    /// Windows reads as another name — `admin.`, `admin%20`, `admin%09` are `admin` to NTFS, and
-    /// `admin::$DATA` is its data stream — which would otherwise be routed as something else.
+    /// Windows reads as another name, which would otherwise be routed as something else:
+    /// - a trailing `.`, space or tab (`admin.`, `admin%20` are `admin` to NTFS);
+    /// - an NTFS stream or a DOS wildcard: `:` (`admin::$DATA`, `admin:stream`), `<`, `>`, `"`,
+    ///   `|`, `?`, `*` — also percent-encoded; with `%` and `&`, what IIS refuses by default too;
+    /// - an 8.3 short name (`ADMINI~1`: `~` followed by a digit);
+    /// - a non-ASCII letter whose upper case is ASCII (`ı` → `I`, `ſ` → `S`): NTFS compares names
+    ///   upper-cased, so `adm\u{131}n` would be `ADMIN`.
     pub fn refuse_windows_aliases(&self) -> Result<(), PathError> {
         let alias = self.forward.split('/').any(|segment| {
-            let name = segment.split(';').next().unwrap_or(segment);
-            name.ends_with('.')
-                || name.ends_with("%20")
-                || name.ends_with("%09")
-                || name.to_ascii_lowercase().contains("::$")
+            let decoded = percent_decoded(segment);
+            let name = String::from_utf8_lossy(&decoded);
+            // The name before matrix parameters is what a Windows backend may resolve.
+            let base = name.split(';').next().unwrap_or(&name);
+            base.ends_with(['.', ' ', '\t'])
+                || name.ends_with(['.', ' ', '\t'])
+                || name.contains([':', '<', '>', '"', '|', '?', '*', '%', '&'])
+                || name
+                    .as_bytes()
+                    .windows(2)
+                    .any(|pair| pair[0] == b'~' && pair[1].is_ascii_digit())
+                || name
+                    .chars()
+                    .any(|c| !c.is_ascii() && c.to_uppercase().any(|upper| upper.is_ascii()))
         });
         if alias {
             return Err(PathError::WindowsAlias);
@@ -309,6 +323,28 @@ fn push_escaped(out: &mut String, byte: u8) {
     out.push('%');
     out.push(HEX[usize::from(byte >> 4)] as char);
     out.push(HEX[usize::from(byte & 0xF)] as char);
+}
+
+/// The bytes a canonical segment stands for (its escapes are well-formed: checked when parsing).
+fn percent_decoded(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).copied().and_then(hex_value),
+                bytes.get(i + 2).copied().and_then(hex_value),
+            )
+        {
+            out.push(high << 4 | low);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -502,6 +538,14 @@ mod tests {
             "/admin::$DATA",
             "/ADMIN::$data/x",
             "/admin.;p=1",
+            "/admin:stream",
+            "/admin%3A%3A%24DATA",
+            "/ADMINI~1/secret",
+            "/admin%22",
+            "/admin*",
+            "/admin%3C",
+            "/adm%C4%B1n",
+            "/%C5%BFecret",
         ] {
             assert_eq!(check(alias), Err(PathError::WindowsAlias), "{alias}");
         }
@@ -509,7 +553,9 @@ mod tests {
             "/admin",
             "/admin/",
             "/a.b/c",
-            "/v1/items:batch",
+            "/donn%C3%A9es",
+            "/a~b",
+            "/x;p=1",
             "/",
             "/x/.hidden",
         ] {

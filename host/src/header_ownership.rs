@@ -22,8 +22,9 @@ pub enum HeaderClass {
     /// Believed only from `trusted_proxies`; from anyone else removed, and the ones Portcullis
     /// writes (`X-Forwarded-For/-Proto/-Host`, `X-Real-IP`) rebuilt from the connection.
     Forwarding,
-    /// Says who the user is: `X-Auth-*` here, plus the configured identity header names the
-    /// caller adds. Always removed from clients; set from the session only.
+    /// Says who the user is: `X-Auth-*` here, the names other auth proxies use (`Remote-User`,
+    /// `X-WEBAUTH-USER`, `X-MS-CLIENT-PRINCIPAL`, …), plus the configured identity header names
+    /// the caller adds. Always removed from clients; set from the session only.
     Identity,
     /// `Cookie`: Portcullis's own cookies in it are removed before the policy and the upstream see
     /// the request; the client's other cookies pass.
@@ -68,6 +69,8 @@ impl HeaderClass {
 pub const EXACT: &[(&str, HeaderClass)] = &[
     ("authorization", HeaderClass::Credentials),
     ("cf-connecting-ip", HeaderClass::Forwarding),
+    ("client-cert", HeaderClass::Forwarding),
+    ("client-cert-chain", HeaderClass::Forwarding),
     ("client-ip", HeaderClass::Forwarding),
     ("connection", HeaderClass::HopByHop),
     ("content-length", HeaderClass::ProxySet),
@@ -84,9 +87,11 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("proxy-authenticate", HeaderClass::HopByHop),
     ("proxy-authorization", HeaderClass::HopByHop),
     ("proxy-connection", HeaderClass::HopByHop),
+    ("remote-user", HeaderClass::Identity),
     ("request-uri", HeaderClass::Forwarding),
     ("script-name", HeaderClass::Forwarding),
     ("ssl-client-cert", HeaderClass::Forwarding),
+    ("ssl-client-verify", HeaderClass::Forwarding),
     ("te", HeaderClass::HopByHop),
     ("trailer", HeaderClass::HopByHop),
     ("transfer-encoding", HeaderClass::HopByHop),
@@ -94,11 +99,17 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("upgrade", HeaderClass::HopByHop),
     ("x-appengine-user-ip", HeaderClass::Forwarding),
     ("x-arr-clientcert", HeaderClass::Forwarding),
+    ("x-arr-ssl", HeaderClass::Forwarding),
     ("x-azure-clientip", HeaderClass::Forwarding),
     ("x-azure-socketip", HeaderClass::Forwarding),
     ("x-client-cert", HeaderClass::Forwarding),
+    ("x-client-cert-chain", HeaderClass::Forwarding),
+    ("x-client-certificate", HeaderClass::Forwarding),
+    ("x-client-dn", HeaderClass::Forwarding),
     ("x-client-ip", HeaderClass::Forwarding),
+    ("x-client-verify", HeaderClass::Forwarding),
     ("x-cluster-client-ip", HeaderClass::Forwarding),
+    ("x-email", HeaderClass::Identity),
     ("x-envoy-external-address", HeaderClass::Forwarding),
     ("x-envoy-original-path", HeaderClass::Forwarding),
     ("x-forwarded", HeaderClass::Forwarding),
@@ -106,7 +117,13 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-http-host-override", HeaderClass::Forwarding),
     ("x-http-method", HeaderClass::Forwarding),
     ("x-http-method-override", HeaderClass::Forwarding),
+    ("x-http-verb", HeaderClass::Forwarding),
+    ("x-method", HeaderClass::Forwarding),
     ("x-method-override", HeaderClass::Forwarding),
+    ("x-ms-client-principal", HeaderClass::Identity),
+    ("x-ms-client-principal-id", HeaderClass::Identity),
+    ("x-ms-client-principal-idp", HeaderClass::Identity),
+    ("x-ms-client-principal-name", HeaderClass::Identity),
     ("x-original-forwarded-for", HeaderClass::Forwarding),
     ("x-original-host", HeaderClass::Forwarding),
     ("x-original-method", HeaderClass::Forwarding),
@@ -119,22 +136,36 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-real-ip", HeaderClass::Forwarding),
     ("x-remote-addr", HeaderClass::Forwarding),
     ("x-remote-ip", HeaderClass::Forwarding),
+    ("x-remote-user", HeaderClass::Identity),
     ("x-request-id", HeaderClass::ProxySet),
     ("x-request-uri", HeaderClass::Forwarding),
     ("x-rewrite-url", HeaderClass::Forwarding),
     ("x-scheme", HeaderClass::Forwarding),
     ("x-script-name", HeaderClass::Forwarding),
+    ("x-ssl-cert", HeaderClass::Forwarding),
     ("x-ssl-client-cert", HeaderClass::Forwarding),
     ("x-ssl-client-dn", HeaderClass::Forwarding),
+    ("x-ssl-client-escaped-cert", HeaderClass::Forwarding),
+    ("x-ssl-client-s-dn", HeaderClass::Forwarding),
+    ("x-ssl-client-subject", HeaderClass::Forwarding),
     ("x-ssl-client-verify", HeaderClass::Forwarding),
+    ("x-ssl-issuer", HeaderClass::Forwarding),
     ("x-url-scheme", HeaderClass::Forwarding),
+    ("x-user", HeaderClass::Identity),
+    ("x-verb", HeaderClass::Forwarding),
+    ("x-webauth-user", HeaderClass::Identity),
 ];
 
 /// Headers owned by a name prefix (lower case with `-`): every `X-Forwarded-*` (`-For`, `-Proto`,
-/// `-Host`, `-Port`, `-Prefix`, `-Uri`, `-Ssl`, …) and every `X-Auth-*`.
+/// `-Host`, `-Port`, `-Prefix`, `-Uri`, `-Ssl`, …) and `X-SSL-Client-*`, every `X-Auth-*`, and the
+/// identity headers other auth proxies set (AWS ALB's `X-Amzn-Oidc-*`, Google IAP's
+/// `X-Goog-Authenticated-User-*`).
 pub const PREFIXES: &[(&str, HeaderClass)] = &[
+    ("x-amzn-oidc-", HeaderClass::Identity),
     ("x-auth-", HeaderClass::Identity),
     ("x-forwarded-", HeaderClass::Forwarding),
+    ("x-goog-authenticated-user-", HeaderClass::Identity),
+    ("x-ssl-client-", HeaderClass::Forwarding),
 ];
 
 /// The longest name in [`EXACT`]; longer names can only match a prefix.

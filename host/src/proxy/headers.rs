@@ -17,22 +17,26 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Whether the request asks for a protocol upgrade the proxy tunnels (WebSocket and others):
-/// `Connection: upgrade` together with an `Upgrade` header that does not offer `h2c`.
+/// Whether the request asks for a protocol upgrade the proxy tunnels: `Connection: upgrade`
+/// together with an `Upgrade` header offering WebSocket and nothing else.
 ///
-/// `h2c` is never tunnelled: after the switch, every request on the connection would go to the
-/// backend as raw HTTP/2 frames, past routing, policies and header stripping. Such a request is
-/// forwarded as a plain one (its `Upgrade` and `HTTP2-Settings` are hop-by-hop and removed), which
-/// RFC 9113 allows: a server may ignore the offer.
+/// Only WebSocket is tunnelled. After any other switch (`h2c`, `h2`, a made-up protocol) the
+/// backend would read raw bytes of another protocol from the client — every later request on the
+/// connection past routing, policies and header stripping. Such a request is forwarded as a plain
+/// one: its `Upgrade` (and `HTTP2-Settings`) are hop-by-hop and removed, which HTTP allows (a server
+/// may ignore an upgrade offer).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    let offers_h2c = headers.get_all(header::UPGRADE).iter().any(|value| {
-        connection_tokens(value).any(|token| {
+    let mut offers = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(connection_tokens)
+        .peekable();
+    let websocket_only = offers.peek().is_some()
+        && offers.all(|token| {
             let protocol = token.split('/').next().unwrap_or(token).trim();
-            protocol.eq_ignore_ascii_case("h2c")
-        })
-    });
-    headers.contains_key(header::UPGRADE)
-        && !offers_h2c
+            protocol.eq_ignore_ascii_case("websocket")
+        });
+    websocket_only
         && headers.get_all(header::CONNECTION).iter().any(|value| {
             connection_tokens(value).any(|token| token.eq_ignore_ascii_case("upgrade"))
         })
@@ -312,8 +316,8 @@ mod tests {
     }
 
     #[test]
-    fn an_h2c_upgrade_is_never_a_tunnel_and_its_settings_never_pass() {
-        for offer in ["h2c", "H2C", "websocket, h2c"] {
+    fn only_websocket_is_tunnelled_and_h2c_settings_never_pass() {
+        for offer in ["h2c", "H2C", "websocket, h2c", "h2", "HTTP/2.0", "foo"] {
             let mut headers = map(&[
                 ("connection", "Upgrade, HTTP2-Settings"),
                 ("upgrade", offer),
