@@ -995,3 +995,38 @@ async fn a_slow_response_is_not_an_idle_connection() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["uri"], "/slow?sleep_ms=800");
 }
+
+/// Bytes are not requests: an HTTP/2 client that only sends PINGs after its last request holds a
+/// `max_connections` place for nothing, and is closed like any idle connection.
+#[tokio::test]
+async fn an_http2_connection_kept_busy_with_pings_only_is_still_idle() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "connection_idle_timeout = \"300ms\"")).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(50))
+            .keep_alive_while_idle(true)
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            http::Request::get(format!("http://{}/", proxy.addr))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(
+        ended.is_ok(),
+        "the proxy kept an HTTP/2 connection open on PINGs alone"
+    );
+}

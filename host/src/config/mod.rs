@@ -76,7 +76,7 @@ pub struct ServerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Open client connections served at once on the public listeners.
     pub max_connections: usize,
-    /// A client connection idle this long (no request in flight, no byte moved) is closed.
+    /// A client connection with no request in flight for this long is closed.
     pub connection_idle_timeout: Duration,
 }
 

@@ -210,8 +210,8 @@ pub struct RawServer {
     /// Open client connections the public listeners serve at once; a connection beyond it is
     /// answered `503` (plain HTTP) or closed (TLS). Default 10,000.
     pub max_connections: Option<usize>,
-    /// A client connection with no request in flight that sends and receives nothing for this
-    /// long is closed (including one that never sends a request). Default `"60s"`.
+    /// A client connection with no request in flight for this long is closed (including one that
+    /// never sends a request; bytes alone, such as HTTP/2 PINGs, do not count). Default `"60s"`.
     pub connection_idle_timeout: Option<String>,
 }
 

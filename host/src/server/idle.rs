@@ -4,22 +4,20 @@
 //! of the `server.max_connections` places for ever; a few thousand such sockets would lock
 //! everyone else out.
 //!
-//! [`IdleIo`] notes every byte read or written; [`Activity::request`] marks a request in flight
-//! until its response body is dropped (a slow upstream or a long download is not idleness).
+//! Idleness is counted in requests, not bytes: [`Activity::request`] marks a request in flight
+//! from its headers until its response body is done with (a slow upstream, a long upload or
+//! download is not idleness). Bytes do not count: an HTTP/2 client sending a PING every few
+//! seconds, or a slowloris trickling header bytes, is still idle.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// What a connection has been doing: when it last moved bytes, and how many requests are open.
+/// What a connection has been doing: when its last request started or ended, and how many are
+/// open.
 pub(super) struct Activity {
     opened: Instant,
-    /// Milliseconds after `opened` of the last byte read or written.
+    /// Milliseconds after `opened` of the last request's start or end (0: none yet).
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
 }
@@ -58,8 +56,8 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has been idle for `limit`: no request in flight, no byte
-    /// moved.
+    /// Resolves once the connection has been idle for `limit`: no request in flight, and none
+    /// started or ended within it.
     pub(super) async fn idle_for(&self, limit: Duration) {
         let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         loop {
@@ -74,70 +72,5 @@ impl Activity {
             }
             tokio::time::sleep(Duration::from_millis(limit_ms - idle_ms)).await;
         }
-    }
-}
-
-/// A connection's byte stream that reports every byte it moves to an [`Activity`].
-pub(super) struct IdleIo<IO> {
-    io: IO,
-    activity: Arc<Activity>,
-}
-
-impl<IO> IdleIo<IO> {
-    pub(super) fn new(io: IO, activity: Arc<Activity>) -> Self {
-        IdleIo { io, activity }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for IdleIo<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleIo<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write_vectored(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

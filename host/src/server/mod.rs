@@ -271,7 +271,7 @@ async fn accept_loop(
 }
 
 /// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes, or until it has
-/// been idle (no request in flight, no byte moved) for `idle_timeout`.
+/// been idle (no request in flight, none started or ended) for `idle_timeout`.
 async fn serve_connection<IO>(
     io: IO,
     conn: ConnInfo,
@@ -282,7 +282,6 @@ async fn serve_connection<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = idle::Activity::new();
-    let io = idle::IdleIo::new(io, activity.clone());
     let requests = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
