@@ -109,7 +109,6 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-client-ip", HeaderClass::Forwarding),
     ("x-client-verify", HeaderClass::Forwarding),
     ("x-cluster-client-ip", HeaderClass::Forwarding),
-    ("x-email", HeaderClass::Identity),
     ("x-envoy-external-address", HeaderClass::Forwarding),
     ("x-envoy-original-path", HeaderClass::Forwarding),
     ("x-forwarded", HeaderClass::Forwarding),
@@ -151,7 +150,6 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-ssl-client-verify", HeaderClass::Forwarding),
     ("x-ssl-issuer", HeaderClass::Forwarding),
     ("x-url-scheme", HeaderClass::Forwarding),
-    ("x-user", HeaderClass::Identity),
     ("x-verb", HeaderClass::Forwarding),
     ("x-webauth-user", HeaderClass::Identity),
 ];
