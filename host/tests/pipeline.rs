@@ -59,6 +59,12 @@ async fn refusals_are_decided_before_any_upstream_is_contacted() {
         ),
         (Request::get("/api/x"), StatusCode::BAD_REQUEST), // no Host at all
         (
+            Request::get("/api/x")
+                .header("host", "x")
+                .header("host", "admin.example.com"),
+            StatusCode::BAD_REQUEST,
+        ), // two Host fields: which one a backend believes is anyone's guess
+        (
             Request::get("/other").header("host", "x"),
             StatusCode::NOT_FOUND,
         ),

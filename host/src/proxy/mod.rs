@@ -255,6 +255,11 @@ fn early<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, Prox
 
 /// Phase 2, route: canonical host and path, computed once, then the route they select.
 fn route<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<Flow, ProxyError> {
+    // Two Host fields are refused (RFC 9112 §3.2): the proxy and a backend could each pick another.
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Err(crate::canonical::HostError.into());
+    }
     // HTTP/2 and absolute-form requests carry the host in the URI; it wins over a Host header.
     let host_header = match request.uri().authority() {
         Some(authority) => {
