@@ -189,7 +189,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
 fn client_in_chain(chain: &[&str], trusted_proxies: &[IpNet]) -> Option<IpAddr> {
     let mut leftmost = None;
     for hop in chain.iter().rev().flat_map(|value| value.rsplit(',')) {
-        let ip = hop.trim().parse::<IpAddr>().ok()?.to_canonical();
+        let hop = hop.trim();
+        // Some proxies (Azure's) write the client's port too: `1.2.3.4:443`, `[2001:db8::1]:443`.
+        let ip = hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|addr| addr.ip()))
+            .ok()?
+            .to_canonical();
         if !trusted_proxies.iter().any(|net| net.contains(&ip)) {
             return Some(ip);
         }
@@ -329,6 +335,20 @@ mod tests {
             let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
             assert_eq!(left, ["accept"], "{offer}");
         }
+    }
+
+    #[test]
+    fn a_chain_entry_with_a_port_still_names_the_client() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_in_chain(&["1.2.3.4:443, 10.0.0.2"], &trusted),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(
+            client_in_chain(&["[2001:db8::1]:443"], &trusted),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(client_in_chain(&["not-an-address"], &trusted), None);
     }
 
     #[test]
