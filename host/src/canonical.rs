@@ -124,6 +124,7 @@ impl CanonicalPath {
     /// - a trailing `.`, space or tab (`admin.`, `admin%20` are `admin` to NTFS);
     /// - an NTFS stream or a DOS wildcard: `:` (`admin::$DATA`, `admin:stream`), `<`, `>`, `"`,
     ///   `|`, `?`, `*` — also percent-encoded; with `%` and `&`, what IIS refuses by default too;
+    /// - an encoded `\` or `/` (kept with `allow_encoded_slashes`): IIS reads `%5C` as a separator;
     /// - an 8.3 short name (`ADMINI~1`: `~` followed by a digit);
     /// - a non-ASCII letter whose upper case is ASCII (`ı` → `I`, `ſ` → `S`): NTFS compares names
     ///   upper-cased, so `adm\u{131}n` would be `ADMIN`.
@@ -135,7 +136,7 @@ impl CanonicalPath {
             let base = name.split(';').next().unwrap_or(&name);
             base.ends_with(['.', ' ', '\t'])
                 || name.ends_with(['.', ' ', '\t'])
-                || name.contains([':', '<', '>', '"', '|', '?', '*', '%', '&'])
+                || name.contains([':', '<', '>', '"', '|', '?', '*', '%', '&', '\\', '/'])
                 || name
                     .as_bytes()
                     .windows(2)
@@ -523,7 +524,7 @@ mod tests {
     #[test]
     fn names_windows_reads_as_another_are_refused_for_case_insensitive_backends() {
         let check = |raw: &str| {
-            CanonicalPath::parse(raw, false)
+            CanonicalPath::parse(raw, true)
                 .unwrap()
                 .fold_case()
                 .refuse_windows_aliases()
@@ -546,6 +547,8 @@ mod tests {
             "/admin%3C",
             "/adm%C4%B1n",
             "/%C5%BFecret",
+            "/public/..%5C..%5Cadmin",
+            "/a%2Fb",
         ] {
             assert_eq!(check(alias), Err(PathError::WindowsAlias), "{alias}");
         }

@@ -23,8 +23,10 @@ pub enum HeaderClass {
     /// writes (`X-Forwarded-For/-Proto/-Host`, `X-Real-IP`) rebuilt from the connection.
     Forwarding,
     /// Says who the user is: `X-Auth-*` here, the names other auth proxies use (`Remote-User`,
-    /// `X-WEBAUTH-USER`, `X-MS-CLIENT-PRINCIPAL`, …), plus the configured identity header names
-    /// the caller adds. Always removed from clients; set from the session only.
+    /// `X-WEBAUTH-USER`, `X-MS-CLIENT-PRINCIPAL`, oauth2-proxy's `X-Forwarded-User` and friends —
+    /// listed exactly, so they win over the `X-Forwarded-` prefix and are removed even from
+    /// trusted proxies), plus the configured identity header names the caller adds. Always
+    /// removed from clients; set from the session only.
     Identity,
     /// `Cookie`: Portcullis's own cookies in it are removed before the policy and the upstream see
     /// the request; the client's other cookies pass.
@@ -87,6 +89,9 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("proxy-authenticate", HeaderClass::HopByHop),
     ("proxy-authorization", HeaderClass::HopByHop),
     ("proxy-connection", HeaderClass::HopByHop),
+    ("remote-email", HeaderClass::Identity),
+    ("remote-groups", HeaderClass::Identity),
+    ("remote-name", HeaderClass::Identity),
     ("remote-user", HeaderClass::Identity),
     ("request-uri", HeaderClass::Forwarding),
     ("script-name", HeaderClass::Forwarding),
@@ -112,6 +117,11 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-envoy-external-address", HeaderClass::Forwarding),
     ("x-envoy-original-path", HeaderClass::Forwarding),
     ("x-forwarded", HeaderClass::Forwarding),
+    ("x-forwarded-access-token", HeaderClass::Identity),
+    ("x-forwarded-email", HeaderClass::Identity),
+    ("x-forwarded-groups", HeaderClass::Identity),
+    ("x-forwarded-preferred-username", HeaderClass::Identity),
+    ("x-forwarded-user", HeaderClass::Identity),
     ("x-host", HeaderClass::Forwarding),
     ("x-http-host-override", HeaderClass::Forwarding),
     ("x-http-method", HeaderClass::Forwarding),
@@ -151,6 +161,7 @@ pub const EXACT: &[(&str, HeaderClass)] = &[
     ("x-ssl-issuer", HeaderClass::Forwarding),
     ("x-url-scheme", HeaderClass::Forwarding),
     ("x-verb", HeaderClass::Forwarding),
+    ("x-webauth-email", HeaderClass::Identity),
     ("x-webauth-user", HeaderClass::Identity),
 ];
 

@@ -158,7 +158,13 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 struct OpenConnections {
     open: Arc<AtomicUsize>,
     refused: Arc<AtomicU64>,
+    /// Refused connections still being answered `503`: bounded too, or a flood past the limit
+    /// would hold sockets beyond it while each is answered.
+    answering: Arc<AtomicUsize>,
 }
+
+/// Refused connections answered `503` at once; past this they are closed without an answer.
+const MAX_ANSWERING_REFUSALS: usize = 64;
 
 /// One open connection's place in [`OpenConnections`], given back when dropped.
 struct ConnectionSlot(Arc<AtomicUsize>);
@@ -169,14 +175,21 @@ impl Drop for ConnectionSlot {
     }
 }
 
+impl ConnectionSlot {
+    /// A place counted in `count`, unless `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        if count.fetch_add(1, Ordering::SeqCst) >= max {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(ConnectionSlot(count.clone()))
+    }
+}
+
 impl OpenConnections {
     /// A place for one more connection, unless `max` are open.
     fn try_open(&self, max: usize) -> Option<ConnectionSlot> {
-        if self.open.fetch_add(1, Ordering::SeqCst) >= max {
-            self.open.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(ConnectionSlot(self.open.clone()))
+        ConnectionSlot::take(&self.open, max)
     }
 
     /// Counts a refused connection and logs the 1st, 2nd, 4th, 8th… so a flood cannot flood the
@@ -189,13 +202,11 @@ impl OpenConnections {
     }
 }
 
-/// What a connection over the limit gets: on plain HTTP a `503` with `Retry-After` (the client
-/// learns why), on TLS a close (answering would cost a handshake, which is what is short).
-async fn refuse(mut stream: tokio::net::TcpStream, tls: bool) {
+/// What a plain-HTTP connection over the limit gets: a `503` with `Retry-After`, so the client
+/// learns why. (A TLS connection is closed: answering would cost a handshake, which is what is
+/// short; so is any connection past [`MAX_ANSWERING_REFUSALS`].)
+async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if tls {
-        return;
-    }
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 37\r\n\r\ntoo many connections; try again soon\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(BUSY).await;
@@ -239,7 +250,15 @@ async fn accept_loop(
         drop(snapshot);
         let Some(slot) = open.try_open(max_connections) else {
             open.note_refused(peer, max_connections);
-            tokio::spawn(refuse(stream, tls.is_some()));
+            if tls.is_none()
+                && let Some(answering) =
+                    ConnectionSlot::take(&open.answering, MAX_ANSWERING_REFUSALS)
+            {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(answering);
+                });
+            }
             continue;
         };
         let proxy = proxy.clone();
