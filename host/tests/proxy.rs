@@ -1030,3 +1030,45 @@ async fn an_http2_connection_kept_busy_with_pings_only_is_still_idle() {
         "the proxy kept an HTTP/2 connection open on PINGs alone"
     );
 }
+
+/// An upgraded connection is still a connection: an open WebSocket tunnel keeps its place in
+/// `max_connections` until it closes (the HTTP part of the connection ended at the `101`).
+#[tokio::test]
+async fn an_open_websocket_keeps_its_place_in_max_connections() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "max_connections = 1")).await;
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
+            .await
+            .expect("WebSocket handshake through the proxy");
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("hello")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("hello"));
+    let (status, text) = raw(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 503, "the tunnel holds the only place: {text}");
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let mut freed = false;
+    for _ in 0..200 {
+        let (status, _) = raw(
+            proxy.addr,
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(freed, "the place is given back when the tunnel closes");
+}

@@ -32,7 +32,7 @@ use crate::oidc::{Auth, AuthError, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
 use crate::session::{Session, SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
-pub use ctx::{ConnInfo, RequestCtx};
+pub use ctx::{ConnInfo, ConnectionHold, RequestCtx};
 pub use flow::Flow;
 use upstream::{PooledBody, SendError, UpstreamPools};
 
@@ -200,6 +200,13 @@ impl Proxy {
         log(&ctx, response.status());
         response
     }
+}
+
+/// The client side of a requested upgrade: its connection once switched, and what keeps its
+/// place in `server.max_connections` while a tunnel runs.
+struct ClientUpgrade {
+    connection: OnUpgrade,
+    hold: Option<ConnectionHold>,
 }
 
 async fn run_phases<B>(
@@ -479,7 +486,7 @@ fn denied(
 fn upstream_request<B>(
     ctx: &mut RequestCtx,
     mut request: Request<B>,
-) -> Result<(Request<ProxyBody>, Option<OnUpgrade>), ProxyError>
+) -> Result<(Request<ProxyBody>, Option<ClientUpgrade>), ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -498,8 +505,10 @@ where
     if declared_length.is_some_and(|length| length > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let client_upgrade =
-        headers::is_upgrade_request(request.headers()).then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade = headers::is_upgrade_request(request.headers()).then(|| ClientUpgrade {
+        hold: request.extensions().get::<ConnectionHold>().cloned(),
+        connection: hyper::upgrade::on(&mut request),
+    });
 
     let (mut parts, body) = request.into_parts();
     let upstream = &route.config.upstream;
@@ -580,7 +589,7 @@ async fn forward(
 fn response(
     ctx: &mut RequestCtx,
     mut upstream_response: Response<PooledBody>,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let switching = upstream_response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -595,7 +604,12 @@ fn response(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
         let request_id = ctx.request_id.to_str().unwrap_or_default().to_owned();
-        upstream::spawn_tunnel(client_upgrade, upstream_upgrade, request_id);
+        upstream::spawn_tunnel(
+            client_upgrade.connection,
+            upstream_upgrade,
+            request_id,
+            client_upgrade.hold,
+        );
     }
     let (mut parts, body) = upstream_response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, switching);

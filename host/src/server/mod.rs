@@ -264,11 +264,12 @@ async fn accept_loop(
         let proxy = proxy.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            // Shared with a tunnel the connection may become (see `ConnectionHold`).
+            let slot: Arc<ConnectionSlot> = Arc::new(slot);
             match tls {
                 None => {
                     let conn = ConnInfo { peer, tls: false };
-                    serve_connection(stream, conn, idle_timeout, proxy, watcher).await
+                    serve_connection(stream, conn, idle_timeout, slot, proxy, watcher).await
                 }
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -276,7 +277,8 @@ async fn accept_loop(
                     {
                         Ok(Ok(tls_stream)) => {
                             let conn = ConnInfo { peer, tls: true };
-                            serve_connection(tls_stream, conn, idle_timeout, proxy, watcher).await
+                            serve_connection(tls_stream, conn, idle_timeout, slot, proxy, watcher)
+                                .await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
@@ -295,6 +297,7 @@ async fn serve_connection<IO>(
     io: IO,
     conn: ConnInfo,
     idle_timeout: Duration,
+    slot: Arc<ConnectionSlot>,
     proxy: Proxy,
     graceful: Watcher,
 ) where
@@ -302,9 +305,15 @@ async fn serve_connection<IO>(
 {
     let activity = idle::Activity::new();
     let requests = activity.clone();
-    let service = service_fn(move |request: Request<Incoming>| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
         let proxy = proxy.clone();
         let in_flight = requests.request();
+        if request.headers().contains_key(http::header::UPGRADE) {
+            // A tunnel outlives this connection's HTTP part: it keeps the connection's place.
+            request
+                .extensions_mut()
+                .insert(crate::proxy::ConnectionHold::new(slot.clone()));
+        }
         async move {
             let response = proxy.handle(request, conn).await;
             // In flight until the response body is done with (sent, or dropped).

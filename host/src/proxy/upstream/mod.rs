@@ -189,8 +189,15 @@ fn classify_send(err: hyper::Error, authority: String) -> SendError {
 
 /// Joins the client's and the upstream's upgraded connections and copies bytes both ways until
 /// either side closes. Runs in its own task after the 101 response went to the client.
-pub fn spawn_tunnel(client_side: OnUpgrade, upstream_side: OnUpgrade, request_id: String) {
+pub fn spawn_tunnel(
+    client_side: OnUpgrade,
+    upstream_side: OnUpgrade,
+    request_id: String,
+    hold: Option<crate::proxy::ConnectionHold>,
+) {
     tokio::spawn(async move {
+        // The client connection's place in `max_connections` is held until the tunnel ends.
+        let _hold = hold;
         let (client_io, upstream_io) = match tokio::try_join!(client_side, upstream_side) {
             Ok(pair) => pair,
             Err(err) => {
