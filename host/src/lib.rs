@@ -10,7 +10,7 @@ pub mod config;
 pub mod cookies;
 pub mod demo;
 pub mod dev_idp;
-pub mod error;
+pub mod response;
 pub mod header_ownership;
 pub mod logging;
 pub mod oidc;
@@ -22,6 +22,7 @@ pub mod server;
 pub mod session;
 pub mod snapshot;
 pub mod tls;
+pub mod upstream;
 
 pub use config::Config;
 pub use proxy::Proxy;

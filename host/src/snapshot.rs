@@ -9,7 +9,7 @@ use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
 use crate::cookies::OwnCookieNames;
 use crate::oidc::Auth;
 use crate::policy::PolicyPool;
-use crate::proxy::upstream::{UpstreamClient, UpstreamPools};
+use crate::upstream::{UpstreamClient, UpstreamPools};
 use crate::routes::RouteTable;
 
 /// One resolved config, ready to serve.

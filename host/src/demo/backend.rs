@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 
-use crate::error::html_escape;
+use crate::response::html_escape;
 
 /// Serves on `listener` until the runtime ends.
 pub fn start(listener: std::net::TcpListener) -> std::io::Result<()> {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::users::DEMO_USERS;
-use crate::error::html_escape;
+use crate::response::html_escape;
 
 /// The authorization request's fields carried through the login form.
 const CARRIED: &[&str] = &[

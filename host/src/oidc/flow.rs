@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use super::{LoginError, Oidc, RefreshError, Tokens};
 use crate::config::Unauthenticated;
 use crate::cookies::CookieValues;
-use crate::error::{ProxyBody, empty_body, text_response};
+use crate::response::{ProxyBody, empty_body, text_response};
 use crate::session::{
     LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, is_token,
     random_token,

@@ -13,22 +13,6 @@ use crate::routes::RouteId;
 use crate::session::LiveSession;
 use crate::snapshot::{Route, Snapshot};
 
-/// Something the listener keeps alive for as long as the client connection is in use (its place in
-/// `server.max_connections`). Put in the extensions of a request that asks for an upgrade, so the
-/// tunnel that outlives the HTTP exchange keeps holding it.
-#[derive(Clone)]
-pub struct ConnectionHold {
-    /// Never read: dropping the last copy is what gives the place back.
-    _held: Arc<dyn std::any::Any + Send + Sync>,
-}
-
-impl ConnectionHold {
-    /// Holds `token` until every copy of this hold is dropped.
-    pub fn new(token: Arc<dyn std::any::Any + Send + Sync>) -> Self {
-        ConnectionHold { _held: token }
-    }
-}
-
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
@@ -51,7 +35,7 @@ pub struct RequestCtx {
     /// The request method, for the log.
     pub method: Method,
     /// How Portcullis's own answers (errors, denials) are worded for this client.
-    pub response_format: crate::error::ResponseFormat,
+    pub response_format: crate::response::ResponseFormat,
     /// Canonical host, once known.
     pub host: Option<String>,
     /// The host as the client sent it (Host header or URI authority), once known.

@@ -2,12 +2,12 @@
 
 use http::Response;
 
-use crate::error::ProxyBody;
+use crate::response::ProxyBody;
 
 /// The outcome of a phase that succeeded: go on, or answer now without running later phases.
 ///
 /// An early answer is a value (a login redirect, a policy's deny), not an error: errors are
-/// [`crate::error::ProxyError`] and are turned into responses in one place.
+/// [`ProxyError`](super::error::ProxyError) and are turned into responses in one place.
 pub enum Flow {
     /// Run the next phase.
     Continue,

@@ -8,11 +8,10 @@
 //! [`ProxyError`]s, turned into responses in [`ProxyError::into_response`] only. The log phase runs
 //! for every request, whatever happened. `docs/architecture.md` draws this chart.
 
-pub mod body;
+pub mod error;
 pub mod ctx;
 pub mod flow;
 pub mod headers;
-pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,14 +26,15 @@ use hyper::upgrade::OnUpgrade;
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::{AuthMode, Config, SessionConfig};
 use crate::cookies::{self, ReadNames, TakenCookies};
-use crate::error::{BoxError, ProxyBody, ProxyError, empty_body};
+use crate::response::{BoxError, ProxyBody, empty_body};
+use error::ProxyError;
 use crate::oidc::{Auth, AuthError, Oidc};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
 use crate::session::{Session, SessionManager, StoreError, SystemClock};
 use crate::snapshot::Snapshot;
-pub use ctx::{ConnInfo, ConnectionHold, RequestCtx};
+pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
-use upstream::{PooledBody, SendError, UpstreamPools};
+use crate::upstream::{self, ConnectionHold, PooledBody, SendError, UpstreamPools, limited_body};
 
 /// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone.
 #[derive(Clone)]
@@ -169,7 +169,7 @@ impl Proxy {
             started: Instant::now(),
             request_id: headers::request_id(request.headers()),
             method: request.method().clone(),
-            response_format: crate::error::ResponseFormat::for_request(request.headers()),
+            response_format: crate::response::ResponseFormat::for_request(request.headers()),
             host: None,
             host_header: None,
             path: None,
@@ -476,9 +476,9 @@ async fn decide_on_policy_thread<B>(
 fn denied(
     status: StatusCode,
     reason: Option<&str>,
-    format: crate::error::ResponseFormat,
+    format: crate::response::ResponseFormat,
 ) -> Response<ProxyBody> {
-    crate::error::negotiated_response(status, reason.unwrap_or("access denied"), format)
+    crate::response::negotiated_response(status, reason.unwrap_or("access denied"), format)
 }
 
 /// Phase 6, upstream request: the request the upstream receives — canonical path, cleaned
@@ -557,7 +557,7 @@ where
     };
     headers.insert(header::HOST, host);
 
-    let body = body::LimitedBody::new(body, limit).boxed_unsync();
+    let body = limited_body::LimitedBody::new(body, limit).boxed_unsync();
     let mut upstream_request = Request::from_parts(parts, body);
     *upstream_request.uri_mut() = uri;
     *upstream_request.version_mut() = Version::HTTP_11;

@@ -24,7 +24,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::error::{ProxyBody, full_body};
+use crate::response::{ProxyBody, full_body};
 use crate::proxy::{ConnInfo, Proxy};
 
 /// A client that opened a TCP connection has this long to finish the TLS handshake.
@@ -312,7 +312,7 @@ async fn serve_connection<IO>(
             // A tunnel outlives this connection's HTTP part: it keeps the connection's place.
             request
                 .extensions_mut()
-                .insert(crate::proxy::ConnectionHold::new(slot.clone()));
+                .insert(crate::upstream::ConnectionHold::new(slot.clone()));
         }
         async move {
             let response = proxy.handle(request, conn).await;

@@ -4,6 +4,7 @@
 //! routes sharing it share connections ([`pool`]). Upstreams are spoken to in HTTP/1.1, which every
 //! backend understands and which WebSocket upgrades need.
 
+pub mod limited_body;
 mod pool;
 
 use std::collections::{HashMap, HashSet};
@@ -17,8 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 pub use pool::PooledBody;
 
-use crate::error::ProxyBody;
-use crate::proxy::body::BodyTooLarge;
+use crate::response::ProxyBody;
+use limited_body::BodyTooLarge;
 
 /// A pooled HTTP(S) client for upstream requests. Cheap to clone (shares the pool).
 pub type UpstreamClient = Arc<pool::ConnectionPool>;
@@ -187,13 +188,29 @@ fn classify_send(err: hyper::Error, authority: String) -> SendError {
     SendError::Upstream(UpstreamError::Protocol { authority, detail })
 }
 
+/// Something the listener keeps alive for as long as the client connection is in use (its place in
+/// `server.max_connections`). Put in the extensions of a request that asks for an upgrade, so the
+/// tunnel that outlives the HTTP exchange keeps holding it.
+#[derive(Clone)]
+pub struct ConnectionHold {
+    /// Never read: dropping the last copy is what gives the place back.
+    _held: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl ConnectionHold {
+    /// Holds `token` until every copy of this hold is dropped.
+    pub fn new(token: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        ConnectionHold { _held: token }
+    }
+}
+
 /// Joins the client's and the upstream's upgraded connections and copies bytes both ways until
 /// either side closes. Runs in its own task after the 101 response went to the client.
 pub fn spawn_tunnel(
     client_side: OnUpgrade,
     upstream_side: OnUpgrade,
     request_id: String,
-    hold: Option<crate::proxy::ConnectionHold>,
+    hold: Option<ConnectionHold>,
 ) {
     tokio::spawn(async move {
         // The client connection's place in `max_connections` is held until the tunnel ends.

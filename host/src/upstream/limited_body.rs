@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::error::BoxError;
+use crate::response::BoxError;
 
 /// The body went past its limit.
 #[derive(Debug, thiserror::Error)]

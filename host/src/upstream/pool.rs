@@ -23,7 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
 use super::{SendError, UpstreamError, classify_send};
-use crate::error::ProxyBody;
+use crate::response::ProxyBody;
 
 /// How long an idle connection may wait for its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
