@@ -12,7 +12,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use portcullis::Proxy;
 use portcullis::proxy::ConnInfo;
 use portcullis_benches::realistic_session;
 
@@ -77,7 +76,10 @@ group = "nobody"
             policy = policy.display()
         );
         let config = portcullis::config::parse(&text, Path::new(".")).unwrap();
-        let proxy = Proxy::start(config).unwrap();
+        let app = portcullis::App::start(config, portcullis::Listeners::default())
+            .await
+            .unwrap();
+        let proxy = app.handle().proxy().clone();
         let sessions = proxy.auth().expect("login is configured").sessions.clone();
         let cookie = sessions.insert_unflushed(realistic_session()).unwrap();
         (proxy, format!("session={cookie}"))

@@ -47,9 +47,11 @@ fn write_to_served(c: &mut Criterion) {
     let proxy = runtime.block_on(async {
         let baseline = portcullis::reload::watch::Baseline::take(&config_path);
         let config = portcullis::config::load(&config_path).unwrap();
-        let proxy = Proxy::start(config).unwrap();
-        portcullis::reload::watch::spawn(proxy.clone(), config_path.clone(), baseline);
-        proxy
+        let app = portcullis::App::start(config, portcullis::Listeners::default())
+            .await
+            .unwrap();
+        app.watch(config_path.clone(), baseline);
+        app.handle().proxy().clone()
     });
     let mut version = 0;
     let mut group = c.benchmark_group("reload");

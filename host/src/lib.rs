@@ -1,9 +1,12 @@
 //! Portcullis: an identity-aware reverse proxy.
 //!
 //! The library builds everything the binary runs, so tests and benches drive the same code:
-//! [`config::load`] → [`snapshot::Snapshot::new`] → [`proxy::Proxy`] (callable in-process) →
-//! [`server::Server`] (sockets). `docs/architecture.md` has the map.
+//! [`config::load`] → [`app::App::start`] (the first [`snapshot::Snapshot`], the
+//! [`proxy::Proxy`] serving it, reloads, listeners) → [`app::App::serve`]. A [`Proxy`] can also
+//! serve a snapshot in-process, without sockets. `docs/architecture.md` has the map and the
+//! layers; `architecture_test` keeps them.
 
+pub mod app;
 pub mod canonical;
 pub mod claim_header;
 pub mod config;
@@ -24,7 +27,7 @@ pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 
+pub use app::{App, AppHandle, Listeners};
 pub use config::Config;
 pub use proxy::Proxy;
-pub use server::Server;
 pub use snapshot::Snapshot;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis::{Proxy, Server, config};
+use portcullis::app::{App, Listeners};
+use portcullis::config;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Identity-aware reverse proxy")]
@@ -107,15 +108,15 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
             };
-            let ran = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|runtime| runtime.block_on(portcullis::demo::run(options)));
+            let ran = runtime().map_err(|err| err.to_string()).and_then(|runtime| {
+                runtime
+                    .block_on(portcullis::demo::run(options))
+                    .map_err(|err| err.to_string())
+            });
             match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    eprintln!("portcullis demo: {err:#}");
+                    eprintln!("portcullis demo: {err}");
                     ExitCode::FAILURE
                 }
             }
@@ -123,70 +124,42 @@ fn main() -> ExitCode {
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("portcullis: {err:#}");
+                eprintln!("portcullis: {err}");
                 ExitCode::FAILURE
             }
         },
     }
 }
 
-fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
+/// The runtime `run` and `demo` serve on.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// `portcullis run`: loads the config, binds its listeners, and serves it until SIGTERM/SIGINT,
+/// reloading when the config or a file it names changes.
+fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let baseline = portcullis::reload::watch::Baseline::take(config_path);
     let config = config::load(config_path)?;
     portcullis::logging::init(&config.log.level);
-    log_wasm_policies(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        // Started before the proxy, whose discovery would otherwise wait for it.
-        let _dev_idp = match &config.dev_idp {
-            None => None,
-            Some(dev) => {
-                let listener = std::net::TcpListener::bind(dev.listen).map_err(|err| {
-                    anyhow::anyhow!("cannot listen on {} ([dev_idp]): {err}", dev.listen)
-                })?;
-                Some(
-                    portcullis::dev_idp::DevIdp::start(listener, dev.client.clone())
-                        .map_err(anyhow::Error::msg)?,
-                )
-            }
-        };
-        let proxy = Proxy::start(config)?;
-        let server = Server::bind(proxy.clone()).await?;
-        portcullis::reload::watch::spawn(proxy, config_path.to_owned(), baseline);
-        let scheme = if server.uses_tls() { "https" } else { "http" };
+    let listeners = Listeners::bind(&config)?;
+    runtime()?.block_on(async {
+        let app = App::start(config, listeners).await?;
+        app.watch(config_path.to_owned(), baseline);
+        let scheme = if app.uses_tls() { "https" } else { "http" };
         // On stdout, for people and for tests that start the binary on port 0 (which read up to
         // the first "listening" line, so the admin line comes first).
-        if let Some(addr) = server.admin_addr() {
+        if let Some(addr) = app.admin_addr() {
             println!("portcullis: admin on http://{addr}");
         }
-        for addr in server.public_addrs() {
+        for addr in app.public_addrs() {
             println!("portcullis: listening on {scheme}://{addr}");
         }
-        server.serve(portcullis::server::shutdown_signal()).await;
+        app.serve(portcullis::server::shutdown_signal()).await;
         Ok(())
     })
-}
-
-/// One line per Wasm policy: where its code came from and how long loading took (logging starts
-/// after the config is loaded, so the compile itself could not say).
-fn log_wasm_policies(config: &config::Config) {
-    for route in &config.routes {
-        if let Some(config::RoutePolicy {
-            policy: portcullis::policy::Policy::Wasm(policy),
-            ..
-        }) = &route.policy
-        {
-            tracing::info!(
-                route = %route.name,
-                policy = policy.file(),
-                code = policy.origin().as_str(),
-                load_ms = policy.load_time().as_millis() as u64,
-                "wasm policy ready"
-            );
-        }
-    }
 }
 
 fn policy_test(

@@ -1,23 +1,25 @@
 //! [`Snapshot`]: everything a request needs that was prepared from one config — routes, the route
 //! table, upstream clients, TLS config, login — built once off the request path.
 //!
-//! A request takes the current snapshot once and keeps it to the end (see [`crate::proxy::Proxy`]).
+//! A request takes the current snapshot once and keeps it to the end (see `crate::proxy::Proxy`).
+//! [`Builder`] makes snapshots, at start and at every reload alike, and owns the parts that outlive
+//! them: the upstream connection pools and the session store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::config::{Config, LogConfig, RouteConfig, ServerConfig};
+use crate::config::{Config, OidcConfig, RouteConfig, ServerConfig, SessionConfig};
 use crate::cookies::OwnCookieNames;
-use crate::oidc::Auth;
+use crate::oidc::{Auth, Oidc};
 use crate::policy::PolicyPool;
-use crate::upstream::{UpstreamClient, UpstreamPools};
 use crate::routes::RouteTable;
+use crate::session::{SessionManager, StoreError, SystemClock};
+use crate::upstream::{UpstreamClient, UpstreamPools};
 
 /// One resolved config, ready to serve.
 pub struct Snapshot {
     /// `[server]`.
     pub server: ServerConfig,
-    /// `[log]`.
-    pub log: LogConfig,
     /// Routes; a [`crate::routes::RouteId`] indexes this list.
     pub routes: Vec<Route>,
     /// Host and path → route.
@@ -95,7 +97,6 @@ impl Snapshot {
         pools.keep_only_used();
         Snapshot {
             server: config.server,
-            log: config.log,
             routes,
             table,
             identity_header_names,
@@ -104,6 +105,104 @@ impl Snapshot {
             policy_pool,
         }
     }
+}
+
+/// How long a changed `[oidc]`'s discovery may take before the reload is refused.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often expired sessions and pending logins are swept from the store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a config could not become a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The session store could not be opened.
+    #[error("cannot open the session store: {0}")]
+    Sessions(#[from] StoreError),
+    /// A changed `[oidc]`'s provider could not be discovered (reloads only).
+    #[error("[oidc] changed, but discovery at {url} {problem}; the previous provider settings stay")]
+    Discovery {
+        /// The discovery document's address.
+        url: String,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+/// Builds snapshots from validated configs, at start and at each reload, with the parts of the
+/// process that outlive a snapshot: upstream pools (their idle connections are reused) and the
+/// session store (opened when a config first has `[oidc]`; a reload never reopens it).
+#[derive(Default)]
+pub struct Builder {
+    pools: Mutex<UpstreamPools>,
+    /// The store with the `[session]` settings it was opened with (changing those needs a
+    /// restart).
+    sessions: Mutex<Option<(Arc<SessionManager>, SessionConfig)>>,
+}
+
+impl Builder {
+    /// The snapshot of `config`. `serving` is the snapshot it replaces (`None` at start).
+    ///
+    /// Login: an unchanged `[oidc]` keeps the running relying party; at start, discovery begins
+    /// in the background (the proxy serves while the provider comes up); on a reload, a new or
+    /// changed `[oidc]` is discovered first, so a provider that does not answer refuses the
+    /// reload and leaves no trace (such as an opened store). Must run inside a tokio runtime.
+    pub async fn build(
+        &self,
+        config: Config,
+        serving: Option<&Snapshot>,
+    ) -> Result<Snapshot, BuildError> {
+        let running = serving.and_then(|snapshot| snapshot.auth.as_ref());
+        let auth = match (&config.oidc, running) {
+            (None, _) => None,
+            (Some(wanted), Some(running)) if running.oidc.config() == wanted => {
+                Some(running.clone())
+            }
+            (Some(wanted), _) => {
+                let oidc = Arc::new(Oidc::new(wanted.clone()));
+                if serving.is_none() {
+                    oidc.start_discovery();
+                } else {
+                    discover(&oidc, wanted).await?;
+                }
+                let sessions = self.sessions(&config.session)?;
+                Some(Arc::new(Auth::new(oidc, sessions)))
+            }
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Snapshot::build(config, auth, &mut pools))
+    }
+
+    /// The `[session]` settings the store was opened with, once it is open.
+    pub fn sessions_opened_with(&self) -> Option<SessionConfig> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.as_ref().map(|(_, settings)| settings.clone())
+    }
+
+    /// The session store, opened with `settings` the first time it is needed.
+    fn sessions(&self, settings: &SessionConfig) -> Result<Arc<SessionManager>, StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((open, _)) = &*sessions {
+            return Ok(open.clone());
+        }
+        let manager = Arc::new(SessionManager::open(settings, Arc::new(SystemClock))?);
+        manager.spawn_sweeper(SWEEP_INTERVAL);
+        *sessions = Some((manager.clone(), settings.clone()));
+        Ok(manager)
+    }
+}
+
+/// Discovers a new or changed provider before anything is swapped.
+async fn discover(oidc: &Oidc, config: &OidcConfig) -> Result<(), BuildError> {
+    let problem = match tokio::time::timeout(DISCOVERY_TIMEOUT, oidc.discover_now()).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => format!("failed: {err}"),
+        Err(_) => format!("did not answer within {DISCOVERY_TIMEOUT:?}"),
+    };
+    Err(BuildError::Discovery {
+        url: config.discovery_url.to_string(),
+        problem,
+    })
 }
 
 impl Route {

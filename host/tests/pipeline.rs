@@ -258,7 +258,7 @@ upstream = "http://{echo}/to-root"
                     discovery = idp.discovery_url()
                 );
                 let config = portcullis::config::parse(&config, Path::new(".")).unwrap();
-                let proxy = Proxy::start(config).unwrap();
+                let proxy = support::start_in_process(config).await.proxy().clone();
                 let auth = proxy.auth().expect("[oidc] is configured");
                 for _ in 0..400 {
                     if auth.oidc.provider().is_some() {

@@ -1,41 +1,21 @@
 //! The demo backend: a page listing the identity headers Portcullis sent it (JSON for clients that
 //! do not ask for HTML). Loopback only, for `portcullis demo`.
 
-use std::convert::Infallible;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 
 use crate::response::html_escape;
 
 /// Serves on `listener` until the runtime ends.
 pub fn start(listener: std::net::TcpListener) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            tokio::spawn(async move {
-                let service =
-                    service_fn(|request| async move { Ok::<_, Infallible>(page(&request)) });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+    crate::server::accept::spawn_http1(listener, |request| {
+        let response = page(&request);
+        async move { response }
+    })
 }
 
 /// The identity headers of a request (`X-Auth-*` and `X-Role`), in order.

@@ -10,11 +10,10 @@ pub mod backend;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use toml::{Table, Value};
 
-use crate::dev_idp::{DevIdp, users::DEMO_USERS};
-use crate::{Proxy, Server};
+use crate::app::{App, Listeners};
+use crate::dev_idp::users::DEMO_USERS;
 
 /// What `portcullis demo` was asked for.
 pub struct DemoOptions {
@@ -26,12 +25,38 @@ pub struct DemoOptions {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Why the demo could not start: what went wrong, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(String);
+
+impl DemoError {
+    fn from_error(err: impl std::fmt::Display) -> Self {
+        DemoError(err.to_string())
+    }
+}
+
+/// Adds what the demo was doing to an error.
+trait Context<T> {
+    fn context(self, doing: impl std::fmt::Display) -> Result<T, DemoError>;
+    fn with_context(self, doing: impl FnOnce() -> String) -> Result<T, DemoError>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn context(self, doing: impl std::fmt::Display) -> Result<T, DemoError> {
+        self.map_err(|err| DemoError(format!("{doing}: {err}")))
+    }
+    fn with_context(self, doing: impl FnOnce() -> String) -> Result<T, DemoError> {
+        self.map_err(|err| DemoError(format!("{}: {err}", doing())))
+    }
+}
+
 /// Runs the demo until SIGINT/SIGTERM. Must run inside a tokio runtime.
-pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     if !options.listen.ip().is_loopback() {
-        bail!(
-            "the demo serves on loopback only (its provider has public demo passwords): use --listen 127.0.0.1:PORT"
-        );
+        return Err(DemoError(
+            "the demo serves on loopback only (its provider has public demo passwords): use --listen 127.0.0.1:PORT".to_owned(),
+        ));
     }
     let quickstart = std::fs::canonicalize(&options.config).with_context(|| {
         format!(
@@ -44,12 +69,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::canonicalize(dir)?
+            std::fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?
         }
         None => {
             temporary = tempfile::Builder::new()
                 .prefix("portcullis-demo-")
-                .tempdir()?;
+                .tempdir()
+                .context("cannot create a temporary data folder")?;
             temporary.path().to_owned()
         }
     };
@@ -58,7 +84,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .with_context(|| format!("cannot find a free port for the {what}"))
     };
     let (idp_listener, backend_listener) = (loopback("identity provider")?, loopback("backend")?);
-    let (idp_addr, backend_addr) = (idp_listener.local_addr()?, backend_listener.local_addr()?);
+    let (idp_addr, backend_addr) = (
+        idp_listener.local_addr().context("identity provider listener")?,
+        backend_listener.local_addr().context("backend listener")?,
+    );
     let config_path = data_dir.join("portcullis.toml");
     let text = std::fs::read_to_string(&quickstart)
         .with_context(|| format!("cannot read {}", quickstart.display()))?;
@@ -71,29 +100,36 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         &data_dir,
     )
     .with_context(|| format!("{} is not a quickstart config", quickstart.display()))?;
-    std::fs::write(&config_path, rewritten)?;
+    std::fs::write(&config_path, rewritten)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let baseline = crate::reload::watch::Baseline::take(&config_path);
-    let config = crate::config::load(&config_path)?;
+    let config = crate::config::load(&config_path).map_err(DemoError::from_error)?;
     crate::logging::init(&config.log.level);
-    let dev = config
-        .dev_idp
-        .clone()
-        .context("the quickstart config has no [dev_idp] section")?;
-    let idp = DevIdp::start(idp_listener, dev.client).map_err(anyhow::Error::msg)?;
-    backend::start(backend_listener)?;
-    let proxy = Proxy::start(config)?;
-    let server = Server::bind(proxy.clone()).await?;
-    crate::reload::watch::spawn(proxy, config_path.clone(), baseline);
+    if config.dev_idp.is_none() {
+        return Err(DemoError(
+            "the quickstart config has no [dev_idp] section".to_owned(),
+        ));
+    }
+    backend::start(backend_listener).context("cannot serve the demo backend")?;
+    let listeners = Listeners {
+        public: vec![crate::server::bind(options.listen).map_err(DemoError::from_error)?],
+        admin: None,
+        dev_idp: Some(idp_listener),
+    };
+    let app = App::start(config, listeners)
+        .await
+        .map_err(DemoError::from_error)?;
+    app.watch(config_path.clone(), baseline);
     print_banner(
         &options.listen,
-        &idp.issuer,
+        app.dev_idp_issuer().unwrap_or_default(),
         backend_addr,
         &data_dir,
         &quickstart,
         options.data_dir.is_none(),
     );
-    server.serve(crate::server::shutdown_signal()).await;
+    app.serve(crate::server::shutdown_signal()).await;
     Ok(())
 }
 
@@ -105,14 +141,14 @@ fn rewrite(
     idp: SocketAddr,
     backend: SocketAddr,
     data_dir: &Path,
-) -> anyhow::Result<String> {
+) -> Result<String, DemoError> {
     let base = quickstart.parent().unwrap_or(Path::new("."));
-    let mut config: Table = toml::from_str(text)?;
-    let table = |config: &mut Table, name: &str| -> anyhow::Result<Table> {
+    let mut config: Table = toml::from_str(text).context("not TOML")?;
+    let table = |config: &mut Table, name: &str| -> Result<Table, DemoError> {
         match config.remove(name) {
             Some(Value::Table(table)) => Ok(table),
             None => Ok(Table::new()),
-            Some(_) => bail!("[{name}] is not a table"),
+            Some(_) => Err(DemoError(format!("[{name}] is not a table"))),
         }
     };
     let mut server = table(&mut config, "server")?;
@@ -126,7 +162,7 @@ fn rewrite(
     oidc.remove("discovery");
     for key in ["redirect_uri", "post_logout_redirect_uri"] {
         if let Some(Value::String(url)) = oidc.get(key) {
-            let path = url::Url::parse(url)?.path().to_owned();
+            let path = url::Url::parse(url).with_context(|| format!("oidc.{key}"))?.path().to_owned();
             oidc.insert(key.into(), format!("http://{listen}{path}").into());
         }
     }
@@ -146,7 +182,10 @@ fn rewrite(
     if let Some(Value::Array(routes)) = config.get_mut("routes") {
         for route in routes.iter_mut().filter_map(Value::as_table_mut) {
             if let Some(Value::String(upstream)) = route.get("upstream") {
-                let path = url::Url::parse(upstream)?.path().to_owned();
+                let path = url::Url::parse(upstream)
+                    .context("a route's upstream")?
+                    .path()
+                    .to_owned();
                 route.insert("upstream".into(), format!("http://{backend}{path}").into());
             }
             if let Some(Value::String(policy)) = route.get("policy") {
@@ -158,7 +197,7 @@ fn rewrite(
     Ok(format!(
         "# Written by `portcullis demo` from {} — edit that file, not this one.\n{}",
         quickstart.display(),
-        toml::to_string(&config)?
+        toml::to_string(&config).context("cannot write the config")?
     ))
 }
 

@@ -16,7 +16,6 @@ mod page;
 pub mod users;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,8 +26,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -69,13 +66,8 @@ pub struct DevIdp {
 impl DevIdp {
     /// Generates the signing key and serves on `listener` until the runtime ends.
     pub fn start(listener: std::net::TcpListener, client: DevClient) -> Result<Self, String> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|err| format!("development provider listener: {err}"))?;
         let addr = listener
             .local_addr()
-            .map_err(|err| format!("development provider listener: {err}"))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|err| format!("development provider listener: {err}"))?;
         let issuer = format!("http://{addr}");
         let provider = Arc::new(Provider {
@@ -86,26 +78,11 @@ impl DevIdp {
             refresh_tokens: Mutex::default(),
             access_tokens: Mutex::default(),
         });
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let provider = provider.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let provider = provider.clone();
-                        async move { Ok::<_, Infallible>(provider.handle(request).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        crate::server::accept::spawn_http1(listener, move |request| {
+            let provider = provider.clone();
+            async move { provider.handle(request).await }
+        })
+        .map_err(|err| format!("development provider listener: {err}"))?;
         tracing::warn!(%issuer, "development identity provider started: demo users, not for production");
         Ok(DevIdp { addr, issuer })
     }

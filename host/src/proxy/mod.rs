@@ -24,129 +24,43 @@ use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
-use crate::config::{AuthMode, Config, SessionConfig};
+use crate::config::AuthMode;
 use crate::cookies::{self, ReadNames, TakenCookies};
 use crate::response::{BoxError, ProxyBody, empty_body};
 use error::ProxyError;
-use crate::oidc::{Auth, AuthError, Oidc};
+use crate::oidc::{Auth, AuthError};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
-use crate::session::{Session, SessionManager, StoreError, SystemClock};
+use crate::session::Session;
 use crate::snapshot::Snapshot;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use flow::Flow;
-use crate::upstream::{self, ConnectionHold, PooledBody, SendError, UpstreamPools, limited_body};
+use crate::upstream::{self, ConnectionHold, PooledBody, SendError, limited_body};
 
-/// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone.
+/// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone; clones share the
+/// snapshot, so a [`Proxy::swap`] applies to all of them.
 #[derive(Clone)]
 pub struct Proxy {
-    /// What new requests are served with; a reload swaps it.
-    pub(crate) current: Arc<ArcSwap<Snapshot>>,
-    /// What outlives snapshots.
-    pub(crate) lasting: Arc<Lasting>,
+    /// What new requests are served with.
+    current: Arc<ArcSwap<Snapshot>>,
 }
-
-/// What lives as long as the process, across reloads.
-pub(crate) struct Lasting {
-    /// Upstream clients and their keep-alive connections.
-    pub(crate) pools: std::sync::Mutex<UpstreamPools>,
-    /// The session store, opened when a config first has `[oidc]`, with the `[session]` settings
-    /// it was opened with (changing those needs a restart).
-    pub(crate) sessions: std::sync::Mutex<Option<(Arc<SessionManager>, SessionConfig)>>,
-    /// The listeners' addresses as bound (changing them needs a restart).
-    pub(crate) listen: (Vec<std::net::SocketAddr>, Option<std::net::SocketAddr>),
-    /// The development identity provider started with the process, if any (changing it needs a
-    /// restart).
-    pub(crate) dev_idp: Option<crate::config::DevIdpConfig>,
-    /// Reload generation and history, for `GET /reload`.
-    pub(crate) status: std::sync::Mutex<crate::reload::ReloadStatus>,
-}
-
-impl Lasting {
-    fn new(server: &crate::config::ServerConfig) -> Self {
-        Lasting {
-            pools: std::sync::Mutex::new(UpstreamPools::default()),
-            sessions: std::sync::Mutex::new(None),
-            listen: (server.listen.clone(), server.admin_listen),
-            dev_idp: None,
-            status: std::sync::Mutex::new(crate::reload::ReloadStatus::new()),
-        }
-    }
-
-    /// The session store, opened with `settings` the first time it is needed.
-    pub(crate) fn sessions(
-        &self,
-        settings: &SessionConfig,
-    ) -> Result<Arc<SessionManager>, StoreError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((open, _)) = &*sessions {
-            return Ok(open.clone());
-        }
-        let manager = Arc::new(SessionManager::open(settings, Arc::new(SystemClock))?);
-        manager.spawn_sweeper(SWEEP_INTERVAL);
-        *sessions = Some((manager.clone(), settings.clone()));
-        Ok(manager)
-    }
-}
-
-/// Why the proxy could not be started from a config.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The session store could not be opened.
-    #[error(transparent)]
-    Sessions(#[from] StoreError),
-}
-
-/// How often expired sessions and pending logins are swept from the store.
-const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Proxy {
-    /// A proxy serving `snapshot` as it is (tests, embedding; login only if the snapshot has it).
+    /// A proxy serving `snapshot` (login only if the snapshot has it).
     pub fn new(snapshot: Snapshot) -> Self {
-        let lasting = Lasting::new(&snapshot.server);
         Proxy {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            lasting: Arc::new(lasting),
         }
     }
 
-    /// Builds everything a config asks for: the snapshot and, with `[oidc]`, the session store
-    /// (opened here) and the relying party (discovery starts in the background). Must run inside
-    /// a tokio runtime.
-    pub fn start(config: Config) -> Result<Self, StartError> {
-        let mut lasting = Lasting::new(&config.server);
-        lasting.dev_idp = config.dev_idp.clone();
-        let auth = match &config.oidc {
-            None => None,
-            Some(oidc_config) => {
-                let sessions = lasting.sessions(&config.session)?;
-                let oidc = Arc::new(Oidc::new(oidc_config.clone()));
-                oidc.start_discovery();
-                Some(Arc::new(Auth::new(oidc, sessions)))
-            }
-        };
-        let snapshot = Snapshot::build(
-            config,
-            auth,
-            &mut lasting.pools.lock().unwrap_or_else(|p| p.into_inner()),
-        );
-        Ok(Proxy {
-            current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            lasting: Arc::new(lasting),
-        })
+    /// Serves `snapshot` from the next request on. Requests already running finish on the
+    /// snapshot they took.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
     }
 
     /// Login and sessions of the current snapshot, when configured.
     pub fn auth(&self) -> Option<Arc<Auth>> {
         self.current.load().auth.clone()
-    }
-
-    /// Reload generation and history (what `GET /reload` on the admin listener shows).
-    pub fn reload_status(&self) -> crate::reload::ReloadStatus {
-        self.lasting
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// The snapshot new requests are served with.

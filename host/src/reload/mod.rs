@@ -5,9 +5,9 @@
 //! trigger (file event, debounced │ SIGHUP)
 //!   → config::load on a blocking thread: parse, validate, read certificates and CA bundles,
 //!     compile every policy                        ── any error: keep serving, log, count
-//!   → [oidc] changed? new relying party, discovery before the swap ── failure: keep serving
-//!   → Snapshot::build (upstream pools and sessions are the process's, reused)
-//!   → ArcSwap::store: requests already running finish on the snapshot they took
+//!   → snapshot::Builder::build: [oidc] changed? new relying party, discovered before the swap
+//!     (upstream pools and sessions are the process's, reused)  ── failure: keep serving
+//!   → Proxy::swap: requests already running finish on the snapshot they took
 //! ```
 //! What cannot change without a restart — the listeners' addresses and the session store's
 //! settings — is reported (`restart_required` in `GET /reload`, a warning in the log); everything
@@ -16,19 +16,15 @@
 mod restart;
 pub mod watch;
 
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::{self, Config};
-use crate::oidc::{Auth, Oidc};
+use crate::config::{self, Config, DevIdpConfig};
 use crate::proxy::Proxy;
-use crate::snapshot::Snapshot;
-
-/// How long a changed `[oidc]`'s discovery may take before the reload is refused.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::snapshot::{self, Snapshot};
 
 /// What started a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +34,8 @@ pub enum Trigger {
     FileChange,
     /// SIGHUP.
     Signal,
+    /// A config handed over in-process ([`Reloader::apply`]: tests, embedding).
+    InProcess,
 }
 
 /// The reload state shown by `GET /reload` on the admin listener.
@@ -71,7 +69,7 @@ pub struct Attempt {
 }
 
 impl ReloadStatus {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         ReloadStatus {
             generation: 1,
             loaded_at: now(),
@@ -82,123 +80,152 @@ impl ReloadStatus {
     }
 }
 
+impl ReloadStatus {
+    /// Records an applied reload; `restart_required` lists what still waits for a restart.
+    fn applied(&mut self, trigger: Trigger, restart_required: Vec<String>) -> Attempt {
+        self.generation += 1;
+        self.loaded_at = now();
+        self.restart_required = restart_required.clone();
+        if restart_required.is_empty() {
+            tracing::info!(generation = self.generation, ?trigger, "config reloaded");
+        } else {
+            tracing::warn!(
+                generation = self.generation,
+                ?trigger,
+                restart_required = restart_required.join(", "),
+                "config reloaded; these changes take effect only after a restart"
+            );
+        }
+        Attempt {
+            at: now(),
+            trigger,
+            result: "applied",
+            error: None,
+            restart_required,
+        }
+    }
+
+    /// Records a refused reload: the serving generation stays.
+    fn failed(&mut self, trigger: Trigger, error: String) -> Attempt {
+        self.failed_reloads += 1;
+        tracing::error!(
+            generation = self.generation,
+            ?trigger,
+            "reload refused, still serving generation {}: {error}",
+            self.generation
+        );
+        Attempt {
+            at: now(),
+            trigger,
+            result: "failed",
+            error: Some(error),
+            restart_required: Vec::new(),
+        }
+    }
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Loads `config_path` and, if everything in it is good, serves it. Never panics, never leaves the
-/// proxy without a working snapshot; the outcome is logged and recorded in the status.
-pub async fn reload(proxy: &Proxy, config_path: &Path, trigger: Trigger) -> Attempt {
-    let path = config_path.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path))
-        .await
-        .map_err(|err| format!("the config loader crashed: {err}"))
-        .and_then(|loaded| loaded.map_err(|err| err.to_string()));
-    let prepared = match loaded {
-        Ok(config) => prepare(proxy, config).await,
-        Err(err) => Err(err),
-    };
-    // The swap and the status change under one lock: `GET /reload` never shows a generation
-    // other than the one serving.
-    let mut status = proxy
-        .lasting
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let attempt = match prepared {
-        Ok((snapshot, restart_required)) => {
-            proxy.current.store(Arc::new(snapshot));
-            status.generation += 1;
-            status.loaded_at = now();
-            status.restart_required = restart_required.clone();
-            if restart_required.is_empty() {
-                tracing::info!(generation = status.generation, ?trigger, "config reloaded");
-            } else {
-                tracing::warn!(
-                    generation = status.generation,
-                    ?trigger,
-                    restart_required = restart_required.join(", "),
-                    "config reloaded; these changes take effect only after a restart"
-                );
-            }
-            Attempt {
-                at: now(),
-                trigger,
-                result: "applied",
-                error: None,
-                restart_required,
-            }
-        }
-        Err(error) => {
-            status.failed_reloads += 1;
-            tracing::error!(
-                generation = status.generation,
-                ?trigger,
-                "reload refused, still serving generation {}: {error}",
-                status.generation
-            );
-            Attempt {
-                at: now(),
-                trigger,
-                result: "failed",
-                error: Some(error),
-                restart_required: Vec::new(),
-            }
-        }
-    };
-    status.last_attempt = Some(attempt.clone());
-    attempt
+/// What the process started with that a reload cannot change: the bound listeners' addresses and
+/// the development provider.
+#[derive(Debug, Clone)]
+pub struct StartedWith {
+    /// `server.listen` as bound.
+    pub listen: Vec<SocketAddr>,
+    /// `server.admin_listen` as bound.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[dev_idp]` as started.
+    pub dev_idp: Option<DevIdpConfig>,
 }
 
-/// Builds the snapshot of `config` (nothing is swapped yet). Also returns the changes that need a
-/// restart; those settings keep their running values.
-async fn prepare(proxy: &Proxy, mut config: Config) -> Result<(Snapshot, Vec<String>), String> {
-    let lasting = &proxy.lasting;
-    let current = proxy.snapshot();
-    let mut restart_required = restart::listeners(&lasting.listen, &config.server);
-    restart_required.extend(restart::dev_idp(&lasting.dev_idp, &config.dev_idp));
-    if current.server.tls.is_some() != config.server.tls.is_some() {
-        // Turning TLS on or off under connected clients would break every one of them; a new
-        // certificate for TLS that stays on is fine.
-        restart_required.push("server.tls (on/off)".to_owned());
-        config.server.tls = current.server.tls.clone();
-    }
-    let auth = match (&config.oidc, &current.auth) {
-        (None, _) => None,
-        (Some(wanted), Some(running)) if running.oidc.config() == wanted => Some(running.clone()),
-        (Some(wanted), _) => {
-            // Discovery first: a refused reload must leave no trace (such as an opened store).
-            let oidc = relying_party(wanted).await?;
-            let sessions = lasting
-                .sessions(&config.session)
-                .map_err(|err| format!("cannot open the session store: {err}"))?;
-            Some(Arc::new(Auth::new(oidc, sessions)))
-        }
-    };
-    if let Some((_, opened_with)) = &*lasting.sessions.lock().unwrap_or_else(|p| p.into_inner()) {
-        restart_required.extend(restart::sessions(opened_with, &config.session));
-    }
-    crate::logging::set_level(&config.log.level);
-    let snapshot = Snapshot::build(
-        config,
-        auth,
-        &mut lasting.pools.lock().unwrap_or_else(|p| p.into_inner()),
-    );
-    Ok((snapshot, restart_required))
+/// Applies new configs to a running [`Proxy`]: builds the snapshot with the process's
+/// [`snapshot::Builder`], swaps it in, and keeps the [`ReloadStatus`]. Shared by the file watcher
+/// ([`watch`]), SIGHUP and in-process callers.
+pub struct Reloader {
+    proxy: Proxy,
+    builder: Arc<snapshot::Builder>,
+    started_with: StartedWith,
+    status: Mutex<ReloadStatus>,
 }
 
-/// A relying party for a changed `[oidc]`, discovered before anything is swapped.
-async fn relying_party(config: &crate::config::OidcConfig) -> Result<Arc<Oidc>, String> {
-    let oidc = Arc::new(Oidc::new(config.clone()));
-    match tokio::time::timeout(DISCOVERY_TIMEOUT, oidc.discover_now()).await {
-        Ok(Ok(())) => Ok(oidc),
-        Ok(Err(err)) => Err(format!(
-            "[oidc] changed, but discovery at {} failed: {err}; the previous provider settings stay",
-            config.discovery_url
-        )),
-        Err(_) => Err(format!(
-            "[oidc] changed, but discovery at {} did not answer within {DISCOVERY_TIMEOUT:?}; the previous provider settings stay",
-            config.discovery_url
-        )),
+impl Reloader {
+    /// A reloader for `proxy`, whose serving snapshot is generation 1.
+    pub fn new(proxy: Proxy, builder: Arc<snapshot::Builder>, started_with: StartedWith) -> Self {
+        Reloader {
+            proxy,
+            builder,
+            started_with,
+            status: Mutex::new(ReloadStatus::new()),
+        }
+    }
+
+    /// Reload generation and history (what `GET /reload` on the admin listener shows).
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Loads `config_path` and, if everything in it is good, serves it. Never panics, never leaves
+    /// the proxy without a working snapshot; the outcome is logged and recorded in the status.
+    pub async fn reload(&self, config_path: &Path, trigger: Trigger) -> Attempt {
+        let path = config_path.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|err| format!("the config loader crashed: {err}"))
+            .and_then(|loaded| loaded.map_err(|err| err.to_string()));
+        self.attempt(loaded, trigger).await
+    }
+
+    /// Serves a config that was loaded (validated) in-process, as a reload would.
+    pub async fn apply(&self, config: Config) -> Attempt {
+        self.attempt(Ok(config), Trigger::InProcess).await
+    }
+
+    async fn attempt(&self, loaded: Result<Config, String>, trigger: Trigger) -> Attempt {
+        let prepared = match loaded {
+            Ok(config) => self.prepare(config).await,
+            Err(err) => Err(err),
+        };
+        // The swap and the status change under one lock: `GET /reload` never shows a generation
+        // other than the one serving.
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let attempt = match prepared {
+            Ok((snapshot, restart_required)) => {
+                self.proxy.swap(snapshot);
+                status.applied(trigger, restart_required)
+            }
+            Err(error) => status.failed(trigger, error),
+        };
+        status.last_attempt = Some(attempt.clone());
+        attempt
+    }
+
+    /// Builds the snapshot of `config` (nothing is swapped yet). Also returns the changes that
+    /// need a restart; those settings keep their running values.
+    async fn prepare(&self, mut config: Config) -> Result<(Snapshot, Vec<String>), String> {
+        let serving = self.proxy.snapshot();
+        let started = &self.started_with;
+        let mut restart_required =
+            restart::listeners(&started.listen, started.admin_listen, &config.server);
+        restart_required.extend(restart::dev_idp(&started.dev_idp, &config.dev_idp));
+        if serving.server.tls.is_some() != config.server.tls.is_some() {
+            // Turning TLS on or off under connected clients would break every one of them; a new
+            // certificate for TLS that stays on is fine.
+            restart_required.push("server.tls (on/off)".to_owned());
+            config.server.tls = serving.server.tls.clone();
+        }
+        let log_level = config.log.level.clone();
+        let wanted_sessions = config.session.clone();
+        let snapshot = self
+            .builder
+            .build(config, Some(&serving))
+            .await
+            .map_err(|err| err.to_string())?;
+        if let Some(opened_with) = self.builder.sessions_opened_with() {
+            restart_required.extend(restart::sessions(&opened_with, &wanted_sessions));
+        }
+        crate::logging::set_level(&log_level);
+        Ok((snapshot, restart_required))
     }
 }

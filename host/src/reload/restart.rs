@@ -6,14 +6,15 @@ use crate::config::{ServerConfig, SessionConfig};
 
 /// `server.listen` and `server.admin_listen` differ from what is bound.
 pub(super) fn listeners(
-    bound: &(Vec<SocketAddr>, Option<SocketAddr>),
+    listen: &[SocketAddr],
+    admin_listen: Option<SocketAddr>,
     wanted: &ServerConfig,
 ) -> Vec<String> {
     let mut changed = Vec::new();
-    if bound.0 != wanted.listen {
+    if listen != wanted.listen {
         changed.push("server.listen".to_owned());
     }
-    if bound.1 != wanted.admin_listen {
+    if admin_listen != wanted.admin_listen {
         changed.push("server.admin_listen".to_owned());
     }
     changed

@@ -26,9 +26,8 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
-use super::Trigger;
+use super::{Reloader, Trigger};
 use crate::config;
-use crate::proxy::Proxy;
 
 /// A reload waits for this long without events, so a burst of writes is read once, complete.
 pub const QUIET: Duration = Duration::from_millis(50);
@@ -49,11 +48,11 @@ impl Baseline {
     }
 }
 
-/// Reloads `proxy` from `config_path` on SIGHUP and whenever the config or a file it names
+/// Reloads from `config_path` on SIGHUP and whenever the config or a file it names
 /// changes, until the process ends. `baseline` is what the served config was loaded from. Must be
 /// called inside the tokio runtime (the reloads run on it). Without a file watcher (logged),
 /// SIGHUP still works.
-pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) {
+pub fn spawn(reloader: Arc<Reloader>, config_path: PathBuf, baseline: Baseline) {
     let (triggers, received) = mpsc::channel();
     // First, so that SIGHUP never falls back to its default action (ending the process).
     tokio::spawn(forward_sighup(triggers.clone()));
@@ -90,8 +89,8 @@ pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) {
     // Whatever changed since the baseline was taken is reloaded right away.
     let _ = triggers.send(Trigger::FileChange);
     let runtime = tokio::runtime::Handle::current();
-    let reloader = Reloader {
-        proxy,
+    let thread = WatchThread {
+        reloader,
         config_path,
         watching,
         last_attempted: baseline.0,
@@ -99,7 +98,7 @@ pub fn spawn(proxy: Proxy, config_path: PathBuf, baseline: Baseline) {
     };
     let spawned = std::thread::Builder::new()
         .name("reload".into())
-        .spawn(move || reloader.run(&runtime, received));
+        .spawn(move || thread.run(&runtime, received));
     if let Err(err) = spawned {
         tracing::error!(error = %err, "cannot start the reload thread; changes need a restart");
     }
@@ -122,8 +121,8 @@ async fn forward_sighup(triggers: Sender<Trigger>) {
 }
 
 /// The reload thread's state.
-struct Reloader {
-    proxy: Proxy,
+struct WatchThread {
+    reloader: Arc<Reloader>,
     config_path: PathBuf,
     watching: Option<Watching>,
     /// The files' contents at the last attempt (or at start).
@@ -132,7 +131,7 @@ struct Reloader {
     triggers: Sender<Trigger>,
 }
 
-impl Reloader {
+impl WatchThread {
     fn run(mut self, runtime: &tokio::runtime::Handle, received: Receiver<Trigger>) {
         while let Ok(first) = received.recv() {
             let Some(trigger) = debounce(first, &received) else {
@@ -141,7 +140,7 @@ impl Reloader {
             let current = fingerprints(&config::referenced_files(&self.config_path));
             if trigger == Trigger::Signal || current != self.last_attempted {
                 self.last_attempted = current;
-                runtime.block_on(super::reload(&self.proxy, &self.config_path, trigger));
+                runtime.block_on(self.reloader.reload(&self.config_path, trigger));
             }
             // The config may name other files now (or, after a failed attempt, files that do not
             // exist yet), and folders may have been replaced: watch what is there now.
@@ -170,7 +169,7 @@ fn debounce(first: Trigger, received: &Receiver<Trigger>) -> Option<Trigger> {
         }
         match received.recv_timeout(QUIET.min(give_up - now)) {
             Ok(Trigger::Signal) => trigger = Trigger::Signal,
-            Ok(Trigger::FileChange) => {}
+            Ok(Trigger::FileChange | Trigger::InProcess) => {}
             Err(RecvTimeoutError::Timeout) => return Some(trigger),
             Err(RecvTimeoutError::Disconnected) => return None,
         }

@@ -5,6 +5,7 @@
 //! in-flight response, HTTP/2 sends GOAWAY), and wait up to `server.drain_timeout` for them.
 //! `/readyz` on the admin listener answers 503 from the moment draining starts.
 
+pub mod accept;
 mod idle;
 
 use std::convert::Infallible;
@@ -24,13 +25,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::response::{ProxyBody, full_body};
 use crate::proxy::{ConnInfo, Proxy};
+use crate::reload::Reloader;
+use crate::response::{ProxyBody, full_body};
+use accept::{HEADER_READ_TIMEOUT, next_connection};
 
 /// A client that opened a TCP connection has this long to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client has this long to send a request's headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,37 +48,32 @@ pub struct BindError {
 /// learn the actual addresses (port 0) before traffic starts.
 pub struct Server {
     proxy: Proxy,
+    reloader: Arc<Reloader>,
     public: Vec<TcpListener>,
     admin: Option<TcpListener>,
 }
 
 impl Server {
-    /// Binds the public and admin listeners of the proxy's current snapshot.
-    pub async fn bind(proxy: Proxy) -> Result<Self, BindError> {
-        let snapshot = proxy.snapshot();
-        let mut public = Vec::new();
-        for &addr in &snapshot.server.listen {
-            public.push(bind(addr).await?);
-        }
-        let admin = match snapshot.server.admin_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
+    /// Serves `proxy` on the `public` listeners and the admin endpoints (with `reloader`'s status)
+    /// on `admin`. Must run inside a tokio runtime.
+    pub fn new(
+        proxy: Proxy,
+        reloader: Arc<Reloader>,
+        public: Vec<std::net::TcpListener>,
+        admin: Option<std::net::TcpListener>,
+    ) -> std::io::Result<Self> {
+        let into_tokio = |listener: std::net::TcpListener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
         };
         Ok(Server {
             proxy,
-            public,
-            admin,
-        })
-    }
-
-    /// Serves on an already bound public listener instead of the configured addresses (embedding,
-    /// and tests that must know their port before writing the config). No admin listener.
-    pub fn with_listener(proxy: Proxy, listener: std::net::TcpListener) -> std::io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        Ok(Server {
-            proxy,
-            public: vec![TcpListener::from_std(listener)?],
-            admin: None,
+            reloader,
+            public: public
+                .into_iter()
+                .map(into_tokio)
+                .collect::<std::io::Result<_>>()?,
+            admin: admin.map(into_tokio).transpose()?,
         })
     }
 
@@ -106,11 +102,18 @@ impl Server {
         let ready = Arc::new(AtomicBool::new(true));
         let graceful = GracefulShutdown::new();
         if let Some(listener) = self.admin {
-            tokio::spawn(admin_loop(
+            let (reloader, ready) = (self.reloader.clone(), ready.clone());
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            tokio::spawn(accept::serve_http1(
                 listener,
-                self.proxy.clone(),
-                ready.clone(),
-                stop_rx.clone(),
+                move |request: Request<Incoming>| {
+                    let response = admin_response(request.uri().path(), &reloader, &ready);
+                    async move { response }
+                },
+                stopped,
             ));
         }
         // The accept loops run inside this future (they borrow `graceful` to watch each
@@ -147,10 +150,9 @@ impl Server {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })
+/// Binds `addr` (before the runtime starts, or inside it).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+    std::net::TcpListener::bind(addr).map_err(|source| BindError { addr, source })
 }
 
 /// Open client connections of the public listeners, against `server.max_connections`.
@@ -227,20 +229,10 @@ async fn accept_loop(
     open: OpenConnections,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.changed().await;
+    });
+    while let Some((stream, peer)) = next_connection(&listener, &mut stopped).await {
         let _ = stream.set_nodelay(true);
         // Read the TLS config and the limit per connection: a reload can change them.
         let snapshot = proxy.snapshot();
@@ -346,44 +338,16 @@ async fn serve_connection<IO>(
     }
 }
 
-/// The admin listener: `/healthz` (the process is up), `/readyz` (accepting traffic) and
+/// The admin listener's answers: `/healthz` (the process is up), `/readyz` (accepting traffic) and
 /// `/reload` (generation and last reload attempt, JSON).
-async fn admin_loop(
-    listener: TcpListener,
-    proxy: Proxy,
-    ready: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let ready = ready.clone();
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = admin_response(request.uri().path(), &proxy, &ready);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-fn admin_response(path: &str, proxy: &Proxy, ready: &AtomicBool) -> Response<ProxyBody> {
+fn admin_response(path: &str, reloader: &Reloader, ready: &AtomicBool) -> Response<ProxyBody> {
     let ready = ready.load(Ordering::SeqCst);
     let (status, text) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" if ready => (StatusCode::OK, "ready\n".to_owned()),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned()),
         "/reload" => {
-            let status = serde_json::to_string_pretty(&proxy.reload_status())
+            let status = serde_json::to_string_pretty(&reloader.status())
                 .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"));
             let mut response = Response::new(full_body(status + "\n"));
             response.headers_mut().insert(

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis::{Proxy, Server};
+use portcullis::{App, AppHandle, Listeners};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -31,8 +31,8 @@ pub struct TestProxy {
     pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
-    /// The proxy itself, when the test needs more than its sockets.
-    pub handle: Option<Proxy>,
+    /// The proxy and its reloads, when the test needs more than its sockets.
+    pub handle: Option<AppHandle>,
 }
 
 impl TestProxy {
@@ -59,19 +59,22 @@ impl Drop for TestProxy {
 pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
     let config = portcullis::config::parse(config, base_dir)
         .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
-    let server = Server::bind(Proxy::start(config).expect("start the proxy"))
-        .await
-        .expect("bind on port 0");
-    serve(server, None)
+    let listeners = Listeners::bind(&config).expect("bind on port 0");
+    serve(start_app(config, listeners).await)
 }
 
-/// Serves a bound `server` until the returned [`TestProxy`] is dropped; `handle` is kept for tests
-/// that need the proxy itself.
-fn serve(server: Server, handle: Option<Proxy>) -> TestProxy {
-    let addr = server.public_addrs()[0];
-    let admin = server.admin_addr();
+/// Starts Portcullis as `run` does, without serving yet.
+async fn start_app(config: portcullis::Config, listeners: Listeners) -> App {
+    App::start(config, listeners).await.expect("start the proxy")
+}
+
+/// Serves a started `app` until the returned [`TestProxy`] is dropped.
+fn serve(app: App) -> TestProxy {
+    let addr = app.public_addrs()[0];
+    let admin = app.admin_addr();
+    let handle = Some(app.handle());
     let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(server.serve(async {
+    let done = tokio::spawn(app.serve(async {
         let _ = stopped.await;
     }));
     TestProxy {
@@ -102,9 +105,7 @@ pub async fn start_proxy_on(
 ) -> TestProxy {
     let config = portcullis::config::parse(config, base_dir)
         .unwrap_or_else(|err| panic!("test config refused: {err:?}"));
-    let server =
-        Server::with_listener(Proxy::start(config).expect("start the proxy"), listener).unwrap();
-    serve(server, None)
+    serve(start_app(config, Listeners::public(listener)).await)
 }
 
 /// Loads the config file at `path` and serves it as `portcullis run` does, reloading on changes
@@ -121,13 +122,22 @@ pub async fn start_watching_with(
 ) -> TestProxy {
     let baseline = portcullis::reload::watch::Baseline::take(path);
     let config = portcullis::config::load(path).unwrap_or_else(|err| panic!("{err}"));
-    let proxy = Proxy::start(config).expect("start the proxy");
-    let server = match listener {
-        None => Server::bind(proxy.clone()).await.expect("bind on port 0"),
-        Some(listener) => Server::with_listener(proxy.clone(), listener).unwrap(),
+    let listeners = match listener {
+        None => Listeners::bind(&config).expect("bind on port 0"),
+        Some(listener) => Listeners::public(listener),
     };
-    portcullis::reload::watch::spawn(proxy.clone(), path.to_owned(), baseline);
-    serve(server, Some(proxy))
+    let app = start_app(config, listeners).await;
+    app.watch(path.to_owned(), baseline);
+    serve(app)
+}
+
+/// Starts Portcullis in-process without listeners, for tests that call the proxy directly
+/// (`Proxy::handle`) but need what only a start builds (the session store, discovery).
+pub async fn start_in_process(config: portcullis::Config) -> AppHandle {
+    App::start(config, Listeners::default())
+        .await
+        .expect("start the proxy")
+        .handle()
 }
 
 /// [`start_proxy_in`] for configs that name no files.

@@ -1,0 +1,206 @@
+//! [`App`]: Portcullis as one running whole, started in one place for the binary, the demo, the
+//! tests and the benches alike.
+//!
+//! ```text
+//! App::start(config, listeners)
+//!   → the development provider, when configured (the proxy's discovery would wait for it)
+//!   → snapshot::Builder: the first snapshot (opens the session store; discovery in the background)
+//!   → Proxy (the pipeline, serving that snapshot) and its Reloader (generation 1)
+//!   → Server on the bound listeners                          ── App::serve runs it
+//! App::watch: file changes and SIGHUP reload through the same Reloader
+//! ```
+//! What outlives a snapshot — upstream pools and the session store ([`snapshot::Builder`]), the
+//! reload status ([`Reloader`]) — is created here once and lives as long as the app.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{self, Config};
+use crate::dev_idp::DevIdp;
+use crate::proxy::Proxy;
+use crate::reload::{Attempt, ReloadStatus, Reloader, StartedWith, watch};
+use crate::server::{BindError, Server, bind};
+use crate::snapshot::{self, BuildError};
+
+/// The sockets an app serves on, bound by the caller so that it knows the addresses (port 0)
+/// before anything starts.
+#[derive(Default)]
+pub struct Listeners {
+    /// Public traffic (`server.listen`).
+    pub public: Vec<std::net::TcpListener>,
+    /// `/healthz`, `/readyz` and `/reload` (`server.admin_listen`).
+    pub admin: Option<std::net::TcpListener>,
+    /// The development provider (`[dev_idp] listen`); it is started only when this is given.
+    pub dev_idp: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address `config` names: `server.listen`, `server.admin_listen` and
+    /// `[dev_idp] listen`.
+    pub fn bind(config: &Config) -> Result<Self, BindError> {
+        Ok(Listeners {
+            public: config
+                .server
+                .listen
+                .iter()
+                .map(|&addr| bind(addr))
+                .collect::<Result<_, _>>()?,
+            admin: config.server.admin_listen.map(bind).transpose()?,
+            dev_idp: config
+                .dev_idp
+                .as_ref()
+                .map(|dev| bind(dev.listen))
+                .transpose()?,
+        })
+    }
+
+    /// One public listener bound elsewhere (for configs that must name their own address, such
+    /// as a login's `redirect_uri`); no admin listener, no development provider.
+    pub fn public(listener: std::net::TcpListener) -> Self {
+        Listeners {
+            public: vec![listener],
+            ..Listeners::default()
+        }
+    }
+}
+
+/// Why Portcullis could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A bound listener could not be served.
+    #[error("cannot serve on a listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// The first snapshot could not be built (the session store did not open).
+    #[error(transparent)]
+    Snapshot(#[from] BuildError),
+    /// `[dev_idp]` is configured but the development provider did not start.
+    #[error("the development identity provider did not start: {0}")]
+    DevIdp(String),
+}
+
+/// A started Portcullis: bound, not yet serving until [`App::serve`].
+pub struct App {
+    handle: AppHandle,
+    server: Server,
+    dev_idp: Option<DevIdp>,
+}
+
+/// What callers keep of a running app after [`App::serve`] took it: the proxy (callable
+/// in-process) and its reloads. Cheap to clone.
+#[derive(Clone)]
+pub struct AppHandle {
+    proxy: Proxy,
+    reloader: Arc<Reloader>,
+}
+
+impl App {
+    /// Starts everything `config` asks for on `listeners`. Must run inside a tokio runtime.
+    pub async fn start(config: Config, listeners: Listeners) -> Result<App, StartError> {
+        // First: the proxy's discovery would otherwise wait for it.
+        let dev_idp = match (&config.dev_idp, listeners.dev_idp) {
+            (Some(dev), Some(listener)) => {
+                Some(DevIdp::start(listener, dev.client.clone()).map_err(StartError::DevIdp)?)
+            }
+            _ => None,
+        };
+        log_wasm_policies(&config);
+        let started_with = StartedWith {
+            listen: config.server.listen.clone(),
+            admin_listen: config.server.admin_listen,
+            dev_idp: config.dev_idp.clone(),
+        };
+        let builder = Arc::new(snapshot::Builder::default());
+        let proxy = Proxy::new(builder.build(config, None).await?);
+        let reloader = Arc::new(Reloader::new(proxy.clone(), builder, started_with));
+        let server = Server::new(
+            proxy.clone(),
+            reloader.clone(),
+            listeners.public,
+            listeners.admin,
+        )?;
+        Ok(App {
+            handle: AppHandle { proxy, reloader },
+            server,
+            dev_idp,
+        })
+    }
+
+    /// Reloads from `config_path` whenever it or a file it names changes, and on SIGHUP, for as
+    /// long as the process runs. `baseline` is what the served config was loaded from.
+    pub fn watch(&self, config_path: PathBuf, baseline: watch::Baseline) {
+        watch::spawn(self.handle.reloader.clone(), config_path, baseline);
+    }
+
+    /// The proxy and its reloads, for use after [`App::serve`].
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    /// The bound public addresses, in config order.
+    pub fn public_addrs(&self) -> Vec<SocketAddr> {
+        self.server.public_addrs()
+    }
+
+    /// The bound admin address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.server.admin_addr()
+    }
+
+    /// Whether the public listeners terminate TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.server.uses_tls()
+    }
+
+    /// The development provider's issuer URL, when one was started.
+    pub fn dev_idp_issuer(&self) -> Option<&str> {
+        self.dev_idp.as_ref().map(|dev| dev.issuer.as_str())
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests for up to
+    /// `server.drain_timeout`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        self.server.serve(shutdown).await;
+    }
+}
+
+impl AppHandle {
+    /// The proxy, callable in-process.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Reload generation and history (what `GET /reload` on the admin listener shows).
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reloader.status()
+    }
+
+    /// Serves `config` from the next request on, exactly as a reload from a file would (tests,
+    /// embedding): what needs a restart is reported, a failure keeps the serving snapshot.
+    pub async fn apply(&self, config: Config) -> Attempt {
+        self.reloader.apply(config).await
+    }
+}
+
+/// One line per Wasm policy: where its code came from and how long loading took (logging starts
+/// after the config is loaded, so the compile itself could not say).
+fn log_wasm_policies(config: &Config) {
+    for route in &config.routes {
+        if let Some(config::RoutePolicy {
+            policy: crate::policy::Policy::Wasm(policy),
+            ..
+        }) = &route.policy
+        {
+            tracing::info!(
+                route = %route.name,
+                policy = policy.file(),
+                code = policy.origin().as_str(),
+                load_ms = policy.load_time().as_millis() as u64,
+                "wasm policy ready"
+            );
+        }
+    }
+}
