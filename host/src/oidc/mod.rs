@@ -425,13 +425,22 @@ impl Oidc {
         id_token: &openidconnect::core::CoreIdToken,
         nonce: Option<&Nonce>,
     ) -> Result<Map<String, Value>, LoginError> {
-        match verify::id_token(provider, &self.config, id_token, nonce) {
+        let check = |provider: &Provider| {
+            verify::id_token(
+                provider.client.id_token_verifier(),
+                &provider.allowed_algs,
+                self.config.clock_skew,
+                id_token,
+                nonce,
+            )
+        };
+        match check(provider) {
             Err(IdTokenRejection::UnknownKey) => {
                 let refreshed = self
                     .refetch_jwks(provider)
                     .await
                     .ok_or(IdTokenRejection::UnknownKey)?;
-                Ok(verify::id_token(&refreshed, &self.config, id_token, nonce)?)
+                Ok(check(&refreshed)?)
             }
             other => Ok(other?),
         }

@@ -8,12 +8,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm};
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgorithm};
 use openidconnect::{ClaimsVerificationError, Nonce, SignatureVerificationError};
 use serde_json::{Map, Value};
 
-use super::Provider;
-use crate::config::OidcConfig;
 
 const IAT_IN_FUTURE: &str = "issued in the future";
 
@@ -87,19 +85,19 @@ pub fn asymmetric_algs(advertised: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSig
         .collect()
 }
 
-/// Verifies `id_token` and returns all its claims. `nonce` is `None` for refreshed tokens, which
-/// carry no nonce of ours.
+/// Verifies `id_token` with the provider's `verifier` (its keys, issuer and our client id),
+/// accepting only `allowed_algs` and `clock_skew` of clock difference, and returns all its claims.
+/// `nonce` is `None` for refreshed tokens, which carry no nonce of ours.
 pub fn id_token(
-    provider: &Provider,
-    config: &OidcConfig,
+    verifier: CoreIdTokenVerifier<'_>,
+    allowed_algs: &[CoreJwsSigningAlgorithm],
+    clock_skew: std::time::Duration,
     id_token: &CoreIdToken,
     nonce: Option<&Nonce>,
 ) -> Result<Map<String, Value>, IdTokenRejection> {
-    let skew = chrono::Duration::from_std(config.clock_skew).unwrap_or_default();
-    let verifier = provider
-        .client
-        .id_token_verifier()
-        .set_allowed_algs(provider.allowed_algs.clone())
+    let skew = chrono::Duration::from_std(clock_skew).unwrap_or_default();
+    let verifier = verifier
+        .set_allowed_algs(allowed_algs.to_vec())
         // `exp` passes while exp > now - skew.
         .set_time_fn(move || Utc::now() - skew)
         .set_issue_time_verifier_fn(move |iat: DateTime<Utc>| {

@@ -22,7 +22,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::{SendError, UpstreamError, classify_send};
+use super::error::{SendError, UpstreamError, classify_send};
 use crate::response::ProxyBody;
 
 /// How long an idle connection may wait for its next request.
