@@ -204,3 +204,80 @@ fn log_wasm_policies(config: &Config) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+    use crate::proxy::ConnInfo;
+
+    /// A config whose only route refuses with `reason`, so an answer tells which config served it.
+    fn refusing(reason: &str, oidc: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.rhai"),
+            format!("deny(403, \"{reason}\")\n"),
+        )
+        .unwrap();
+        let text = format!(
+            "{oidc}\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\npolicy = \"policy.rhai\"\n"
+        );
+        crate::config::parse(&text, dir.path()).unwrap()
+    }
+
+    async fn served(app: &AppHandle) -> String {
+        let request = http::Request::get("/")
+            .header("host", "app")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let conn = ConnInfo {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
+        };
+        let response = app.proxy().handle(request, conn).await;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_config_applied_in_process_serves_the_next_request_and_counts_as_a_reload() {
+        let app = App::start(refusing("first", ""), Listeners::default())
+            .await
+            .unwrap()
+            .handle();
+        assert!(served(&app).await.contains("first"));
+        assert_eq!(app.reload_status().generation, 1);
+
+        let attempt = app.apply(refusing("second", "")).await;
+        assert_eq!(attempt.result, "applied", "{:?}", attempt.error);
+        assert!(served(&app).await.contains("second"));
+        let status = app.reload_status();
+        assert_eq!(status.generation, 2);
+        assert_eq!(
+            status.last_attempt.unwrap().trigger,
+            crate::reload::Trigger::InProcess
+        );
+    }
+
+    #[tokio::test]
+    async fn an_applied_config_whose_provider_cannot_be_discovered_keeps_the_serving_one() {
+        let app = App::start(refusing("first", ""), Listeners::default())
+            .await
+            .unwrap()
+            .handle();
+        // Nothing listens on port 9 of loopback: discovery fails at once.
+        let unreachable = "[oidc]\ndiscovery = \"http://127.0.0.1:9/.well-known/openid-configuration\"\nclient_id = \"app\"\nclient_secret = \"secret\"\nredirect_uri = \"http://app/auth\"\n[session]\nstore = \"memory\"\n";
+        let attempt = app.apply(refusing("second", unreachable)).await;
+        assert_eq!(attempt.result, "failed");
+        assert!(
+            attempt.error.as_deref().unwrap_or("").contains("discovery"),
+            "{:?}",
+            attempt.error
+        );
+        assert!(served(&app).await.contains("first"));
+        let status = app.reload_status();
+        assert_eq!((status.generation, status.failed_reloads), (1, 1));
+    }
+}

@@ -108,11 +108,13 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
             };
-            let ran = runtime().map_err(|err| err.to_string()).and_then(|runtime| {
-                runtime
-                    .block_on(portcullis::demo::run(options))
-                    .map_err(|err| err.to_string())
-            });
+            let ran = runtime()
+                .map_err(|err| err.to_string())
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(portcullis::demo::run(options))
+                        .map_err(|err| err.to_string())
+                });
             match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

@@ -120,7 +120,9 @@ pub enum BuildError {
     #[error("cannot open the session store: {0}")]
     Sessions(#[from] StoreError),
     /// A changed `[oidc]`'s provider could not be discovered (reloads only).
-    #[error("[oidc] changed, but discovery at {url} {problem}; the previous provider settings stay")]
+    #[error(
+        "[oidc] changed, but discovery at {url} {problem}; the previous provider settings stay"
+    )]
     Discovery {
         /// The discovery document's address.
         url: String,

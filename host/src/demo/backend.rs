@@ -1,7 +1,6 @@
 //! The demo backend: a page listing the identity headers Portcullis sent it (JSON for clients that
 //! do not ask for HTML). Loopback only, for `portcullis demo`.
 
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;

@@ -85,7 +85,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     };
     let (idp_listener, backend_listener) = (loopback("identity provider")?, loopback("backend")?);
     let (idp_addr, backend_addr) = (
-        idp_listener.local_addr().context("identity provider listener")?,
+        idp_listener
+            .local_addr()
+            .context("identity provider listener")?,
         backend_listener.local_addr().context("backend listener")?,
     );
     let config_path = data_dir.join("portcullis.toml");
@@ -162,7 +164,10 @@ fn rewrite(
     oidc.remove("discovery");
     for key in ["redirect_uri", "post_logout_redirect_uri"] {
         if let Some(Value::String(url)) = oidc.get(key) {
-            let path = url::Url::parse(url).with_context(|| format!("oidc.{key}"))?.path().to_owned();
+            let path = url::Url::parse(url)
+                .with_context(|| format!("oidc.{key}"))?
+                .path()
+                .to_owned();
             oidc.insert(key.into(), format!("http://{listen}{path}").into());
         }
     }

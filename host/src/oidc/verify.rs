@@ -12,7 +12,6 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgori
 use openidconnect::{ClaimsVerificationError, Nonce, SignatureVerificationError};
 use serde_json::{Map, Value};
 
-
 const IAT_IN_FUTURE: &str = "issued in the future";
 
 /// Why an ID token was refused. Messages and codes never contain token material.

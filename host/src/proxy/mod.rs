@@ -8,8 +8,8 @@
 //! [`ProxyError`]s, turned into responses in [`ProxyError::into_response`] only. The log phase runs
 //! for every request, whatever happened. `docs/architecture.md` draws this chart.
 
-pub mod error;
 pub mod ctx;
+pub mod error;
 pub mod flow;
 pub mod headers;
 
@@ -26,15 +26,15 @@ use hyper::upgrade::OnUpgrade;
 use crate::canonical::{CanonicalPath, PathError, canonical_host};
 use crate::config::AuthMode;
 use crate::cookies::{self, ReadNames, TakenCookies};
-use crate::response::{BoxError, ProxyBody, empty_body};
-use error::ProxyError;
 use crate::oidc::{Auth, AuthError};
 use crate::policy::{Decision, PolicyError, PolicyRequest};
+use crate::response::{BoxError, ProxyBody, empty_body};
 use crate::session::Session;
 use crate::snapshot::Snapshot;
-pub use ctx::{ConnInfo, RequestCtx};
-pub use flow::Flow;
 use crate::upstream::{self, ConnectionHold, PooledBody, SendError, limited_body};
+pub use ctx::{ConnInfo, RequestCtx};
+use error::ProxyError;
+pub use flow::Flow;
 
 /// The proxy: serves requests from the current [`Snapshot`]. Cheap to clone; clones share the
 /// snapshot, so a [`Proxy::swap`] applies to all of them.

@@ -163,7 +163,10 @@ impl Reloader {
 
     /// Reload generation and history (what `GET /reload` on the admin listener shows).
     pub fn status(&self) -> ReloadStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads `config_path` and, if everything in it is good, serves it. Never panics, never leaves

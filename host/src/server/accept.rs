@@ -41,8 +41,11 @@ pub(crate) async fn next_connection(
 
 /// Serves HTTP/1.1 on `listener` until `stop` completes, each connection in its own task, every
 /// request answered by `handle`.
-pub async fn serve_http1<H, Fut, B>(listener: TcpListener, handle: H, stop: impl Future<Output = ()>)
-where
+pub async fn serve_http1<H, Fut, B>(
+    listener: TcpListener,
+    handle: H,
+    stop: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,

@@ -74,4 +74,3 @@ pub(super) fn classify_send(err: hyper::Error, authority: String) -> SendError {
     }
     SendError::Upstream(UpstreamError::Protocol { authority, detail })
 }
-

@@ -4,19 +4,19 @@
 //! routes sharing it share connections ([`pool`]). Upstreams are spoken to in HTTP/1.1, which every
 //! backend understands and which WebSocket upgrades need.
 
-pub mod limited_body;
 mod error;
+pub mod limited_body;
 mod pool;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::{SendError, UpstreamError};
 use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-pub use error::{SendError, UpstreamError};
 pub use pool::PooledBody;
 
 use crate::response::ProxyBody;

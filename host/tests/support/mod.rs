@@ -65,7 +65,9 @@ pub async fn start_proxy_in(config: &str, base_dir: &Path) -> TestProxy {
 
 /// Starts Portcullis as `run` does, without serving yet.
 async fn start_app(config: portcullis::Config, listeners: Listeners) -> App {
-    App::start(config, listeners).await.expect("start the proxy")
+    App::start(config, listeners)
+        .await
+        .expect("start the proxy")
 }
 
 /// Serves a started `app` until the returned [`TestProxy`] is dropped.
