@@ -49,7 +49,20 @@ pub struct DevIdpConfig {
     /// Where it listens (loopback, fixed port).
     pub listen: SocketAddr,
     /// The one client it knows: `[oidc]`'s.
-    pub client: crate::dev_idp::DevClient,
+    pub client: DevClient,
+}
+
+/// The one client the development provider knows: the config's `[oidc]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevClient {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret` (none: a public client, PKCE only).
+    pub secret: Option<String>,
+    /// The registered `redirect_uri`.
+    pub redirect_uri: url::Url,
+    /// The registered `post_logout_redirect_uri`.
+    pub post_logout_redirect_uri: Option<url::Url>,
 }
 
 /// `[server]`, resolved.

@@ -91,7 +91,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let dev_idp = match (dev_idp_listen, &oidc) {
         (Some(listen), Some(oidc)) => Some(super::DevIdpConfig {
             listen,
-            client: crate::dev_idp::DevClient {
+            client: super::DevClient {
                 id: oidc.client_id.clone(),
                 secret: oidc
                     .client_secret
