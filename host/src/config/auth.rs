@@ -7,9 +7,9 @@ use std::time::Duration;
 use http::{HeaderName, StatusCode};
 use url::Url;
 
+use super::check::{Problems, duration};
 use super::raw::{RawOidc, RawSession};
 use super::secret::{self, Secret};
-use super::validate::{Problems, duration};
 use crate::canonical::CanonicalPath;
 use crate::header_ownership::{self, HeaderClass};
 

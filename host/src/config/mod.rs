@@ -4,6 +4,7 @@
 //! so they accept exactly the same files. Every problem is reported at once with its key path.
 
 mod auth;
+mod check;
 mod policies;
 mod raw;
 pub mod secret;

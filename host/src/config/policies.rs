@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::RoutePolicy;
+use super::check::{Problems, duration};
 use super::raw::{RawPolicyLimits, RawWasm};
-use super::validate::{Problems, duration};
 use crate::policy::wasm::{CacheDir, WasmOptions};
 use crate::policy::{Isolation, OutputRules, Policy, PolicyEngine, PolicyLimits, WasmPolicy};
 
@@ -98,11 +98,7 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
             threads => threads,
         },
     };
-    let wasm_max_memory = match raw
-        .wasm_max_memory
-        .as_deref()
-        .map(super::validate::parse_size)
-    {
+    let wasm_max_memory = match raw.wasm_max_memory.as_deref().map(super::check::parse_size) {
         None => defaults.wasm_max_memory,
         Some(Ok(bytes)) if bytes <= crate::policy::wasm::MAX_CONFIGURABLE_MEMORY => bytes,
         Some(Ok(_)) => {

@@ -14,6 +14,7 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::auth::{self, AuthMode, IdentityHeaders};
+use super::check::{Problems, duration, parse_duration, parse_size, parse_socket_addr, size};
 use super::policies;
 use super::raw::{RawConfig, RawRoute, RawServer};
 use super::{
@@ -36,29 +37,8 @@ const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
-/// Collects problems while validation goes on.
-pub(super) struct Problems(Vec<Problem>);
-
-impl Problems {
-    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Records the error of `result` under `key` and returns its value, if any.
-    pub(super) fn check<T>(
-        &mut self,
-        key: impl Into<String>,
-        result: Result<T, String>,
-    ) -> Option<T> {
-        result.map_err(|message| self.add(key, message)).ok()
-    }
-}
-
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
-    let mut problems = Problems(Vec::new());
+    let mut problems = Problems::new();
     let server = validate_server(raw.server, base_dir, &mut problems);
     let level = raw
         .log
@@ -116,7 +96,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
             .unwrap_or_else(|| Arc::new(IdentityHeaders::seed_default())),
     };
     let routes = validate_routes(raw.routes, &server, &defaults, base_dir, &mut problems);
-    match (server, session, identity_headers, problems.0.is_empty()) {
+    match (server, session, identity_headers, problems.is_empty()) {
         (Some(server), Some(session), Some(identity_headers), true) => Ok(Config {
             server: server.resolved,
             log: LogConfig { level },
@@ -127,7 +107,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
             policy_limits,
             dev_idp,
         }),
-        _ => Err(problems.0),
+        _ => Err(problems.into_vec()),
     }
 }
 
@@ -503,48 +483,10 @@ fn validate_dev_idp_listen(
     Some(addr)
 }
 
-fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("not an address like \"127.0.0.1:8080\" or \"[::1]:8080\": {text:?}"))
-}
-
 fn parse_ip_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("not an IP address or CIDR range like \"10.0.0.0/8\": {text:?}"))
-}
-
-pub(super) fn duration(
-    problems: &mut Problems,
-    key: &str,
-    text: Option<&str>,
-    default: &str,
-) -> Option<Duration> {
-    problems.check(key, parse_duration(text.unwrap_or(default)))
-}
-
-fn size(problems: &mut Problems, key: &str, text: Option<&str>, default: &str) -> Option<u64> {
-    problems.check(key, parse_size(text.unwrap_or(default)))
-}
-
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => Err(format!("must be longer than zero: {text:?}")),
-        Ok(duration) => Ok(duration),
-        Err(_) => Err(format!(
-            "not a duration like \"500ms\", \"30s\" or \"1h\": {text:?}"
-        )),
-    }
-}
-
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
-    match text.parse::<bytesize::ByteSize>() {
-        Ok(size) if size.as_u64() == 0 => Err(format!("must be larger than zero: {text:?}")),
-        Ok(size) => Ok(size.as_u64()),
-        Err(_) => Err(format!(
-            "not a size like \"512KiB\", \"10MiB\" or \"1GiB\": {text:?}"
-        )),
-    }
 }
 
 fn check_route_name(name: &str) -> Result<(), String> {
@@ -679,14 +621,5 @@ mod tests {
         for bad in ["a.*.com", "*", "app.example.com:80", "http://x", ""] {
             assert!(parse_host_pattern(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("10MiB").unwrap(), 10 * 1024 * 1024);
-        assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert!(parse_size("ten").is_err());
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("0s").is_err());
     }
 }
