@@ -8,6 +8,7 @@ use http::{HeaderName, StatusCode};
 use url::Url;
 
 use super::check::{Problems, duration};
+use super::defaults;
 use super::raw::{RawOidc, RawSession};
 use super::secret::{self, Secret};
 use crate::canonical::CanonicalPath;
@@ -123,22 +124,11 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityHeaders(pub Vec<(HeaderName, String)>);
 
-/// The seed's headers, used when `[headers]` is absent.
-const DEFAULT_HEADERS: [(&str, &str); 7] = [
-    ("X-Auth-Audience", "aud"),
-    ("X-Auth-ExpiresIn", "exp"),
-    ("X-Auth-Groups", "groups"),
-    ("X-Auth-Subject", "sub"),
-    ("X-Auth-Userid", "preferred_username"),
-    ("X-Auth-Username", "preferred_username"),
-    ("X-Auth-Locale", "locale"),
-];
-
 impl IdentityHeaders {
     /// The seed's seven `X-Auth-*` headers.
     pub fn seed_default() -> Self {
         IdentityHeaders(
-            DEFAULT_HEADERS
+            defaults::HEADERS
                 .iter()
                 .map(|(name, claim)| {
                     let name = HeaderName::from_bytes(name.as_bytes())
@@ -203,11 +193,11 @@ pub(super) fn validate_auth_mode(
     key: &str,
     problems: &mut Problems,
 ) -> Option<AuthMode> {
-    let mode = match raw {
-        None | Some("required") => AuthMode::Required,
-        Some("optional") => AuthMode::Optional,
-        Some("none") => AuthMode::None,
-        Some(other) => {
+    let mode = match raw.unwrap_or(defaults::ROUTE_AUTH) {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "none" => AuthMode::None,
+        other => {
             problems.add(
                 key,
                 format!("must be \"required\", \"optional\" or \"none\": {other:?}"),
@@ -266,10 +256,14 @@ pub(super) fn validate_oidc(
             "client_secret",
         ),
     );
-    let client_auth = match raw.token_endpoint_auth_method.as_deref() {
-        None | Some("client_secret_basic") => Some(ClientAuth::Basic),
-        Some("client_secret_post") => Some(ClientAuth::Post),
-        Some(other) => {
+    let client_auth = match raw
+        .token_endpoint_auth_method
+        .as_deref()
+        .unwrap_or(defaults::OIDC_TOKEN_ENDPOINT_AUTH_METHOD)
+    {
+        "client_secret_basic" => Some(ClientAuth::Basic),
+        "client_secret_post" => Some(ClientAuth::Post),
+        other => {
             problems.add(
                 "oidc.token_endpoint_auth_method",
                 format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"),
@@ -289,7 +283,11 @@ pub(super) fn validate_oidc(
         .and_then(|url| problems.check("oidc.redirect_uri", endpoint_path(url.path())));
     let logout_path = problems.check(
         "oidc.logout_path",
-        endpoint_path(raw.logout_path.as_deref().unwrap_or("/logout")),
+        endpoint_path(
+            raw.logout_path
+                .as_deref()
+                .unwrap_or(defaults::OIDC_LOGOUT_PATH),
+        ),
     );
     if let (Some(callback), Some(logout)) = (&callback_path, &logout_path)
         && callback == logout
@@ -329,9 +327,12 @@ pub(super) fn validate_oidc(
             );
         }
     }
-    let scopes = raw
-        .scopes
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    let scopes = raw.scopes.unwrap_or_else(|| {
+        defaults::OIDC_SCOPES
+            .iter()
+            .map(|scope| (*scope).to_owned())
+            .collect()
+    });
     if !scopes.iter().any(|s| s == "openid") {
         problems.add("oidc.scopes", "must contain \"openid\"");
     }
@@ -339,19 +340,23 @@ pub(super) fn validate_oidc(
         problems,
         "oidc.access_token_expires_leeway",
         raw.access_token_expires_leeway.as_deref(),
-        "60s",
+        defaults::OIDC_ACCESS_TOKEN_EXPIRES_LEEWAY,
     );
     let clock_skew = duration(
         problems,
         "oidc.clock_skew",
         raw.clock_skew.as_deref(),
-        "30s",
+        defaults::OIDC_CLOCK_SKEW,
     );
-    let unauthenticated = match raw.unauthenticated.as_deref() {
-        None | Some("auto") => Some(Unauthenticated::Auto),
-        Some("redirect") => Some(Unauthenticated::Redirect),
-        Some("deny") => Some(Unauthenticated::Deny),
-        Some(other) => {
+    let unauthenticated = match raw
+        .unauthenticated
+        .as_deref()
+        .unwrap_or(defaults::OIDC_UNAUTHENTICATED)
+    {
+        "auto" => Some(Unauthenticated::Auto),
+        "redirect" => Some(Unauthenticated::Redirect),
+        "deny" => Some(Unauthenticated::Deny),
+        other => {
             problems.add(
                 "oidc.unauthenticated",
                 format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"),
@@ -359,10 +364,13 @@ pub(super) fn validate_oidc(
             None
         }
     };
-    let unauthenticated_status = match raw.unauthenticated_status {
-        None | Some(401) => Some(StatusCode::UNAUTHORIZED),
-        Some(403) => Some(StatusCode::FORBIDDEN),
-        Some(other) => {
+    let unauthenticated_status = match raw
+        .unauthenticated_status
+        .unwrap_or(defaults::OIDC_UNAUTHENTICATED_STATUS)
+    {
+        401 => Some(StatusCode::UNAUTHORIZED),
+        403 => Some(StatusCode::FORBIDDEN),
+        other => {
             problems.add(
                 "oidc.unauthenticated_status",
                 format!("must be 401 or 403: {other}"),
@@ -381,11 +389,17 @@ pub(super) fn validate_oidc(
         callback_path: callback_path?,
         logout_path: logout_path?,
         post_logout_redirect_uri,
-        logout_id_token_hint: raw.logout_id_token_hint.unwrap_or(true),
-        revoke_tokens_on_logout: raw.revoke_tokens_on_logout.unwrap_or(false),
+        logout_id_token_hint: raw
+            .logout_id_token_hint
+            .unwrap_or(defaults::OIDC_LOGOUT_ID_TOKEN_HINT),
+        revoke_tokens_on_logout: raw
+            .revoke_tokens_on_logout
+            .unwrap_or(defaults::OIDC_REVOKE_TOKENS_ON_LOGOUT),
         authorization_params,
         scopes,
-        renew_access_token_on_expiry: raw.renew_access_token_on_expiry.unwrap_or(true),
+        renew_access_token_on_expiry: raw
+            .renew_access_token_on_expiry
+            .unwrap_or(defaults::OIDC_RENEW_ACCESS_TOKEN_ON_EXPIRY),
         access_token_expires_leeway: leeway?,
         clock_skew: clock_skew?,
         unauthenticated: unauthenticated?,
@@ -398,12 +412,12 @@ pub(super) fn validate_session(
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<SessionConfig> {
-    let store = match raw.store.as_deref() {
-        None | Some("sled") => Some(StoreKind::Sled(
-            base_dir.join(raw.path.as_deref().unwrap_or("data/sessions")),
+    let store = match raw.store.as_deref().unwrap_or(defaults::SESSION_STORE) {
+        "sled" => Some(StoreKind::Sled(
+            base_dir.join(raw.path.as_deref().unwrap_or(defaults::SESSION_PATH)),
         )),
-        Some("memory") => Some(StoreKind::Memory),
-        Some(other) => {
+        "memory" => Some(StoreKind::Memory),
+        other => {
             problems.add(
                 "session.store",
                 format!("must be \"sled\" or \"memory\": {other:?}"),
@@ -411,7 +425,7 @@ pub(super) fn validate_session(
             None
         }
     };
-    let cookie_secure = raw.cookie_secure.unwrap_or(true);
+    let cookie_secure = raw.cookie_secure.unwrap_or(defaults::SESSION_COOKIE_SECURE);
     let cookie_domain = raw.cookie_domain.filter(|d| !d.is_empty());
     // A configured name is used as written; the default takes the strongest prefix the
     // attributes allow, so that no other site or upstream can plant it.
@@ -433,20 +447,32 @@ pub(super) fn validate_session(
     {
         problems.add("session.cookie_name", reason);
     }
-    let renew = duration(problems, "session.renew", raw.renew.as_deref(), "1h");
-    let lifetime = duration(problems, "session.lifetime", raw.lifetime.as_deref(), "24h");
+    let renew = duration(
+        problems,
+        "session.renew",
+        raw.renew.as_deref(),
+        defaults::SESSION_RENEW,
+    );
+    let lifetime = duration(
+        problems,
+        "session.lifetime",
+        raw.lifetime.as_deref(),
+        defaults::SESSION_LIFETIME,
+    );
     let idle_timeout = duration(
         problems,
         "session.idle_timeout",
         raw.idle_timeout.as_deref(),
-        "8h",
+        defaults::SESSION_IDLE_TIMEOUT,
     );
-    let cache_entries = raw.cache_entries.unwrap_or(10_000);
+    let cache_entries = raw.cache_entries.unwrap_or(defaults::SESSION_CACHE_ENTRIES);
     Some(SessionConfig {
         store: store?,
         cookie_name,
         cookie_secure,
-        cookie_persistent: raw.cookie_persistent.unwrap_or(true),
+        cookie_persistent: raw
+            .cookie_persistent
+            .unwrap_or(defaults::SESSION_COOKIE_PERSISTENT),
         cookie_domain,
         renew: renew?,
         lifetime: lifetime?,

@@ -5,6 +5,7 @@
 
 mod auth;
 mod check;
+mod defaults;
 mod policies;
 mod raw;
 pub mod secret;

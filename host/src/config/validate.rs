@@ -15,6 +15,7 @@ use ipnet::IpNet;
 
 use super::auth::{self, AuthMode, IdentityHeaders};
 use super::check::{Problems, duration, parse_duration, parse_size, parse_socket_addr, size};
+use super::defaults;
 use super::policies;
 use super::raw::{RawConfig, RawRoute, RawServer};
 use super::{
@@ -24,26 +25,13 @@ use crate::canonical::CanonicalPath;
 use crate::policy::{OutputRules, PolicyEngine};
 use crate::tls;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
-/// Generous: far above what one instance serves, low enough that a flood of idle connections
-/// cannot exhaust the file descriptors the upstream and session store need.
-const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-const DEFAULT_MAX_REQUEST_BODY: &str = "10MiB";
-/// nginx closes idle keep-alive connections after 75 s; a minute keeps browsers' HTTP/2
-/// connections while bounding how long a silent client holds a `max_connections` place.
-const DEFAULT_CONNECTION_IDLE_TIMEOUT: &str = "60s";
-const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
-const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
-const DEFAULT_LOG_LEVEL: &str = "info";
-
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut problems = Problems::new();
     let server = validate_server(raw.server, base_dir, &mut problems);
     let level = raw
         .log
         .level
-        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+        .unwrap_or_else(|| defaults::LOG_LEVEL.to_owned());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level) {
         problems.add(
             "log.level",
@@ -135,7 +123,7 @@ fn validate_server(
     let listen_texts = raw
         .listen
         .map(|listen| listen.into_vec())
-        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
+        .unwrap_or_else(|| vec![defaults::SERVER_LISTEN.to_owned()]);
     if listen_texts.is_empty() {
         problems.add(
             "server.listen",
@@ -165,6 +153,12 @@ fn validate_server(
     }
     let trusted_proxies = raw
         .trusted_proxies
+        .unwrap_or_else(|| {
+            defaults::SERVER_TRUSTED_PROXIES
+                .iter()
+                .map(|proxy| (*proxy).to_owned())
+                .collect()
+        })
         .iter()
         .enumerate()
         .filter_map(|(i, text)| {
@@ -175,25 +169,25 @@ fn validate_server(
         problems,
         "server.drain_timeout",
         raw.drain_timeout.as_deref(),
-        DEFAULT_DRAIN_TIMEOUT,
+        defaults::SERVER_DRAIN_TIMEOUT,
     );
     let max_request_body = size(
         problems,
         "server.max_request_body",
         raw.max_request_body.as_deref(),
-        DEFAULT_MAX_REQUEST_BODY,
+        defaults::SERVER_MAX_REQUEST_BODY,
     );
     let upstream_connect_timeout = duration(
         problems,
         "server.upstream_connect_timeout",
         raw.upstream_connect_timeout.as_deref(),
-        DEFAULT_CONNECT_TIMEOUT,
+        defaults::SERVER_UPSTREAM_CONNECT_TIMEOUT,
     );
     let response_timeout = duration(
         problems,
         "server.upstream_response_timeout",
         raw.upstream_response_timeout.as_deref(),
-        DEFAULT_RESPONSE_TIMEOUT,
+        defaults::SERVER_UPSTREAM_RESPONSE_TIMEOUT,
     );
     let max_connections = match raw.max_connections {
         Some(0) => {
@@ -203,13 +197,13 @@ fn validate_server(
             );
             None
         }
-        other => Some(other.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
+        other => Some(other.unwrap_or(defaults::SERVER_MAX_CONNECTIONS)),
     };
     let connection_idle_timeout = duration(
         problems,
         "server.connection_idle_timeout",
         raw.connection_idle_timeout.as_deref(),
-        DEFAULT_CONNECTION_IDLE_TIMEOUT,
+        defaults::SERVER_CONNECTION_IDLE_TIMEOUT,
     )
     .filter(|timeout| {
         let positive = !timeout.is_zero();
@@ -247,8 +241,12 @@ fn validate_server(
             trusted_proxies,
             drain_timeout: drain_timeout?,
             max_request_body: max_request_body?,
-            allow_encoded_slashes: raw.allow_encoded_slashes,
-            case_insensitive_routes: raw.case_insensitive_routes,
+            allow_encoded_slashes: raw
+                .allow_encoded_slashes
+                .unwrap_or(defaults::SERVER_ALLOW_ENCODED_SLASHES),
+            case_insensitive_routes: raw
+                .case_insensitive_routes
+                .unwrap_or(defaults::SERVER_CASE_INSENSITIVE_ROUTES),
             upstream_connect_timeout: upstream_connect_timeout?,
             tls: tls?,
             max_connections: max_connections?,
@@ -301,7 +299,7 @@ fn validate_routes(
         let path = problems
             .check(
                 key("path"),
-                parse_route_path(raw.path.as_deref().unwrap_or("/")),
+                parse_route_path(raw.path.as_deref().unwrap_or(defaults::ROUTE_PATH)),
             )
             .map(|path| match server {
                 Some(server) if server.resolved.case_insensitive_routes => {
@@ -374,7 +372,10 @@ fn validate_routes(
                 auth::validate_headers(Some(headers), &key("headers"), problems).map(Arc::new)
             }
         };
-        if raw.forward_access_token && auth == Some(AuthMode::None) {
+        let forward_access_token = raw
+            .forward_access_token
+            .unwrap_or(defaults::ROUTE_FORWARD_ACCESS_TOKEN);
+        if forward_access_token && auth == Some(AuthMode::None) {
             problems.add(
                 key("forward_access_token"),
                 "needs auth = \"required\" or \"optional\" (there is no token without a login)",
@@ -389,7 +390,9 @@ fn validate_routes(
                         .iter()
                         .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
                         .collect(),
-                    may_set_identity_headers: raw.policy_may_set_identity_headers,
+                    may_set_identity_headers: raw
+                        .policy_may_set_identity_headers
+                        .unwrap_or(defaults::ROUTE_POLICY_MAY_SET_IDENTITY_HEADERS),
                 };
                 let compiled = policies::compile_route_policy(
                     &defaults.engine,
@@ -436,13 +439,13 @@ fn validate_routes(
                 path,
                 upstream,
                 upstream_ca,
-                strip_prefix: raw.strip_prefix,
-                preserve_host: raw.preserve_host.unwrap_or(true),
+                strip_prefix: raw.strip_prefix.unwrap_or(defaults::ROUTE_STRIP_PREFIX),
+                preserve_host: raw.preserve_host.unwrap_or(defaults::ROUTE_PRESERVE_HOST),
                 response_timeout,
                 max_request_body,
                 auth,
                 identity_headers,
-                forward_access_token: raw.forward_access_token,
+                forward_access_token,
                 policy,
             });
         }
@@ -464,7 +467,9 @@ fn validate_dev_idp_listen(
         );
         return None;
     }
-    let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8081".to_owned());
+    let text = raw
+        .listen
+        .unwrap_or_else(|| defaults::DEV_IDP_LISTEN.to_owned());
     let addr = problems.check("dev_idp.listen", parse_socket_addr(&text))?;
     if !addr.ip().is_loopback() {
         problems.add(
