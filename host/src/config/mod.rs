@@ -8,6 +8,7 @@ mod check;
 mod defaults;
 mod policies;
 mod raw;
+mod route;
 pub mod secret;
 mod validate;
 
