@@ -125,7 +125,8 @@ pub enum StoreKind {
 pub struct IdentityHeaders(pub Vec<(HeaderName, String)>);
 
 impl IdentityHeaders {
-    /// The seed's seven `X-Auth-*` headers.
+    /// The identity headers of a config without `[headers]`: the seven `X-Auth-*` headers of
+    /// [`defaults::HEADERS`].
     pub fn seed_default() -> Self {
         IdentityHeaders(
             defaults::HEADERS

@@ -107,7 +107,7 @@ defaults! {
     "session.cache_entries" => SESSION_CACHE_ENTRIES: usize = 10_000;
 
     // [headers]
-    /// Identity headers: the seed's seven `X-Auth-*` headers, `(header, claim)`.
+    /// Identity headers: seven `X-Auth-*` headers, `(header, claim)`.
     "headers" => HEADERS: [(&str, &str); 7] = [
         ("X-Auth-Audience", "aud"),
         ("X-Auth-ExpiresIn", "exp"),

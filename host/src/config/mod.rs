@@ -1,7 +1,10 @@
-//! Configuration: TOML file → raw serde mirror (`raw.rs`) → checked, resolved [`Config`] (`validate.rs`).
+//! Configuration: TOML file → raw serde mirror (`raw.rs`) → checked, resolved [`Config`] (`validate.rs`,
+//! with `route.rs` for `[[routes]]`, `auth.rs` for the login sections and `policies.rs` for the
+//! policy sections). Every default is in `defaults.rs`; `check.rs` holds what the sections share.
 //!
-//! [`load`] is the only entry point: `portcullis check`, start-up and (later) reloads all go through it,
-//! so they accept exactly the same files. Every problem is reported at once with its key path.
+//! [`load`] (and [`parse`], for text already read) is the only way in: `portcullis check`, start-up
+//! and reloads all go through it, so they accept exactly the same files. Every problem is reported at
+//! once with its key path.
 
 mod auth;
 mod check;
@@ -166,8 +169,6 @@ pub struct UpstreamUrl {
 /// CA certificates read from a route's `upstream_ca` file.
 #[derive(Debug)]
 pub struct CaBundle {
-    /// The file, as written in the config (for messages).
-    pub path: String,
     /// The trust anchors it holds.
     pub roots: Arc<rustls::RootCertStore>,
 }

@@ -27,8 +27,8 @@ pub struct RawConfig {
     /// Where sessions live and how the session cookie looks.
     #[serde(default)]
     pub session: RawSession,
-    /// Identity headers for the upstream, `"Header-Name" = "claim"` (absent: the seed's seven
-    /// `X-Auth-*` headers, see `docs/oidc.md`).
+    /// Identity headers for the upstream, `"Header-Name" = "claim"` (absent: seven `X-Auth-*`
+    /// headers, see `docs/oidc.md`).
     pub headers: Option<BTreeMap<String, String>>,
     /// Sandbox bounds of every policy.
     #[serde(default)]
@@ -132,8 +132,7 @@ pub struct RawOidc {
     pub logout_id_token_hint: Option<bool>,
     /// Revoke the refresh (or access) token at the provider on logout.
     pub revoke_tokens_on_logout: Option<bool>,
-    /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`
-    /// (the seed's `authorization_params`). Optional.
+    /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`. Optional.
     pub authorization_params: Option<BTreeMap<String, String>>,
     /// Scopes requested at login; must contain `openid`.
     pub scopes: Option<Vec<String>>,

@@ -249,7 +249,6 @@ fn upstream_ca(
         tls::load_ca_bundle(&context.base_dir.join(&file), &file),
     )?;
     let bundle = Arc::new(CaBundle {
-        path: file.clone(),
         roots: Arc::new(roots),
     });
     seen.ca_bundles.insert(file, bundle.clone());
