@@ -291,16 +291,15 @@ mod tests {
     }
 
     /// Every default stated in the tables of `docs/{file}`: tables of `key | default | …`, whose
-    /// keys belong to the heading's `[section]` (or to `section`), and tables of
-    /// `… | default | set by | …`, whose `set by` names the keys.
+    /// keys belong to the heading's `[section]` (or to `section`); tables of
+    /// `… | default | set by | …` (or `where set`), whose `set by` names the keys; and tables whose
+    /// `default` column alone says `` `key = value` ``, where the key is named without its
+    /// section (returned as `*.key`).
     fn documented(file: &str, section: Option<&str>) -> Vec<(String, Documented)> {
         let mut found = Vec::new();
         for row in rows(file) {
-            match (
-                row.cells.get("default"),
-                row.cells.get("key"),
-                row.cells.get("set by"),
-            ) {
+            let set_by = row.cells.get("set by").or(row.cells.get("where set"));
+            match (row.cells.get("default"), row.cells.get("key"), set_by) {
                 (Some(default), Some(key), None) => {
                     let section = section
                         .map(str::to_owned)
@@ -311,6 +310,9 @@ mod tests {
                 }
                 (Some(default), None, Some(set_by)) => {
                     found.extend(set_by_defaults(&row.place, default, set_by));
+                }
+                (Some(default), None, None) => {
+                    found.extend(assigned_default(&row.place, default));
                 }
                 _ => {}
             }
@@ -364,6 +366,17 @@ mod tests {
             .collect()
     }
 
+    /// A `default` cell that starts `` `key = value` ``, as `*.key` and the value.
+    fn assigned_default(place: &str, cell: &str) -> Option<(String, Documented)> {
+        let (key, value) = first_code_span(cell)?.split_once(" = ")?;
+        let documented = Documented {
+            place: place.to_owned(),
+            cell: cell.to_owned(),
+            value: literal(value),
+        };
+        Some((format!("*.{key}"), documented))
+    }
+
     /// The text between the first pair of backticks.
     fn first_code_span(text: &str) -> Option<&str> {
         code_spans(text).into_iter().next()
@@ -381,7 +394,10 @@ mod tests {
 
     /// Equal, or the same duration, or the same size (`"32MiB"` and `33554432`, `4 KiB` and `4096`).
     fn same(code: &Value, doc: &Value) -> bool {
-        let duration = |v: &Value| v.as_str().and_then(|s| parse_duration(s).ok());
+        let duration = |v: &Value| {
+            v.as_str()
+                .and_then(|s| parse_duration(&s.replace(' ', "")).ok())
+        };
         let size = |v: &Value| match v {
             Value::Integer(n) => u64::try_from(*n).ok(),
             Value::String(s) => parse_size(&s.replace(' ', "")).ok(),
@@ -397,7 +413,23 @@ mod tests {
         rows.extend(documented("oidc.md", None));
         rows.extend(documented("policies.md", Some("policy_limits")));
         rows.extend(documented("policies-wasm.md", None));
+        rows.extend(documented("security.md", None));
         rows
+    }
+
+    /// `key`, or for `*.name` the one known key whose last part is `name` (unchanged when none
+    /// or several are).
+    fn resolve<'a>(key: &'a str, known: &[&'a str]) -> &'a str {
+        let Some(name) = key.strip_prefix("*.") else {
+            return key;
+        };
+        let mut matches = known
+            .iter()
+            .filter(|known| known.rsplit('.').next() == Some(name));
+        match (matches.next(), matches.next()) {
+            (Some(only), None) => only,
+            _ => key,
+        }
     }
 
     /// What is wrong with how `doc` states `key`'s default, if anything.
@@ -432,7 +464,11 @@ mod tests {
             .chain(owned_below())
             .collect();
         let without: BTreeMap<&str, &str> = WITHOUT_VALUE.iter().copied().collect();
-        let documented = all_documented();
+        let known: Vec<&str> = code.keys().chain(without.keys()).copied().collect();
+        let documented: Vec<(String, Documented)> = all_documented()
+            .into_iter()
+            .map(|(key, doc)| (resolve(&key, &known).to_owned(), doc))
+            .collect();
         let mut wrong: Vec<String> = documented
             .iter()
             .filter_map(|(key, doc)| mismatch(key, doc, &code, &without))
