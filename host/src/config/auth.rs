@@ -7,9 +7,10 @@ use std::time::Duration;
 use http::{HeaderName, StatusCode};
 use url::Url;
 
+use super::check::{Problems, duration};
+use super::defaults;
 use super::raw::{RawOidc, RawSession};
 use super::secret::{self, Secret};
-use super::validate::{Problems, duration};
 use crate::canonical::CanonicalPath;
 use crate::header_ownership::{self, HeaderClass};
 
@@ -123,22 +124,12 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityHeaders(pub Vec<(HeaderName, String)>);
 
-/// The seed's headers, used when `[headers]` is absent.
-const DEFAULT_HEADERS: [(&str, &str); 7] = [
-    ("X-Auth-Audience", "aud"),
-    ("X-Auth-ExpiresIn", "exp"),
-    ("X-Auth-Groups", "groups"),
-    ("X-Auth-Subject", "sub"),
-    ("X-Auth-Userid", "preferred_username"),
-    ("X-Auth-Username", "preferred_username"),
-    ("X-Auth-Locale", "locale"),
-];
-
 impl IdentityHeaders {
-    /// The seed's seven `X-Auth-*` headers.
+    /// The identity headers of a config without `[headers]`: the seven `X-Auth-*` headers of
+    /// [`defaults::HEADERS`].
     pub fn seed_default() -> Self {
         IdentityHeaders(
-            DEFAULT_HEADERS
+            defaults::HEADERS
                 .iter()
                 .map(|(name, claim)| {
                     let name = HeaderName::from_bytes(name.as_bytes())
@@ -203,11 +194,11 @@ pub(super) fn validate_auth_mode(
     key: &str,
     problems: &mut Problems,
 ) -> Option<AuthMode> {
-    let mode = match raw {
-        None | Some("required") => AuthMode::Required,
-        Some("optional") => AuthMode::Optional,
-        Some("none") => AuthMode::None,
-        Some(other) => {
+    let mode = match raw.unwrap_or(defaults::ROUTE_AUTH) {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "none" => AuthMode::None,
+        other => {
             problems.add(
                 key,
                 format!("must be \"required\", \"optional\" or \"none\": {other:?}"),
@@ -235,27 +226,13 @@ pub(super) fn validate_auth_mode(
     Some(mode)
 }
 
+/// `[oidc]`: every key checked; `None` when one of them is invalid.
 pub(super) fn validate_oidc(
     raw: RawOidc,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<OidcConfig> {
-    let required = |value: Option<String>, key: &str, example: &str, problems: &mut Problems| {
-        if value.is_none() {
-            problems.add(
-                format!("oidc.{key}"),
-                format!("missing, e.g. {key} = {example:?}"),
-            );
-        }
-        value
-    };
-    let discovery = required(
-        raw.discovery,
-        "discovery",
-        "https://idp.example/realms/home/.well-known/openid-configuration",
-        problems,
-    )
-    .and_then(|text| problems.check("oidc.discovery", parse_discovery(&text)));
+    let discovery = discovery(raw.discovery, problems);
     let client_id = required(raw.client_id, "client_id", "portcullis", problems);
     let client_secret = problems.check(
         "oidc.client_secret",
@@ -266,110 +243,29 @@ pub(super) fn validate_oidc(
             "client_secret",
         ),
     );
-    let client_auth = match raw.token_endpoint_auth_method.as_deref() {
-        None | Some("client_secret_basic") => Some(ClientAuth::Basic),
-        Some("client_secret_post") => Some(ClientAuth::Post),
-        Some(other) => {
-            problems.add(
-                "oidc.token_endpoint_auth_method",
-                format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"),
-            );
-            None
-        }
-    };
-    let redirect_uri = required(
-        raw.redirect_uri,
-        "redirect_uri",
-        "https://app.example/auth",
-        problems,
-    )
-    .and_then(|text| problems.check("oidc.redirect_uri", parse_absolute_url(&text)));
-    let callback_path = redirect_uri
-        .as_ref()
-        .and_then(|url| problems.check("oidc.redirect_uri", endpoint_path(url.path())));
-    let logout_path = problems.check(
-        "oidc.logout_path",
-        endpoint_path(raw.logout_path.as_deref().unwrap_or("/logout")),
-    );
-    if let (Some(callback), Some(logout)) = (&callback_path, &logout_path)
-        && callback == logout
-    {
-        problems.add(
-            "oidc.logout_path",
-            "must differ from the redirect_uri's path",
-        );
-    }
+    let client_auth = client_auth(raw.token_endpoint_auth_method.as_deref(), problems);
+    let redirect_uri = redirect_uri(raw.redirect_uri, problems);
+    let (callback_path, logout_path) =
+        login_paths(redirect_uri.as_ref(), raw.logout_path.as_deref(), problems);
     let post_logout_redirect_uri = raw.post_logout_redirect_uri.and_then(|text| {
         problems.check("oidc.post_logout_redirect_uri", parse_absolute_url(&text))
     });
-    const RESERVED: [&str; 8] = [
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-    ];
-    let authorization_params: Vec<(String, String)> = raw
-        .authorization_params
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (name, _) in &authorization_params {
-        if RESERVED.contains(&name.as_str()) {
-            problems.add(
-                format!("oidc.authorization_params.{name}"),
-                if name == "scope" {
-                    "set by Portcullis itself; list scopes in oidc.scopes"
-                } else {
-                    "set by Portcullis itself; remove it"
-                },
-            );
-        }
-    }
-    let scopes = raw
-        .scopes
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        problems.add("oidc.scopes", "must contain \"openid\"");
-    }
+    let authorization_params = authorization_params(raw.authorization_params, problems);
+    let scopes = scopes(raw.scopes, problems);
     let leeway = duration(
         problems,
         "oidc.access_token_expires_leeway",
         raw.access_token_expires_leeway.as_deref(),
-        "60s",
+        defaults::OIDC_ACCESS_TOKEN_EXPIRES_LEEWAY,
     );
     let clock_skew = duration(
         problems,
         "oidc.clock_skew",
         raw.clock_skew.as_deref(),
-        "30s",
+        defaults::OIDC_CLOCK_SKEW,
     );
-    let unauthenticated = match raw.unauthenticated.as_deref() {
-        None | Some("auto") => Some(Unauthenticated::Auto),
-        Some("redirect") => Some(Unauthenticated::Redirect),
-        Some("deny") => Some(Unauthenticated::Deny),
-        Some(other) => {
-            problems.add(
-                "oidc.unauthenticated",
-                format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"),
-            );
-            None
-        }
-    };
-    let unauthenticated_status = match raw.unauthenticated_status {
-        None | Some(401) => Some(StatusCode::UNAUTHORIZED),
-        Some(403) => Some(StatusCode::FORBIDDEN),
-        Some(other) => {
-            problems.add(
-                "oidc.unauthenticated_status",
-                format!("must be 401 or 403: {other}"),
-            );
-            None
-        }
-    };
+    let unauthenticated = unauthenticated(raw.unauthenticated.as_deref(), problems);
+    let unauthenticated_status = unauthenticated_status(raw.unauthenticated_status, problems);
     let (discovery_url, issuer) = discovery?;
     Some(OidcConfig {
         discovery_url,
@@ -381,11 +277,17 @@ pub(super) fn validate_oidc(
         callback_path: callback_path?,
         logout_path: logout_path?,
         post_logout_redirect_uri,
-        logout_id_token_hint: raw.logout_id_token_hint.unwrap_or(true),
-        revoke_tokens_on_logout: raw.revoke_tokens_on_logout.unwrap_or(false),
+        logout_id_token_hint: raw
+            .logout_id_token_hint
+            .unwrap_or(defaults::OIDC_LOGOUT_ID_TOKEN_HINT),
+        revoke_tokens_on_logout: raw
+            .revoke_tokens_on_logout
+            .unwrap_or(defaults::OIDC_REVOKE_TOKENS_ON_LOGOUT),
         authorization_params,
         scopes,
-        renew_access_token_on_expiry: raw.renew_access_token_on_expiry.unwrap_or(true),
+        renew_access_token_on_expiry: raw
+            .renew_access_token_on_expiry
+            .unwrap_or(defaults::OIDC_RENEW_ACCESS_TOKEN_ON_EXPIRY),
         access_token_expires_leeway: leeway?,
         clock_skew: clock_skew?,
         unauthenticated: unauthenticated?,
@@ -393,66 +295,245 @@ pub(super) fn validate_oidc(
     })
 }
 
+/// A required `oidc` key: a problem showing what to write when it is missing.
+fn required(
+    value: Option<String>,
+    key: &str,
+    example: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    if value.is_none() {
+        problems.add(
+            format!("oidc.{key}"),
+            format!("missing, e.g. {key} = {example:?}"),
+        );
+    }
+    value
+}
+
+/// `oidc.discovery`: required; the discovery URL and the issuer it implies.
+fn discovery(raw: Option<String>, problems: &mut Problems) -> Option<(Url, String)> {
+    let example = "https://idp.example/realms/home/.well-known/openid-configuration";
+    let text = required(raw, "discovery", example, problems)?;
+    problems.check("oidc.discovery", parse_discovery(&text))
+}
+
+/// `oidc.token_endpoint_auth_method`.
+fn client_auth(raw: Option<&str>, problems: &mut Problems) -> Option<ClientAuth> {
+    match raw.unwrap_or(defaults::OIDC_TOKEN_ENDPOINT_AUTH_METHOD) {
+        "client_secret_basic" => Some(ClientAuth::Basic),
+        "client_secret_post" => Some(ClientAuth::Post),
+        other => {
+            problems.add(
+                "oidc.token_endpoint_auth_method",
+                format!("must be \"client_secret_basic\" or \"client_secret_post\": {other:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// `oidc.redirect_uri`: required, an absolute http(s) URL.
+fn redirect_uri(raw: Option<String>, problems: &mut Problems) -> Option<Url> {
+    let text = required(raw, "redirect_uri", "https://app.example/auth", problems)?;
+    problems.check("oidc.redirect_uri", parse_absolute_url(&text))
+}
+
+/// The two paths Portcullis serves for the login: the callback (`redirect_uri`'s path) and
+/// `oidc.logout_path`, each canonical, and different from each other.
+fn login_paths(
+    redirect_uri: Option<&Url>,
+    logout_path: Option<&str>,
+    problems: &mut Problems,
+) -> (Option<String>, Option<String>) {
+    let callback_path =
+        redirect_uri.and_then(|url| problems.check("oidc.redirect_uri", endpoint_path(url.path())));
+    let logout_path = problems.check(
+        "oidc.logout_path",
+        endpoint_path(logout_path.unwrap_or(defaults::OIDC_LOGOUT_PATH)),
+    );
+    if callback_path.is_some() && callback_path == logout_path {
+        problems.add(
+            "oidc.logout_path",
+            "must differ from the redirect_uri's path",
+        );
+    }
+    (callback_path, logout_path)
+}
+
+/// Authorization-request parameters Portcullis sets itself, which `authorization_params` may not.
+const RESERVED_AUTHORIZATION_PARAMS: [&str; 8] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// `oidc.authorization_params`: none of [`RESERVED_AUTHORIZATION_PARAMS`].
+fn authorization_params(
+    raw: Option<BTreeMap<String, String>>,
+    problems: &mut Problems,
+) -> Vec<(String, String)> {
+    let params: Vec<(String, String)> = raw.unwrap_or_default().into_iter().collect();
+    for (name, _) in &params {
+        if RESERVED_AUTHORIZATION_PARAMS.contains(&name.as_str()) {
+            problems.add(
+                format!("oidc.authorization_params.{name}"),
+                if name == "scope" {
+                    "set by Portcullis itself; list scopes in oidc.scopes"
+                } else {
+                    "set by Portcullis itself; remove it"
+                },
+            );
+        }
+    }
+    params
+}
+
+/// `oidc.scopes`: must contain `openid`.
+fn scopes(raw: Option<Vec<String>>, problems: &mut Problems) -> Vec<String> {
+    let scopes = raw.unwrap_or_else(|| {
+        defaults::OIDC_SCOPES
+            .iter()
+            .map(|scope| (*scope).to_owned())
+            .collect()
+    });
+    if !scopes.iter().any(|s| s == "openid") {
+        problems.add("oidc.scopes", "must contain \"openid\"");
+    }
+    scopes
+}
+
+/// `oidc.unauthenticated`.
+fn unauthenticated(raw: Option<&str>, problems: &mut Problems) -> Option<Unauthenticated> {
+    match raw.unwrap_or(defaults::OIDC_UNAUTHENTICATED) {
+        "auto" => Some(Unauthenticated::Auto),
+        "redirect" => Some(Unauthenticated::Redirect),
+        "deny" => Some(Unauthenticated::Deny),
+        other => {
+            problems.add(
+                "oidc.unauthenticated",
+                format!("must be \"auto\", \"redirect\" or \"deny\": {other:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// `oidc.unauthenticated_status`: 401 or 403.
+fn unauthenticated_status(raw: Option<u16>, problems: &mut Problems) -> Option<StatusCode> {
+    match raw.unwrap_or(defaults::OIDC_UNAUTHENTICATED_STATUS) {
+        401 => Some(StatusCode::UNAUTHORIZED),
+        403 => Some(StatusCode::FORBIDDEN),
+        other => {
+            problems.add(
+                "oidc.unauthenticated_status",
+                format!("must be 401 or 403: {other}"),
+            );
+            None
+        }
+    }
+}
+
+/// `[session]`: every key checked; `None` when one of them is invalid.
 pub(super) fn validate_session(
     raw: RawSession,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<SessionConfig> {
-    let store = match raw.store.as_deref() {
-        None | Some("sled") => Some(StoreKind::Sled(
-            base_dir.join(raw.path.as_deref().unwrap_or("data/sessions")),
-        )),
-        Some("memory") => Some(StoreKind::Memory),
-        Some(other) => {
-            problems.add(
-                "session.store",
-                format!("must be \"sled\" or \"memory\": {other:?}"),
-            );
-            None
-        }
-    };
-    let cookie_secure = raw.cookie_secure.unwrap_or(true);
+    let store = session_store(
+        raw.store.as_deref(),
+        raw.path.as_deref(),
+        base_dir,
+        problems,
+    );
+    let cookie_secure = raw.cookie_secure.unwrap_or(defaults::SESSION_COOKIE_SECURE);
     let cookie_domain = raw.cookie_domain.filter(|d| !d.is_empty());
-    // A configured name is used as written; the default takes the strongest prefix the
-    // attributes allow, so that no other site or upstream can plant it.
-    let cookie_name = raw.cookie_name.unwrap_or_else(|| {
-        crate::cookies::default_session_cookie_name(cookie_secure, cookie_domain.is_some())
-    });
-    let name_ok = !cookie_name.is_empty()
-        && cookie_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !name_ok {
-        problems.add(
-            "session.cookie_name",
-            format!("use letters, digits, '-', '_' and '.' only: {cookie_name:?}"),
-        );
-    }
-    if let Err(reason) =
-        crate::cookies::NamePrefix::of(&cookie_name).allows(cookie_secure, cookie_domain.is_some())
-    {
-        problems.add("session.cookie_name", reason);
-    }
-    let renew = duration(problems, "session.renew", raw.renew.as_deref(), "1h");
-    let lifetime = duration(problems, "session.lifetime", raw.lifetime.as_deref(), "24h");
+    let cookie_name = cookie_name(
+        raw.cookie_name,
+        cookie_secure,
+        cookie_domain.is_some(),
+        problems,
+    );
+    let renew = duration(
+        problems,
+        "session.renew",
+        raw.renew.as_deref(),
+        defaults::SESSION_RENEW,
+    );
+    let lifetime = duration(
+        problems,
+        "session.lifetime",
+        raw.lifetime.as_deref(),
+        defaults::SESSION_LIFETIME,
+    );
     let idle_timeout = duration(
         problems,
         "session.idle_timeout",
         raw.idle_timeout.as_deref(),
-        "8h",
+        defaults::SESSION_IDLE_TIMEOUT,
     );
-    let cache_entries = raw.cache_entries.unwrap_or(10_000);
+    let cache_entries = raw.cache_entries.unwrap_or(defaults::SESSION_CACHE_ENTRIES);
     Some(SessionConfig {
         store: store?,
         cookie_name,
         cookie_secure,
-        cookie_persistent: raw.cookie_persistent.unwrap_or(true),
+        cookie_persistent: raw
+            .cookie_persistent
+            .unwrap_or(defaults::SESSION_COOKIE_PERSISTENT),
         cookie_domain,
         renew: renew?,
         lifetime: lifetime?,
         idle_timeout: idle_timeout?,
         cache_entries,
     })
+}
+
+/// `session.store` (and `session.path` for sled, relative to the config's folder).
+fn session_store(
+    store: Option<&str>,
+    path: Option<&str>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<StoreKind> {
+    match store.unwrap_or(defaults::SESSION_STORE) {
+        "sled" => Some(StoreKind::Sled(
+            base_dir.join(path.unwrap_or(defaults::SESSION_PATH)),
+        )),
+        "memory" => Some(StoreKind::Memory),
+        other => {
+            problems.add(
+                "session.store",
+                format!("must be \"sled\" or \"memory\": {other:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// `session.cookie_name`: a configured name is used as written, if its characters are plain and
+/// its `__Host-`/`__Secure-` prefix suits the cookie's attributes; the default takes the strongest
+/// prefix the attributes allow, so that no other site or upstream can plant it.
+fn cookie_name(raw: Option<String>, secure: bool, domain: bool, problems: &mut Problems) -> String {
+    let name = raw.unwrap_or_else(|| crate::cookies::default_session_cookie_name(secure, domain));
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !plain {
+        problems.add(
+            "session.cookie_name",
+            format!("use letters, digits, '-', '_' and '.' only: {name:?}"),
+        );
+    }
+    if let Err(reason) = crate::cookies::NamePrefix::of(&name).allows(secure, domain) {
+        problems.add("session.cookie_name", reason);
+    }
+    name
 }
 
 /// The discovery URL and the issuer it implies (the URL without the well-known suffix).

@@ -1,11 +1,17 @@
-//! Configuration: TOML file → raw serde mirror (`raw.rs`) → checked, resolved [`Config`] (`validate.rs`).
+//! Configuration: TOML file → raw serde mirror (`raw.rs`) → checked, resolved [`Config`] (`validate.rs`,
+//! with `route.rs` for `[[routes]]`, `auth.rs` for the login sections and `policies.rs` for the
+//! policy sections). Every default is in `defaults.rs`; `check.rs` holds what the sections share.
 //!
-//! [`load`] is the only entry point: `portcullis check`, start-up and (later) reloads all go through it,
-//! so they accept exactly the same files. Every problem is reported at once with its key path.
+//! [`load`] (and [`parse`], for text already read) is the only way in: `portcullis check`, start-up
+//! and reloads all go through it, so they accept exactly the same files. Every problem is reported at
+//! once with its key path.
 
 mod auth;
+mod check;
+mod defaults;
 mod policies;
 mod raw;
+mod route;
 pub mod secret;
 mod validate;
 
@@ -49,7 +55,20 @@ pub struct DevIdpConfig {
     /// Where it listens (loopback, fixed port).
     pub listen: SocketAddr,
     /// The one client it knows: `[oidc]`'s.
-    pub client: crate::dev_idp::DevClient,
+    pub client: DevClient,
+}
+
+/// The one client the development provider knows: the config's `[oidc]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevClient {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret` (none: a public client, PKCE only).
+    pub secret: Option<String>,
+    /// The registered `redirect_uri`.
+    pub redirect_uri: url::Url,
+    /// The registered `post_logout_redirect_uri`.
+    pub post_logout_redirect_uri: Option<url::Url>,
 }
 
 /// `[server]`, resolved.
@@ -150,8 +169,6 @@ pub struct UpstreamUrl {
 /// CA certificates read from a route's `upstream_ca` file.
 #[derive(Debug)]
 pub struct CaBundle {
-    /// The file, as written in the config (for messages).
-    pub path: String,
     /// The trust anchors it holds.
     pub roots: Arc<rustls::RootCertStore>,
 }

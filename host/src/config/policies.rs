@@ -3,19 +3,20 @@
 use std::path::Path;
 
 use super::RoutePolicy;
+use super::check::{Problems, parse_duration};
+use super::defaults;
 use super::raw::{RawPolicyLimits, RawWasm};
-use super::validate::{Problems, duration};
 use crate::policy::wasm::{CacheDir, WasmOptions};
 use crate::policy::{Isolation, OutputRules, Policy, PolicyEngine, PolicyLimits, WasmPolicy};
 
 /// Where compiled Wasm policies are kept: `[wasm] cache_dir` (relative to the config's folder),
-/// `data/wasm-cache` by default, nowhere with `cache = false`.
+/// [`defaults::WASM_CACHE_DIR`] by default, nowhere with `cache = false`.
 pub(super) fn wasm_cache_dir(
     raw: RawWasm,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<CacheDir> {
-    match (raw.cache.unwrap_or(true), raw.cache_dir) {
+    match (raw.cache.unwrap_or(defaults::WASM_CACHE), raw.cache_dir) {
         (false, Some(_)) => {
             problems.add(
                 "wasm.cache_dir",
@@ -36,7 +37,7 @@ pub(super) fn wasm_cache_dir(
             explicit: true,
         }),
         (true, None) => Some(CacheDir {
-            path: base_dir.join("data/wasm-cache"),
+            path: base_dir.join(defaults::WASM_CACHE_DIR),
             explicit: false,
         }),
     }
@@ -98,11 +99,7 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
             threads => threads,
         },
     };
-    let wasm_max_memory = match raw
-        .wasm_max_memory
-        .as_deref()
-        .map(super::validate::parse_size)
-    {
+    let wasm_max_memory = match raw.wasm_max_memory.as_deref().map(super::check::parse_size) {
         None => defaults.wasm_max_memory,
         Some(Ok(bytes)) if bytes <= crate::policy::wasm::MAX_CONFIGURABLE_MEMORY => bytes,
         Some(Ok(_)) => {
@@ -117,12 +114,9 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
     if raw.max_operations == Some(0) {
         problems.add("policy_limits.max_operations", "must be at least 1");
     }
-    let timeout = duration(
-        problems,
-        "policy_limits.timeout",
-        raw.timeout.as_deref(),
-        "20ms",
-    );
+    let timeout = raw
+        .timeout
+        .and_then(|text| problems.check("policy_limits.timeout", parse_duration(&text)));
     PolicyLimits {
         timeout: timeout.unwrap_or(limits.timeout),
         wasm_max_memory,
@@ -149,10 +143,10 @@ pub(super) fn compile_route_policy(
 ) -> Option<RoutePolicy> {
     let isolation_key = key.replace(".policy", ".isolation");
     if file.ends_with(".wasm") {
-        let isolation = match isolation {
-            None | Some("pooled") => Isolation::Pooled,
-            Some("per-request") => Isolation::PerRequest,
-            Some(other) => {
+        let isolation = match isolation.unwrap_or(defaults::ROUTE_ISOLATION) {
+            "pooled" => Isolation::Pooled,
+            "per-request" => Isolation::PerRequest,
+            other => {
                 problems.add(
                     isolation_key,
                     format!("must be \"pooled\" or \"per-request\": {other:?}"),

@@ -1,8 +1,9 @@
 //! The raw serde mirror of `portcullis.toml`: exactly what the file says, nothing checked beyond types.
 //!
-//! Every key is documented here with its default; `docs/config.md` is the user-facing copy of these
-//! comments. Unknown keys are refused (`deny_unknown_fields`) so a typo never silently falls back to a
-//! default. Turning this into checked, typed values is `validate.rs`'s job.
+//! Every key is documented here; what an absent key means is in `defaults.rs`, the one table of
+//! defaults, and `docs/config.md` is the user-facing copy of both. Unknown keys are refused
+//! (`deny_unknown_fields`) so a typo never silently falls back to a default. Turning this into
+//! checked, typed values is `validate.rs`'s job.
 
 use std::collections::BTreeMap;
 
@@ -18,16 +19,16 @@ pub struct RawConfig {
     /// Log level.
     #[serde(default)]
     pub log: RawLog,
-    /// OpenID Connect login. Default: none (then every route must say `auth = "none"`).
+    /// OpenID Connect login. Optional (without it every route must say `auth = "none"`).
     pub oidc: Option<RawOidc>,
-    /// The built-in development identity provider (demo users; never for production). Default:
-    /// none — it is started only when this section is present (or by `portcullis demo`).
+    /// The built-in development identity provider (demo users; never for production). It is
+    /// started only when this section is present (or by `portcullis demo`).
     pub dev_idp: Option<RawDevIdp>,
     /// Where sessions live and how the session cookie looks.
     #[serde(default)]
     pub session: RawSession,
-    /// Identity headers for the upstream, `"Header-Name" = "claim"`. Default: the seven `X-Auth-*`
-    /// headers of the seed (see `docs/oidc.md`).
+    /// Identity headers for the upstream, `"Header-Name" = "claim"` (absent: seven `X-Auth-*`
+    /// headers, see `docs/oidc.md`).
     pub headers: Option<BTreeMap<String, String>>,
     /// Sandbox bounds of every policy.
     #[serde(default)]
@@ -63,8 +64,7 @@ impl RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDevIdp {
-    /// Loopback address and fixed port it listens on. Default: `"127.0.0.1:8081"`. `[oidc]
-    /// discovery` defaults to it.
+    /// Loopback address and fixed port it listens on. `[oidc] discovery` defaults to it.
     pub listen: Option<String>,
 }
 
@@ -72,9 +72,9 @@ pub struct RawDevIdp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWasm {
-    /// Keep compiled policies on disk so a restart or reload does not recompile them. Default: true.
+    /// Keep compiled policies on disk so a restart or reload does not recompile them.
     pub cache: Option<bool>,
-    /// Where, relative to the config file's folder. Default: `"data/wasm-cache"`.
+    /// Where, relative to the config file's folder.
     pub cache_dir: Option<String>,
 }
 
@@ -82,29 +82,29 @@ pub struct RawWasm {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyLimits {
-    /// Rhai operations per decision. Default 100000.
+    /// Rhai operations per decision.
     pub max_operations: Option<u64>,
-    /// Nested calls. Default 32.
+    /// Nested calls.
     pub max_call_depth: Option<usize>,
-    /// Expression nesting. Default 64.
+    /// Expression nesting.
     pub max_expr_depth: Option<usize>,
-    /// Bytes per string. Default 65536.
+    /// Bytes per string.
     pub max_string_size: Option<usize>,
-    /// Items per array. Default 10000.
+    /// Items per array.
     pub max_array_size: Option<usize>,
-    /// Entries per map. Default 10000.
+    /// Entries per map.
     pub max_map_size: Option<usize>,
-    /// Wall-clock cap per decision. Default `"20ms"`.
+    /// Wall-clock cap per decision, e.g. `"20ms"`.
     pub timeout: Option<String>,
-    /// Headers one decision may set. Default 16.
+    /// Headers one decision may set.
     pub max_headers: Option<usize>,
-    /// Bytes per header value set by a policy. Default 4096.
+    /// Bytes per header value set by a policy.
     pub max_header_value_size: Option<usize>,
-    /// Linear memory of a Wasm policy, e.g. `"32MiB"` (the default; at most 256 MiB).
+    /// Linear memory of a Wasm policy, e.g. `"32MiB"` (at most 256 MiB).
     pub wasm_max_memory: Option<String>,
-    /// Decisions a pooled Wasm instance serves before it is replaced. Default 10000.
+    /// Decisions a pooled Wasm instance serves before it is replaced.
     pub wasm_pooled_uses: Option<u64>,
-    /// Threads that run policies. Default: the machine's cores.
+    /// Threads that run policies.
     pub threads: Option<usize>,
 }
 
@@ -120,32 +120,31 @@ pub struct RawOidc {
     pub client_secret: Option<String>,
     /// File holding the client secret.
     pub client_secret_file: Option<String>,
-    /// `"client_secret_basic"` (default) or `"client_secret_post"`.
+    /// `"client_secret_basic"` or `"client_secret_post"`.
     pub token_endpoint_auth_method: Option<String>,
     /// Absolute callback URL registered at the provider; its path is served by Portcullis. Required.
     pub redirect_uri: Option<String>,
-    /// Path that logs out. Default `"/logout"`.
+    /// Path that logs out.
     pub logout_path: Option<String>,
-    /// Where the provider sends the browser after logout. Default: none.
+    /// Where the provider sends the browser after logout. Optional.
     pub post_logout_redirect_uri: Option<String>,
-    /// Send `id_token_hint` to the end-session endpoint. Default `true`.
+    /// Send `id_token_hint` to the end-session endpoint.
     pub logout_id_token_hint: Option<bool>,
-    /// Revoke the refresh (or access) token at the provider on logout. Default `false`.
+    /// Revoke the refresh (or access) token at the provider on logout.
     pub revoke_tokens_on_logout: Option<bool>,
-    /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`
-    /// (the seed's `authorization_params`). Default: none.
+    /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`. Optional.
     pub authorization_params: Option<BTreeMap<String, String>>,
-    /// Scopes requested at login. Default `["openid", "email", "profile"]`; must contain `openid`.
+    /// Scopes requested at login; must contain `openid`.
     pub scopes: Option<Vec<String>>,
-    /// Refresh the access token when it is about to expire. Default `true`.
+    /// Refresh the access token when it is about to expire.
     pub renew_access_token_on_expiry: Option<bool>,
-    /// How long before its expiry an access token is refreshed. Default `"60s"`.
+    /// How long before its expiry an access token is refreshed.
     pub access_token_expires_leeway: Option<String>,
-    /// Clock difference tolerated when checking `exp` and `iat`. Default `"30s"`.
+    /// Clock difference tolerated when checking `exp` and `iat`.
     pub clock_skew: Option<String>,
-    /// `"auto"` (default: browsers are redirected to log in, others denied), `"redirect"`, `"deny"`.
+    /// `"auto"` (browsers are redirected to log in, others denied), `"redirect"`, `"deny"`.
     pub unauthenticated: Option<String>,
-    /// Status for denied unauthenticated requests: 401 (default) or 403.
+    /// Status for denied unauthenticated requests: 401 or 403.
     pub unauthenticated_status: Option<u16>,
 }
 
@@ -153,28 +152,27 @@ pub struct RawOidc {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
-    /// `"sled"` (default, on disk) or `"memory"` (lost on restart; for tests and trials).
+    /// `"sled"` (on disk) or `"memory"` (lost on restart; for tests and trials).
     pub store: Option<String>,
-    /// Folder of the sled database. Default `"data/sessions"`, relative to the config file.
+    /// Folder of the sled database, relative to the config file.
     pub path: Option<String>,
-    /// Cookie name (the login binding is `<name>_login`). Default `"__Host-portcullis_session"`
-    /// (`Secure`, no `Domain`), `"__Secure-portcullis_session"` (`Secure` with a `Domain`), or
-    /// `"portcullis_session"` (`cookie_secure = false`). A `__Host-` name needs `Secure` and no
-    /// `Domain`; a `__Secure-` name needs `Secure`.
+    /// Cookie name (the login binding is `<name>_login`). When absent, the strongest prefix the
+    /// attributes allow (see `cookies::default_session_cookie_name`). A `__Host-` name needs
+    /// `Secure` and no `Domain`; a `__Secure-` name needs `Secure`.
     pub cookie_name: Option<String>,
-    /// Mark the cookie `Secure`. Default `true`; turn off only for plain-HTTP local use.
+    /// Mark the cookie `Secure`; turn off only for plain-HTTP local use.
     pub cookie_secure: Option<bool>,
-    /// Give the cookie a `Max-Age` (survives browser restarts). Default `true`.
+    /// Give the cookie a `Max-Age` (survives browser restarts).
     pub cookie_persistent: Option<bool>,
-    /// Cookie `Domain`, for single sign-on across subdomains. Default: none (host-only cookie).
+    /// Cookie `Domain`, for single sign-on across subdomains. Absent: a host-only cookie.
     pub cookie_domain: Option<String>,
-    /// Re-issue the cookie when it is older than this. Default `"1h"`.
+    /// Re-issue the cookie when it is older than this.
     pub renew: Option<String>,
-    /// Absolute session lifetime. Default `"24h"`.
+    /// Absolute session lifetime.
     pub lifetime: Option<String>,
-    /// A session unused for this long ends. Default `"8h"`.
+    /// A session unused for this long ends.
     pub idle_timeout: Option<String>,
-    /// Sessions kept in the in-memory cache in front of the store. Default `10000`.
+    /// Sessions kept in the in-memory cache in front of the store.
     pub cache_entries: Option<usize>,
 }
 
@@ -182,36 +180,33 @@ pub struct RawSession {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Public listen addresses. Default `["127.0.0.1:8080"]`. A single string is accepted too.
+    /// Public listen addresses. A single string is accepted too.
     pub listen: Option<OneOrMany>,
-    /// Address of the admin listener (`/healthz`, `/readyz`). Default: none.
+    /// Address of the admin listener (`/healthz`, `/readyz`). Optional.
     pub admin_listen: Option<String>,
-    /// Peers (IP or CIDR) whose `X-Forwarded-*` and `Forwarded` headers are believed. Default: none.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-    /// How long in-flight requests may run after SIGTERM/SIGINT. Default `"30s"`.
+    /// Peers (IP or CIDR) whose `X-Forwarded-*` and `Forwarded` headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub drain_timeout: Option<String>,
-    /// Largest request body accepted (`413` above it), e.g. `"10MiB"`. Default `"10MiB"`.
+    /// Largest request body accepted (`413` above it), e.g. `"10MiB"`.
     pub max_request_body: Option<String>,
-    /// Accept `%2F` and `%5C` inside path segments (kept encoded). Default `false`: such paths get 400.
-    #[serde(default)]
-    pub allow_encoded_slashes: bool,
+    /// Accept `%2F` and `%5C` inside path segments (kept encoded); otherwise such paths get 400.
+    pub allow_encoded_slashes: Option<bool>,
     /// Match routes without regard to case, for backends that ignore it (IIS): `/ADMIN` is decided
-    /// and forwarded as `/admin`. Default `false`: paths are case-sensitive.
-    #[serde(default)]
-    pub case_insensitive_routes: bool,
+    /// and forwarded as `/admin`. Otherwise paths are case-sensitive.
+    pub case_insensitive_routes: Option<bool>,
     /// Time allowed to open a TCP (and TLS) connection to an upstream (`502` on failure, `504` on
-    /// timeout). Default `"5s"`.
+    /// timeout).
     pub upstream_connect_timeout: Option<String>,
-    /// Time allowed for an upstream to send its response headers (`504` after it). Default `"60s"`.
+    /// Time allowed for an upstream to send its response headers (`504` after it).
     pub upstream_response_timeout: Option<String>,
-    /// TLS termination for every public listener. Default: plain HTTP.
+    /// TLS termination for every public listener. Absent: plain HTTP.
     pub tls: Option<RawTls>,
     /// Open client connections the public listeners serve at once; a connection beyond it is
-    /// answered `503` (plain HTTP) or closed (TLS). Default 10,000.
+    /// answered `503` (plain HTTP) or closed (TLS).
     pub max_connections: Option<usize>,
     /// A client connection with no request in flight for this long is closed (including one that
-    /// never sends a request; bytes alone, such as HTTP/2 PINGs, do not count). Default `"60s"`.
+    /// never sends a request; bytes alone, such as HTTP/2 PINGs, do not count).
     pub connection_idle_timeout: Option<String>,
 }
 
@@ -229,8 +224,7 @@ pub struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
-    /// A tracing filter such as `"info"` or `"portcullis=debug,info"`. Default `"info"`.
-    /// `RUST_LOG`, when set, wins.
+    /// A tracing filter such as `"info"` or `"portcullis=debug,info"`. `RUST_LOG`, when set, wins.
     pub level: Option<String>,
 }
 
@@ -241,40 +235,36 @@ pub struct RawRoute {
     /// Unique name, used in logs (letters, digits, `-`, `_`, `.`). Required.
     pub name: Option<String>,
     /// Host the route answers for: exact (`app.example.com`) or wildcard (`*.example.com`, one or more
-    /// labels). Default: any host.
+    /// labels). Absent: any host.
     pub host: Option<String>,
     /// Path prefix, matched on whole segments (`/api` matches `/api` and `/api/x`, not `/apix`).
-    /// Default `"/"`.
     pub path: Option<String>,
     /// Where requests go: `http://` or `https://` URL, optionally with a base path. Required.
     pub upstream: Option<String>,
     /// PEM file of CA certificates trusted for an `https` upstream instead of the public web roots.
     pub upstream_ca: Option<String>,
-    /// Remove the route's `path` prefix before forwarding. Default `false`.
-    #[serde(default)]
-    pub strip_prefix: bool,
-    /// Forward the client's `Host`; when false the upstream's host is sent. Default `true`.
+    /// Remove the route's `path` prefix before forwarding.
+    pub strip_prefix: Option<bool>,
+    /// Forward the client's `Host`; when false the upstream's host is sent.
     pub preserve_host: Option<bool>,
     /// Overrides `server.upstream_response_timeout` for this route.
     pub response_timeout: Option<String>,
     /// Overrides `server.max_request_body` for this route.
     pub max_request_body: Option<String>,
-    /// `"required"` (the default, with or without `[oidc]`), `"optional"` or `"none"` (open to
+    /// `"required"` (absent too, with or without `[oidc]`), `"optional"` or `"none"` (open to
     /// everyone; only where a route says so).
     pub auth: Option<String>,
     /// Identity headers for this route, replacing the top-level `[headers]`.
     pub headers: Option<BTreeMap<String, String>>,
-    /// Send `Authorization: Bearer <access token>` upstream. Default `false`.
-    #[serde(default)]
-    pub forward_access_token: bool,
-    /// Policy script deciding each request (`.rhai`), relative to the config file. Default: none.
+    /// Send `Authorization: Bearer <access token>` upstream.
+    pub forward_access_token: Option<bool>,
+    /// Policy deciding each request (`.rhai` or `.wasm`), relative to the config file. Optional.
     pub policy: Option<String>,
-    /// Table handed to the policy as `config`. Default: empty.
+    /// Table handed to the policy as `config` (absent: empty).
     pub policy_config: Option<toml::Table>,
-    /// Let the policy set identity headers (`X-Auth-*`, the route's `headers`). Default `false`.
-    #[serde(default)]
-    pub policy_may_set_identity_headers: bool,
-    /// For Wasm policies: `"pooled"` (default: instances reused per worker) or `"per-request"`.
+    /// Let the policy set identity headers (`X-Auth-*`, the route's `headers`).
+    pub policy_may_set_identity_headers: Option<bool>,
+    /// For Wasm policies: `"pooled"` (instances reused per policy thread) or `"per-request"`.
     pub isolation: Option<String>,
 }
 
@@ -297,6 +287,62 @@ impl OneOrMany {
         match self {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_for_keys_with_a_default() {
+        for (section, key, value, expected) in [
+            (
+                "[server]",
+                "allow_encoded_slashes",
+                "\"yes\"",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                "[server]",
+                "case_insensitive_routes",
+                "1",
+                "invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                "[server]",
+                "trusted_proxies",
+                "\"10.0.0.0/8\"",
+                "invalid type: string \"10.0.0.0/8\", expected a sequence",
+            ),
+            (
+                "[[routes]]",
+                "strip_prefix",
+                "\"yes\"",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                "[[routes]]",
+                "forward_access_token",
+                "1",
+                "invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                "[[routes]]",
+                "policy_may_set_identity_headers",
+                "[]",
+                "invalid type: sequence, expected a boolean",
+            ),
+        ] {
+            let text = format!("{section}\n{key} = {value}\n");
+            let err = toml::from_str::<RawConfig>(&text).unwrap_err();
+            assert_eq!(err.message(), expected, "{key}");
+            assert_eq!(
+                err.span(),
+                Some(section.len() + key.len() + 4..text.len() - 1),
+                "{key}"
+            );
         }
     }
 }

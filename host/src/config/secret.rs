@@ -1,8 +1,8 @@
 //! Secrets in config: written inline, as `env:NAME`, or read from a file named by a `*_file` key.
 //!
 //! A [`Secret`] never prints its value: `Debug` and `Display` show `[redacted]`, and resolution errors
-//! name the variable or file, never the content. Later sections (`[oidc] client_secret`, …) use
-//! [`resolve`] so every secret key behaves the same way.
+//! name the variable or file, never the content. Every secret key (`[oidc] client_secret`, …) is
+//! read with [`resolve`], so all of them behave the same way.
 
 use std::fmt;
 use std::path::Path;

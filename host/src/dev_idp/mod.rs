@@ -28,8 +28,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use url::Url;
 
+pub use crate::config::DevClient;
 use keys::TokenSigner;
 use users::DemoUser;
 
@@ -41,19 +41,6 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 const REFRESH_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// Largest request body read (login form, token request).
 const MAX_BODY: usize = 64 * 1024;
-
-/// The one client the provider knows: the config's `[oidc]` section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DevClient {
-    /// `client_id`.
-    pub id: String,
-    /// `client_secret` (none: a public client, PKCE only).
-    pub secret: Option<String>,
-    /// The registered `redirect_uri`.
-    pub redirect_uri: Url,
-    /// The registered `post_logout_redirect_uri`.
-    pub post_logout_redirect_uri: Option<Url>,
-}
 
 /// A running development provider.
 pub struct DevIdp {
