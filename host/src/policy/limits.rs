@@ -49,7 +49,13 @@ impl Default for PolicyLimits {
             max_header_value_size: 4096,
             wasm_max_memory: 32 * 1024 * 1024,
             wasm_pooled_uses: 10_000,
-            threads: super::pool::default_threads(),
+            threads: default_threads(),
         }
     }
+}
+
+/// The default `threads`: the cores this process may use.
+fn default_threads() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
