@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::Decision;
+use super::decision::Decision;
 
 /// The request as a policy sees it.
 pub struct PolicyRequest<'a> {

@@ -28,10 +28,10 @@ use rhai::{
     AST, Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope, def_package,
 };
 
+use super::decision::{Decision, PolicyError};
 use super::input::{PolicyClaims, PolicyRequest};
 use super::limits::PolicyLimits;
 use super::output::OutputRules;
-use super::{Decision, PolicyError};
 
 /// The request while a policy runs.
 struct Current {

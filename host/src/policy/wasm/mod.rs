@@ -37,10 +37,10 @@ use portcullis_wasm_cache::{CompiledCache, Source};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceType};
 use wasmtime::{Engine, Store, Trap};
 
+use super::decision::{Decision, PolicyError};
 use super::input::{PolicyClaims, PolicyRequest};
 use super::limits::PolicyLimits;
 use super::output::OutputRules;
-use super::{Decision, PolicyError};
 
 pub(crate) use handles::WasmIdentity;
 
