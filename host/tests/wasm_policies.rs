@@ -11,7 +11,7 @@ use http::HeaderMap;
 use portcullis::config::IdentityHeaders;
 use portcullis::policy::wasm::WasmOptions;
 use portcullis::policy::{
-    Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyLimits,
+    Decision, Isolation, OutputRules, Policy, PolicyEngine, PolicyIdentity, PolicyLimits,
     PolicyRequest, WasmPolicy,
 };
 use serde_json::json;
@@ -77,15 +77,15 @@ fn rhai(name: &str, config: serde_json::Value) -> Policy {
     )
 }
 
-fn claims(groups: &[&str]) -> PolicyClaims {
+fn claims(groups: &[&str]) -> PolicyIdentity {
     let claims = json!({ "sub": "u1", "preferred_username": "user1", "email": "u1@example.com", "groups": groups });
-    PolicyClaims::from_json(claims.as_object().unwrap())
+    PolicyIdentity::from_json(claims.as_object().unwrap())
 }
 
 fn decide(
     policy: &Policy,
     method: &str,
-    claims: Option<&PolicyClaims>,
+    claims: Option<&PolicyIdentity>,
 ) -> Result<Decision, String> {
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "blue".parse().unwrap());
@@ -171,7 +171,7 @@ fn a_policy_reads_every_input_through_its_handles() {
         "sub": "u1", "preferred_username": "user1", "email": "u1@example.com",
         "groups": ["ops", "staff"], "level": 3,
     });
-    let user = PolicyClaims::from_json(user.as_object().unwrap());
+    let user = PolicyIdentity::from_json(user.as_object().unwrap());
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "blue".parse().unwrap());
     headers.append("accept", "text/html".parse().unwrap());

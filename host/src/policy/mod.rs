@@ -8,6 +8,7 @@
 //! serve connections.
 
 mod decision;
+mod identity;
 pub mod input;
 pub mod limits;
 pub mod output;
@@ -19,7 +20,8 @@ pub mod wasm;
 
 pub use self::rhai::{PolicyEngine, RhaiPolicy};
 pub use decision::{Decision, PolicyError};
-pub use input::{PolicyClaims, PolicyRequest};
+pub use identity::PolicyIdentity;
+pub use input::PolicyRequest;
 pub use limits::PolicyLimits;
 pub use output::OutputRules;
 pub use pool::{PolicyPool, PoolError};
@@ -39,10 +41,10 @@ impl Policy {
     pub fn decide(
         &self,
         request: &PolicyRequest<'_>,
-        claims: Option<&PolicyClaims>,
+        identity: Option<&PolicyIdentity>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        self.decide_by(request, claims, rules, None)
+        self.decide_by(request, identity, rules, None)
     }
 
     /// [`Policy::decide`], stopping the script at `deadline` too if that comes before its own
@@ -50,27 +52,29 @@ impl Policy {
     pub fn decide_by(
         &self,
         request: &PolicyRequest<'_>,
-        claims: Option<&PolicyClaims>,
+        identity: Option<&PolicyIdentity>,
         rules: &OutputRules,
         deadline: Option<std::time::Instant>,
     ) -> Result<Decision, PolicyError> {
         match self {
             Policy::Rhai(policy) => policy.decide_by(
                 request,
-                claims.unwrap_or(&PolicyClaims::anonymous()),
+                identity.unwrap_or(&PolicyIdentity::anonymous()),
                 rules,
                 deadline,
             ),
-            Policy::Wasm(policy) => policy.decide_by(request, claims, rules, deadline),
+            Policy::Wasm(policy) => policy.decide_by(request, identity, rules, deadline),
         }
     }
 
-    /// The decision already made for these claims, when the policy's decisions are remembered
+    /// The decision already made for this user, when the policy's decisions are remembered
     /// per session (a Rhai script that reads nothing but the claims and its config): served
     /// without running anything.
-    pub fn remembered(&self, claims: Option<&PolicyClaims>) -> Option<Decision> {
+    pub fn remembered(&self, identity: Option<&PolicyIdentity>) -> Option<Decision> {
         match self {
-            Policy::Rhai(policy) => policy.remembered(claims.unwrap_or(&PolicyClaims::anonymous())),
+            Policy::Rhai(policy) => {
+                policy.remembered(identity.unwrap_or(&PolicyIdentity::anonymous()))
+            }
             Policy::Wasm(_) => None,
         }
     }

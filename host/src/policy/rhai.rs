@@ -29,13 +29,14 @@ use rhai::{
 };
 
 use super::decision::{Decision, PolicyError};
-use super::input::{PolicyClaims, PolicyRequest};
+use super::identity::PolicyIdentity;
+use super::input::PolicyRequest;
 use super::limits::PolicyLimits;
 use super::output::OutputRules;
 
 /// The request while a policy runs.
 struct Current {
-    groups: Arc<Vec<String>>,
+    identity: PolicyIdentity,
     claims: Arc<Map>,
     request: Arc<RequestData>,
     /// Whether `request` is the real one (not copied for scripts judged not to read it).
@@ -336,6 +337,17 @@ fn reads_request(code: &str) -> bool {
         .any(|word| code.contains(word))
 }
 
+/// The claims as script values (made once per user, see [`PolicyIdentity`]); a value Rhai cannot
+/// hold is left out.
+fn script_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Map {
+    claims
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().into(), rhai::serde::to_dynamic(value).ok()?))
+        })
+        .collect()
+}
+
 /// Identifies compiled policies (a reload's are new).
 static NEXT_POLICY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -385,14 +397,14 @@ fn register_api(engine: &mut Engine) {
 
     engine
         .register_fn("has_group", |name: &str| {
-            with_current(false, |c| c.groups.iter().any(|g| g == name))
+            with_current(false, |c| c.identity.has_group(name))
         })
         .register_fn("has_any_group", |names: &mut Array| {
             with_current(false, |c| {
                 names
                     .iter()
                     .filter_map(|n| n.clone().into_immutable_string().ok())
-                    .any(|n| c.groups.iter().any(|g| *g == *n))
+                    .any(|n| c.identity.has_group(&n))
             })
         })
         .register_fn("claim", |name: &str| {
@@ -447,17 +459,17 @@ impl RhaiPolicy {
     pub fn decide(
         &self,
         request: &PolicyRequest<'_>,
-        claims: &PolicyClaims,
+        identity: &PolicyIdentity,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        self.decide_by(request, claims, rules, None)
+        self.decide_by(request, identity, rules, None)
     }
 
     /// [`RhaiPolicy::decide`], stopping at `deadline` too if that comes first.
     pub fn decide_by(
         &self,
         request: &PolicyRequest<'_>,
-        claims: &PolicyClaims,
+        identity: &PolicyIdentity,
         rules: &OutputRules,
         deadline: Option<Instant>,
     ) -> Result<Decision, PolicyError> {
@@ -467,24 +479,24 @@ impl RhaiPolicy {
             deadline.map_or(timeout, |deadline| deadline.min(timeout))
         };
         if !self.claims_only.load(Relaxed) {
-            return self.run(request, claims, rules, until());
+            return self.run(request, identity, rules, until());
         }
-        if let Some(decision) = claims.decisions.get(self.id) {
+        if let Some(decision) = identity.decisions().get(self.id) {
             return Ok(decision);
         }
-        let decision = self.run(request, claims, rules, until())?;
+        let decision = self.run(request, identity, rules, until())?;
         // A run that found the script reading the request turned `claims_only` off.
         if self.claims_only.load(Relaxed) {
-            claims.decisions.remember(self.id, &decision);
+            identity.decisions().remember(self.id, &decision);
         }
         Ok(decision)
     }
 
-    /// The decision remembered for these claims, if the script's decisions are remembered per
+    /// The decision remembered for this user, if the script's decisions are remembered per
     /// session and it already decided for them.
-    pub fn remembered(&self, claims: &PolicyClaims) -> Option<Decision> {
+    pub fn remembered(&self, identity: &PolicyIdentity) -> Option<Decision> {
         if self.claims_only.load(Relaxed) {
-            claims.decisions.get(self.id)
+            identity.decisions().get(self.id)
         } else {
             None
         }
@@ -498,7 +510,7 @@ impl RhaiPolicy {
     fn run(
         &self,
         request: &PolicyRequest<'_>,
-        claims: &PolicyClaims,
+        identity: &PolicyIdentity,
         rules: &OutputRules,
         deadline: Instant,
     ) -> Result<Decision, PolicyError> {
@@ -530,14 +542,15 @@ impl RhaiPolicy {
         // script reads out of them is a copy. `config` is small: this decision's own copy is
         // cheaper than a view's property lookups. Either way no request can change what the next
         // one sees. (Plain variables, not constants: Rhai re-marks constants value by value.)
-        scope.push("claims", ReadOnlyMap(claims.map.clone()));
+        let claims = identity.script_claims(script_claims).clone();
+        scope.push("claims", ReadOnlyMap(claims.clone()));
         scope.push("request", RequestView(data.clone()));
         scope.push("route", route.clone());
         scope.push_dynamic("config", self.config.clone());
         // Cleared when dropped: at the end of this run, or before running again below.
         let guard = CallGuard::set(Current {
-            groups: claims.groups.clone(),
-            claims: claims.map.clone(),
+            identity: identity.clone(),
+            claims,
             request: data,
             has_request,
             wanted_request: std::cell::Cell::new(false),
@@ -565,7 +578,7 @@ impl RhaiPolicy {
             self.reads_request.store(true, Relaxed);
             self.claims_only.store(false, Relaxed);
             drop(guard);
-            return self.run(request, claims, rules, deadline);
+            return self.run(request, identity, rules, deadline);
         }
         self.decision(result.map_err(|err| self.runtime_error(*err))?, rules)
     }
@@ -636,7 +649,7 @@ mod tests {
     #[test]
     fn print_and_debug_output_is_bounded_per_decision() {
         let current = Current {
-            groups: Arc::new(Vec::new()),
+            identity: PolicyIdentity::anonymous(),
             claims: Arc::new(Map::new()),
             request: Arc::new(RequestData::default()),
             has_request: false,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::wasm::WasmOptions;
 use super::{
-    Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyError,
+    Decision, Isolation, OutputRules, Policy, PolicyEngine, PolicyError, PolicyIdentity,
     PolicyLimits, PolicyRequest, WasmPolicy,
 };
 use crate::canonical::CanonicalPath;
@@ -152,6 +152,6 @@ pub fn run(
     // Claims without a subject stand for "no user" (e.g. `{}`).
     let claims = claims
         .contains_key("sub")
-        .then(|| PolicyClaims::from_json(&claims));
+        .then(|| PolicyIdentity::from_json(&claims));
     Ok(policy.decide(&input, claims.as_ref(), &rules)?)
 }
