@@ -617,6 +617,37 @@ mod cli {
             r#"{"decision":"login"}"#
         );
     }
+
+    /// `policy test` knows no config: it refuses identity headers as a route with the default
+    /// `[headers]` does because `header_ownership` owns every default name by itself.
+    #[test]
+    fn policy_test_refuses_the_default_identity_headers() {
+        use portcullis::header_ownership::{HeaderClass, classify};
+        for (name, _) in &portcullis::config::IdentityHeaders::seed_default().0 {
+            assert_eq!(
+                classify(name.as_str()),
+                Some(HeaderClass::Identity),
+                "{name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let claims = write(dir.path(), "claims.json", r#"{"sub": "bob"}"#);
+        let policy = write(
+            dir.path(),
+            "spoof.rhai",
+            r#"allow(#{ "X-Auth-Userid": "root" })"#,
+        );
+        let output = binary()
+            .args(["policy", "test"])
+            .arg(&policy)
+            .arg("--claims")
+            .arg(&claims)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is an identity header"), "{stderr}");
+    }
 }
 
 #[test]

@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use super::RoutePolicy;
+use super::auth::IdentityHeaders;
 use super::raw::{RawPolicyLimits, RawWasm};
 use super::validate::{Problems, duration};
-use crate::policy::wasm::{CacheDir, WasmOptions};
-use crate::policy::{Isolation, OutputRules, Policy, PolicyEngine, PolicyLimits, WasmPolicy};
+use crate::policy::wasm::CacheDir;
+use crate::policy::{OutputRules, Policy, PolicyLimits, PolicyLoader, PolicySource};
 
 /// Where compiled Wasm policies are kept: `[wasm] cache_dir` (relative to the config's folder),
 /// `data/wasm-cache` by default, nowhere with `cache = false`.
@@ -134,85 +135,66 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
     }
 }
 
-/// Compiles a route's policy file with its `policy_config`.
-#[allow(clippy::too_many_arguments)]
+/// A route's policy keys, as written.
+pub(super) struct RoutePolicyKeys<'a> {
+    /// The key path of `policy`, e.g. `routes[2].policy`; the other keys are its siblings.
+    pub key: &'a str,
+    /// `policy`: the file, relative to `base_dir`.
+    pub file: &'a str,
+    /// The config file's folder.
+    pub base_dir: &'a Path,
+    /// `policy_config`.
+    pub config: Option<toml::Table>,
+    /// `isolation`.
+    pub isolation: Option<&'a str>,
+    /// `policy_may_set_identity_headers`.
+    pub may_set_identity_headers: bool,
+}
+
+/// Loads a route's policy ([`Policy::load`]) with the rules its decisions follow on a route
+/// with these identity headers; `None` after adding what is wrong to `problems`.
 pub(super) fn compile_route_policy(
-    engine: &PolicyEngine,
-    wasm_cache: Option<&CacheDir>,
-    file: &str,
-    config: Option<toml::Table>,
-    isolation: Option<&str>,
-    rules: OutputRules,
-    base_dir: &Path,
-    key: &str,
+    keys: RoutePolicyKeys<'_>,
+    identity_headers: &IdentityHeaders,
+    loader: &PolicyLoader,
     problems: &mut Problems,
 ) -> Option<RoutePolicy> {
-    let isolation_key = key.replace(".policy", ".isolation");
-    if file.ends_with(".wasm") {
-        let isolation = match isolation {
-            None | Some("pooled") => Isolation::Pooled,
-            Some("per-request") => Isolation::PerRequest,
-            Some(other) => {
-                problems.add(
-                    isolation_key,
-                    format!("must be \"pooled\" or \"per-request\": {other:?}"),
-                );
-                return None;
-            }
-        };
-        let config = match serde_json::to_value(config.unwrap_or_default()) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        return match WasmPolicy::compile(
-            &base_dir.join(file),
-            file,
-            &config,
-            WasmOptions {
-                isolation,
-                limits: engine.limits().clone(),
-                cache: wasm_cache.cloned(),
-            },
-        ) {
-            Ok(policy) => Some(RoutePolicy {
-                policy: Policy::Wasm(policy),
-                rules,
-            }),
-            Err(err) => {
-                problems.add(key, err.to_string());
-                None
-            }
-        };
-    }
-    if !file.ends_with(".rhai") {
-        problems.add(
-            key,
-            format!("{file:?}: a policy is a Rhai script (.rhai) or a Wasm component (.wasm)"),
-        );
-        return None;
-    }
-    if isolation.is_some() {
-        problems.add(isolation_key, "only Wasm policies have an isolation mode");
-        return None;
-    }
-    let config = match rhai::serde::to_dynamic(config.unwrap_or_default()) {
-        Ok(value) => value.try_cast::<rhai::Map>().unwrap_or_default(),
+    let sibling = |name: &str| match keys.key.strip_suffix("policy") {
+        Some(route) => format!("{route}{name}"),
+        None => name.to_owned(),
+    };
+    let config = match serde_json::to_value(keys.config.unwrap_or_default()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => serde_json::Map::new(),
         Err(err) => {
             problems.add(
-                format!("{key}_config"),
+                sibling("policy_config"),
                 format!("cannot be handed to the policy: {err}"),
             );
             return None;
         }
     };
-    match engine.compile(&base_dir.join(file), file, config) {
-        Ok(policy) => Some(RoutePolicy {
-            policy: Policy::Rhai(policy),
-            rules,
-        }),
+    let source = PolicySource {
+        file: keys.file,
+        path: keys.base_dir.join(keys.file),
+        config,
+        isolation: keys.isolation,
+    };
+    let policy = match Policy::load(source, loader) {
+        Ok(policy) => policy,
         Err(err) => {
-            problems.add(key, err.to_string());
-            None
+            problems.add(sibling(err.key()), err.to_string());
+            return None;
         }
-    }
+    };
+    let rules = OutputRules {
+        limits: loader.limits().clone(),
+        identity_headers: identity_headers
+            .0
+            .iter()
+            .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
+            .collect(),
+        may_set_identity_headers: keys.may_set_identity_headers,
+    };
+    Some(RoutePolicy { policy, rules })
 }

@@ -20,7 +20,7 @@ use super::{
     CaBundle, Config, HostPattern, LogConfig, Problem, RouteConfig, ServerConfig, UpstreamUrl,
 };
 use crate::canonical::CanonicalPath;
-use crate::policy::{OutputRules, PolicyEngine};
+use crate::policy::PolicyLoader;
 use crate::tls;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -108,8 +108,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
     let policy_limits = policies::validate_limits(raw.policy_limits, &mut problems);
     let defaults = RouteDefaults {
-        engine: PolicyEngine::new(policy_limits.clone()),
-        wasm_cache: policies::wasm_cache_dir(raw.wasm, base_dir, &mut problems),
+        policies: PolicyLoader::new(
+            policy_limits.clone(),
+            policies::wasm_cache_dir(raw.wasm, base_dir, &mut problems),
+        ),
         oidc_set,
         identity_headers: identity_headers
             .clone()
@@ -133,10 +135,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
 
 /// What routes inherit from the top-level login sections.
 struct RouteDefaults {
-    /// Compiles every route's policy (one engine per config).
-    engine: PolicyEngine,
-    /// Where compiled Wasm policies are kept (`[wasm]`).
-    wasm_cache: Option<crate::policy::wasm::CacheDir>,
+    /// Loads every route's policy (one Rhai engine per config; `[wasm]` says where compiled
+    /// Wasm policies are kept).
+    policies: PolicyLoader,
     oidc_set: bool,
     identity_headers: Arc<IdentityHeaders>,
 }
@@ -402,24 +403,18 @@ fn validate_routes(
         }
         let policy = match (&raw.policy, &identity_headers) {
             (Some(file), Some(identity_headers)) => {
-                let rules = OutputRules {
-                    limits: defaults.engine.limits().clone(),
-                    identity_headers: identity_headers
-                        .0
-                        .iter()
-                        .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
-                        .collect(),
+                let keys = policies::RoutePolicyKeys {
+                    key: &key("policy"),
+                    file,
+                    base_dir,
+                    config: raw.policy_config,
+                    isolation: raw.isolation.as_deref(),
                     may_set_identity_headers: raw.policy_may_set_identity_headers,
                 };
                 let compiled = policies::compile_route_policy(
-                    &defaults.engine,
-                    defaults.wasm_cache.as_ref(),
-                    file,
-                    raw.policy_config,
-                    raw.isolation.as_deref(),
-                    rules,
-                    base_dir,
-                    &key("policy"),
+                    keys,
+                    identity_headers,
+                    &defaults.policies,
                     problems,
                 );
                 if compiled.is_none() {
