@@ -1,4 +1,5 @@
-//! `[policy_limits]` and the routes' `policy` keys: limits checked, scripts compiled at load.
+//! `[policy_limits]`, `[wasm]` and the routes' policy keys: limits checked, each route's policy loaded
+//! with [`Policy::load`] when the config is.
 
 use std::path::Path;
 
@@ -6,6 +7,7 @@ use super::RoutePolicy;
 use super::auth::IdentityHeaders;
 use super::raw::{RawPolicyLimits, RawWasm};
 use super::validate::{Problems, duration};
+use crate::policy::limits::{MAX_THREADS, MAX_WASM_MEMORY};
 use crate::policy::wasm::CacheDir;
 use crate::policy::{OutputRules, Policy, PolicyLimits, PolicyLoader, PolicySource};
 
@@ -43,9 +45,8 @@ pub(super) fn wasm_cache_dir(
     }
 }
 
-/// Most policy threads a config may ask for.
-const MAX_POLICY_THREADS: usize = 1024;
-
+/// `[policy_limits]`: each key given replaces its default. Problems are added in the order of
+/// the checks below.
 pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> PolicyLimits {
     let defaults = PolicyLimits::default();
     let mut positive = |key: &str, value: Option<usize>, default: usize| match value {
@@ -56,65 +57,41 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
         Some(value) => value,
         None => default,
     };
-    let limits = PolicyLimits {
-        max_operations: raw.max_operations.unwrap_or(defaults.max_operations).max(1),
-        max_call_depth: positive(
-            "max_call_depth",
-            raw.max_call_depth,
-            defaults.max_call_depth,
-        ),
-        max_expr_depth: positive(
-            "max_expr_depth",
-            raw.max_expr_depth,
-            defaults.max_expr_depth,
-        ),
-        max_string_size: positive(
-            "max_string_size",
-            raw.max_string_size,
-            defaults.max_string_size,
-        ),
-        max_array_size: positive(
-            "max_array_size",
-            raw.max_array_size,
-            defaults.max_array_size,
-        ),
-        max_map_size: positive("max_map_size", raw.max_map_size, defaults.max_map_size),
-        timeout: defaults.timeout,
-        max_headers: raw.max_headers.unwrap_or(defaults.max_headers),
-        max_header_value_size: positive(
-            "max_header_value_size",
-            raw.max_header_value_size,
-            defaults.max_header_value_size,
-        ),
-        wasm_max_memory: defaults.wasm_max_memory,
-        wasm_pooled_uses: defaults.wasm_pooled_uses,
-        threads: match positive("threads", raw.threads, defaults.threads) {
-            threads if threads > MAX_POLICY_THREADS => {
-                problems.add(
-                    "policy_limits.threads",
-                    format!("at most {MAX_POLICY_THREADS}"),
-                );
-                defaults.threads
-            }
-            threads => threads,
-        },
-    };
-    let wasm_max_memory = match raw
-        .wasm_max_memory
-        .as_deref()
-        .map(super::validate::parse_size)
-    {
-        None => defaults.wasm_max_memory,
-        Some(Ok(bytes)) if bytes <= crate::policy::wasm::MAX_CONFIGURABLE_MEMORY => bytes,
-        Some(Ok(_)) => {
-            problems.add("policy_limits.wasm_max_memory", "at most \"256MiB\"");
-            defaults.wasm_max_memory
+    let max_call_depth = positive(
+        "max_call_depth",
+        raw.max_call_depth,
+        defaults.max_call_depth,
+    );
+    let max_expr_depth = positive(
+        "max_expr_depth",
+        raw.max_expr_depth,
+        defaults.max_expr_depth,
+    );
+    let max_string_size = positive(
+        "max_string_size",
+        raw.max_string_size,
+        defaults.max_string_size,
+    );
+    let max_array_size = positive(
+        "max_array_size",
+        raw.max_array_size,
+        defaults.max_array_size,
+    );
+    let max_map_size = positive("max_map_size", raw.max_map_size, defaults.max_map_size);
+    let max_header_value_size = positive(
+        "max_header_value_size",
+        raw.max_header_value_size,
+        defaults.max_header_value_size,
+    );
+    let threads = match positive("threads", raw.threads, defaults.threads) {
+        threads if threads > MAX_THREADS => {
+            problems.add("policy_limits.threads", format!("at most {MAX_THREADS}"));
+            defaults.threads
         }
-        Some(Err(message)) => {
-            problems.add("policy_limits.wasm_max_memory", message);
-            defaults.wasm_max_memory
-        }
+        threads => threads,
     };
+    let wasm_max_memory = wasm_max_memory(raw.wasm_max_memory.as_deref(), problems)
+        .unwrap_or(defaults.wasm_max_memory);
     if raw.max_operations == Some(0) {
         problems.add("policy_limits.max_operations", "must be at least 1");
     }
@@ -125,13 +102,36 @@ pub(super) fn validate_limits(raw: RawPolicyLimits, problems: &mut Problems) -> 
         "20ms",
     );
     PolicyLimits {
-        timeout: timeout.unwrap_or(limits.timeout),
+        max_operations: raw.max_operations.unwrap_or(defaults.max_operations).max(1),
+        max_call_depth,
+        max_expr_depth,
+        max_string_size,
+        max_array_size,
+        max_map_size,
+        timeout: timeout.unwrap_or(defaults.timeout),
+        max_headers: raw.max_headers.unwrap_or(defaults.max_headers),
+        max_header_value_size,
         wasm_max_memory,
         wasm_pooled_uses: raw
             .wasm_pooled_uses
             .unwrap_or(defaults.wasm_pooled_uses)
             .max(1),
-        ..limits
+        threads,
+    }
+}
+
+/// `policy_limits.wasm_max_memory` in bytes, if given and valid (at most [`MAX_WASM_MEMORY`]).
+fn wasm_max_memory(text: Option<&str>, problems: &mut Problems) -> Option<u64> {
+    match super::validate::parse_size(text?) {
+        Ok(bytes) if bytes <= MAX_WASM_MEMORY => Some(bytes),
+        Ok(_) => {
+            problems.add("policy_limits.wasm_max_memory", "at most \"256MiB\"");
+            None
+        }
+        Err(message) => {
+            problems.add("policy_limits.wasm_max_memory", message);
+            None
+        }
     }
 }
 

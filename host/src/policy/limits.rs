@@ -5,6 +5,13 @@
 
 use std::time::Duration;
 
+/// Most policy threads a config may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Most linear memory a config may give a Wasm policy (the pooling allocator reserves this much
+/// address space per instance slot).
+pub const MAX_WASM_MEMORY: u64 = 256 * 1024 * 1024;
+
 /// The sandbox bounds of policies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyLimits {

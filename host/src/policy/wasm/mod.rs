@@ -33,7 +33,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::decision::{Decision, PolicyError};
 use super::identity::PolicyIdentity;
 use super::input::PolicyRequest;
-use super::limits::PolicyLimits;
+use super::limits::{MAX_WASM_MEMORY, PolicyLimits};
 use super::output::OutputRules;
 
 /// Wasm stack available to a policy (engine-wide).
@@ -45,8 +45,6 @@ const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
-/// Largest memory any policy may be configured to use (the pooling allocator reserves this).
-pub const MAX_CONFIGURABLE_MEMORY: u64 = 256 * 1024 * 1024;
 
 /// How a route's Wasm policy instances are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +129,7 @@ impl WasmRuntime {
             .total_core_instances(1024)
             .total_memories(512)
             .total_tables(1024)
-            .max_memory_size(MAX_CONFIGURABLE_MEMORY as usize);
+            .max_memory_size(MAX_WASM_MEMORY as usize);
         if kernel_has_pagemap_scan() {
             // A freed slot's dirty pages (up to KEEP_RESIDENT) are copied back to their initial
             // contents in place: no `madvise`, no TLB shootdown, no page faults on the next
