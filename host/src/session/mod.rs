@@ -284,7 +284,7 @@ impl SessionManager {
 
     /// Stores a new session without flushing and returns its cookie value: for filling a store
     /// with many sessions in benches (a login always goes through [`Self::create`]).
-    #[doc(hidden)]
+    #[cfg(feature = "bench")]
     pub fn insert_unflushed(&self, mut session: Session) -> Result<String, StoreError> {
         let now = self.now();
         session.created_at = now;

@@ -257,7 +257,7 @@ impl WasmRuntime {
 
 /// Compiles `bytes` (or loads them from the disk cache `cache`), bypassing the in-memory cache:
 /// what a start-up or reload costs per policy. For the benches.
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 pub fn compile_uncached(bytes: &[u8], cache: Option<&Path>) -> Result<CodeOrigin, String> {
     let runtime = WasmRuntime::get()?;
     let disk = cache
@@ -408,7 +408,7 @@ impl WasmPolicy {
 
     /// Creates a store and an instance and drops them: what `per-request` pays besides the
     /// call. For the benches.
-    #[doc(hidden)]
+    #[cfg(feature = "bench")]
     pub fn instantiate_once(&self) -> Result<(), String> {
         let mut store = self.new_store("bench");
         store.set_epoch_deadline(self.deadline_ticks(None));
