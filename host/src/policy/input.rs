@@ -23,3 +23,14 @@ pub struct PolicyRequest<'a> {
     /// The route's name.
     pub route: &'a str,
 }
+
+/// The value of header `name` (any case) as a policy reads it, `None` when absent: its text
+/// values (not visible ASCII: left out) joined with `", "`.
+pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name.to_ascii_lowercase().as_str())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}

@@ -19,7 +19,6 @@ pub mod limits;
 pub mod output;
 pub mod pool;
 mod rhai;
-mod rhai_guards;
 pub mod tester;
 pub mod wasm;
 
