@@ -7,6 +7,7 @@ use super::bindings;
 use super::bindings::portcullis::policy::types as wit;
 use super::state::{HostState, IdentityHandle, RequestHandle};
 use crate::policy::identity::PolicyIdentity;
+use crate::policy::input;
 
 impl bindings::PolicyImports for HostState {
     fn log(&mut self, level: wit::Level, message: String) {
@@ -59,23 +60,22 @@ impl wit::HostRequest for HostState {
     }
 
     fn header(&mut self, _: Resource<RequestHandle>, name: String) -> Option<String> {
-        self.request
-            .headers
-            .iter()
-            .find(|(key, _)| key.as_str().eq_ignore_ascii_case(&name))
-            .and_then(|(_, value)| value.to_str().ok())
-            .map(str::to_owned)
+        let fields = self.request.headers.iter();
+        input::combine(
+            &name,
+            fields
+                .filter(|(key, _)| key.as_str().eq_ignore_ascii_case(&name))
+                .map(|(_, value)| value),
+        )
     }
 
     fn headers(&mut self, _: Resource<RequestHandle>) -> Vec<wit::Header> {
         self.request
             .headers
             .iter()
-            .filter_map(|(name, value)| {
-                Some(wit::Header {
-                    name: name.as_str().to_owned(),
-                    value: value.to_str().ok()?.to_owned(),
-                })
+            .map(|(name, value)| wit::Header {
+                name: name.as_str().to_owned(),
+                value: input::value_text(value).into_owned(),
             })
             .collect()
     }
