@@ -130,7 +130,7 @@ impl PolicyEngine {
         self.compile_text(&text, shown, config)
     }
 
-    /// Compiles script text (tests, `policy test`).
+    /// Compiles script text (tests).
     pub fn compile_text(
         &self,
         text: &str,
