@@ -53,14 +53,14 @@ pub fn build_wasm_policies() -> std::path::PathBuf {
 }
 
 /// A realistic user for policy benches: 10 groups (`group-0` … `group-9`) and the usual claims.
-pub fn policy_claims() -> portcullis::policy::PolicyClaims {
+pub fn policy_claims() -> portcullis::policy::PolicyIdentity {
     let groups: Vec<String> = (0..10).map(|i| format!("group-{i}")).collect();
     let claims = serde_json::json!({
         "sub": "alice", "preferred_username": "alice", "email": "alice@example.com", "locale": "en-GB",
         "aud": "portcullis", "iss": "https://idp.example", "exp": 1_900_000_000, "iat": 1_800_000_000,
         "groups": groups,
     });
-    portcullis::policy::PolicyClaims::from_json(claims.as_object().expect("an object"))
+    portcullis::policy::PolicyIdentity::from_json(claims.as_object().expect("an object"))
 }
 
 /// Typical browser request headers for policy benches.

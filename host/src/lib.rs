@@ -7,6 +7,8 @@
 //! layers; `architecture_test` keeps them.
 
 pub mod app;
+#[cfg(test)]
+mod architecture_test;
 pub mod canonical;
 pub mod claim_header;
 pub mod config;

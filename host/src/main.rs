@@ -53,7 +53,7 @@ enum PolicyCommand {
     /// Run one decision of a policy and print it as JSON. Exit 0; 1 when it differs from
     /// `--expect`; 2 when the policy fails (compile, runtime, limit) or an input is bad.
     Test {
-        /// The policy file (`.rhai`).
+        /// The policy file (`.rhai` or `.wasm`).
         file: PathBuf,
         /// JSON object of ID-token claims, e.g. {"sub": "alice", "groups": ["admins"]}.
         #[arg(long)]

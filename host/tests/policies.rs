@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use http::{HeaderMap, StatusCode};
 use portcullis::config::IdentityHeaders;
 use portcullis::policy::{
-    Decision, OutputRules, PolicyClaims, PolicyEngine, PolicyLimits, PolicyRequest,
+    Decision, OutputRules, PolicyEngine, PolicyIdentity, PolicyLimits, PolicyRequest,
 };
 use serde_json::json;
 
@@ -36,9 +36,9 @@ fn config(value: serde_json::Value) -> rhai::Map {
         .unwrap()
 }
 
-fn claims(groups: &[&str]) -> PolicyClaims {
+fn claims(groups: &[&str]) -> PolicyIdentity {
     let claims = json!({ "sub": "u1", "preferred_username": "user1", "groups": groups });
-    PolicyClaims::from_json(claims.as_object().unwrap())
+    PolicyIdentity::from_json(claims.as_object().unwrap())
 }
 
 /// One decision with the default limits.
@@ -46,7 +46,7 @@ fn decide(
     policy: &portcullis::policy::RhaiPolicy,
     method: &str,
     path: &str,
-    claims: &PolicyClaims,
+    claims: &PolicyIdentity,
 ) -> Result<Decision, String> {
     decide_with(
         policy,
@@ -61,7 +61,7 @@ fn decide_with(
     policy: &portcullis::policy::RhaiPolicy,
     method: &str,
     path: &str,
-    claims: &PolicyClaims,
+    claims: &PolicyIdentity,
     rules: &OutputRules,
 ) -> Result<Decision, String> {
     let mut headers = HeaderMap::new();
@@ -217,7 +217,7 @@ fn set_role_header_decision_table() {
         );
     }
     assert_eq!(
-        short(decide(&policy, "GET", "/", &PolicyClaims::anonymous())),
+        short(decide(&policy, "GET", "/", &PolicyIdentity::anonymous())),
         "login"
     );
 }
@@ -250,7 +250,7 @@ fn scripts_see_the_documented_values() {
         r#"if type_of(claims.groups) == "array" && claims.groups.len() == 0 { allow() } else { deny(500) }"#,
     );
     assert_eq!(
-        short(decide(&anonymous, "GET", "/", &PolicyClaims::anonymous())),
+        short(decide(&anonymous, "GET", "/", &PolicyIdentity::anonymous())),
         "allow"
     );
 }
@@ -616,6 +616,37 @@ mod cli {
             String::from_utf8_lossy(&output.stdout).trim(),
             r#"{"decision":"login"}"#
         );
+    }
+
+    /// `policy test` knows no config: it refuses identity headers as a route with the default
+    /// `[headers]` does because `header_ownership` owns every default name by itself.
+    #[test]
+    fn policy_test_refuses_the_default_identity_headers() {
+        use portcullis::header_ownership::{HeaderClass, classify};
+        for (name, _) in &portcullis::config::IdentityHeaders::seed_default().0 {
+            assert_eq!(
+                classify(name.as_str()),
+                Some(HeaderClass::Identity),
+                "{name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let claims = write(dir.path(), "claims.json", r#"{"sub": "bob"}"#);
+        let policy = write(
+            dir.path(),
+            "spoof.rhai",
+            r#"allow(#{ "X-Auth-Userid": "root" })"#,
+        );
+        let output = binary()
+            .args(["policy", "test"])
+            .arg(&policy)
+            .arg("--claims")
+            .arg(&claims)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is an identity header"), "{stderr}");
     }
 }
 

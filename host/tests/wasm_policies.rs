@@ -11,8 +11,8 @@ use http::HeaderMap;
 use portcullis::config::IdentityHeaders;
 use portcullis::policy::wasm::WasmOptions;
 use portcullis::policy::{
-    Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyLimits,
-    PolicyRequest, WasmPolicy,
+    Decision, Isolation, OutputRules, Policy, PolicyEngine, PolicyIdentity, PolicyLimits,
+    PolicyLoader, PolicyRequest, PolicySource, WasmPolicy,
 };
 use serde_json::json;
 use support::wasm::policy;
@@ -77,15 +77,15 @@ fn rhai(name: &str, config: serde_json::Value) -> Policy {
     )
 }
 
-fn claims(groups: &[&str]) -> PolicyClaims {
+fn claims(groups: &[&str]) -> PolicyIdentity {
     let claims = json!({ "sub": "u1", "preferred_username": "user1", "email": "u1@example.com", "groups": groups });
-    PolicyClaims::from_json(claims.as_object().unwrap())
+    PolicyIdentity::from_json(claims.as_object().unwrap())
 }
 
 fn decide(
     policy: &Policy,
     method: &str,
-    claims: Option<&PolicyClaims>,
+    claims: Option<&PolicyIdentity>,
 ) -> Result<Decision, String> {
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "blue".parse().unwrap());
@@ -171,7 +171,7 @@ fn a_policy_reads_every_input_through_its_handles() {
         "sub": "u1", "preferred_username": "user1", "email": "u1@example.com",
         "groups": ["ops", "staff"], "level": 3,
     });
-    let user = PolicyClaims::from_json(user.as_object().unwrap());
+    let user = PolicyIdentity::from_json(user.as_object().unwrap());
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "blue".parse().unwrap());
     headers.append("accept", "text/html".parse().unwrap());
@@ -219,6 +219,180 @@ fn a_policy_reads_every_input_through_its_handles() {
     }
 }
 
+/// One row of the parity table: a request's headers (raw bytes: not all are text), a user, and
+/// what `header(name)` must read for some of the names asked.
+struct Row {
+    what: &'static str,
+    headers: &'static [(&'static str, &'static [u8])],
+    user: Option<serde_json::Value>,
+    reads: &'static [(&'static str, Option<&'static str>)],
+}
+
+/// The header names the parity policies ask for.
+const ASKED: [&str; 9] = [
+    "x-tenant",
+    "X-Tenant",
+    "X-TENANT",
+    "x_tenant",
+    "x-empty",
+    "x-missing",
+    "cookie",
+    "x-bytes",
+    "accept",
+];
+
+/// The rows of the parity table.
+fn parity_rows() -> Vec<Row> {
+    let every_claim_type = json!({
+        "sub": "u1", "groups": ["admins", "staff"], "level": 3, "ratio": 0.25,
+        "big": 9007199254740993_u64, "neg": -7, "flag": false, "nested": { "k": [1, { "x": "y" }] },
+        "none": null, "name": "Zoë",
+    });
+    vec![
+        Row {
+            what: "no headers, no user",
+            headers: &[],
+            user: None,
+            reads: &[("x-tenant", None), ("cookie", None)],
+        },
+        Row {
+            what: "one header, every claim type",
+            headers: &[("x-tenant", b"blue")],
+            user: Some(every_claim_type),
+            reads: &[("X-TENANT", Some("blue")), ("x_tenant", None)],
+        },
+        Row {
+            what: "a repeated header, groups as one string",
+            headers: &[("x-tenant", b"blue"), ("x-tenant", b"red")],
+            user: Some(json!({ "sub": "u2", "groups": "admins" })),
+            reads: &[("X-Tenant", Some("blue, red"))],
+        },
+        Row {
+            what: "empty values, alone and repeated; no groups",
+            headers: &[("x-empty", b""), ("x-tenant", b"blue"), ("x-tenant", b"")],
+            user: Some(json!({ "sub": "u3" })),
+            reads: &[("x-empty", Some("")), ("x-tenant", Some("blue, "))],
+        },
+        Row {
+            what: "an underscore spelling is another header; groups of mixed types",
+            headers: &[
+                ("x_tenant", b"green"),
+                ("accept", b"text/html"),
+                ("accept", b"*/*"),
+            ],
+            user: Some(json!({ "sub": "u4", "groups": ["admins", 1, null, ["x"]] })),
+            reads: &[
+                ("x-tenant", None),
+                ("x_tenant", Some("green")),
+                ("accept", Some("text/html, */*")),
+            ],
+        },
+        Row {
+            what: "cookies in several fields",
+            headers: &[("cookie", b"a=1"), ("cookie", b"b=2; c=3")],
+            user: None,
+            reads: &[("cookie", Some("a=1; b=2; c=3"))],
+        },
+        Row {
+            what: "values that are not ASCII or not UTF-8",
+            headers: &[
+                ("x-bytes", b"caf\xc3\xa9"),
+                ("x-bytes", b"caf\xe9"),
+                ("x-tenant", b"\xff"),
+            ],
+            user: Some(json!({ "sub": "u5", "groups": [] })),
+            reads: &[
+                ("x-bytes", Some("café, caf\u{fffd}")),
+                ("x-tenant", Some("\u{fffd}")),
+            ],
+        },
+    ]
+}
+
+/// Rhai and Wasm agree on every input: `report-inputs` (Wasm) and its Rhai twin report what they
+/// read — `header()` in several spellings, the header list, request fields, config values, groups,
+/// claims — for each row of [`parity_rows`], and the reports must be equal. Repeated headers are
+/// combined as RFC 9110 §5.3 says (`Cookie` with `; `); bytes that are not UTF-8 read as U+FFFD.
+#[test]
+fn rhai_and_wasm_read_every_input_alike() {
+    let config = json!({
+        "headers": ASKED,
+        "claims": ["sub", "groups", "level", "ratio", "big", "neg", "flag", "nested", "none", "name", "n", "absent"],
+        "group": "admins",
+        "values": { "int": 3, "float": 1.5, "bool": true, "list": [1, "a", null], "nested": { "a": null } },
+    });
+    let loader = PolicyLoader::new(PolicyLimits::default(), None);
+    let load = |file: &str, path: std::path::PathBuf| {
+        let source = PolicySource {
+            file,
+            path,
+            config: config.as_object().unwrap().clone(),
+            isolation: None,
+        };
+        Policy::load(source, &loader).unwrap_or_else(|err| panic!("{err}"))
+    };
+    let twin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies/wasm/report-inputs/report-inputs.rhai");
+    let engines = [
+        ("wasm", load("report-inputs.wasm", policy("report_inputs"))),
+        ("rhai", load("report-inputs.rhai", twin)),
+    ];
+    let rules = OutputRules {
+        limits: PolicyLimits {
+            max_header_value_size: 64 * 1024,
+            ..PolicyLimits::default()
+        },
+        ..rules()
+    };
+    let reports = |row: &Row| {
+        let mut headers = HeaderMap::new();
+        for (name, value) in row.headers {
+            headers.append(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        let request = PolicyRequest {
+            method: "PATCH",
+            path: "/données/a b",
+            query: "q=1&q=2&x",
+            host: "app.example.com",
+            headers: &headers,
+            client_ip: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+            route: "parity",
+        };
+        let user = row.user.as_ref();
+        let user = user.map(|claims| PolicyIdentity::from_json(claims.as_object().unwrap()));
+        engines.each_ref().map(|(engine, policy)| {
+            let decision = policy
+                .decide(&request, user.as_ref(), &rules)
+                .unwrap_or_else(|err| panic!("{}, {engine}: {err}", row.what));
+            let Decision::Allow { headers } = decision else {
+                panic!("{}, {engine}: {decision:?}", row.what)
+            };
+            let report = String::from_utf8(headers[0].1.as_bytes().to_vec()).unwrap();
+            serde_json::from_str::<serde_json::Value>(&report)
+                .unwrap_or_else(|err| panic!("{}, {engine}: {err}: {report}", row.what))
+        })
+    };
+    for row in parity_rows() {
+        let [wasm, rhai] = reports(&row);
+        assert_eq!(wasm, rhai, "{}", row.what);
+        for (name, value) in row.reads {
+            assert_eq!(wasm["header"][name], json!(value), "{}: {name}", row.what);
+        }
+    }
+    // The one difference is Rhai's numbers: an integer past the 64-bit signed range is a float.
+    let [wasm, rhai] = reports(&Row {
+        what: "an integer claim past i64",
+        headers: &[],
+        user: Some(json!({ "sub": "u6", "n": u64::MAX })),
+        reads: &[],
+    });
+    assert_eq!(wasm["user"]["claim"]["n"], json!(u64::MAX));
+    assert_eq!(rhai["user"]["claim"]["n"], json!(u64::MAX as f64));
+}
+
 #[test]
 fn every_hostile_policy_is_stopped_with_a_reason() {
     let cases = [
@@ -260,10 +434,12 @@ fn every_hostile_policy_is_stopped_with_a_reason() {
 
 #[test]
 fn a_pooled_instance_serves_many_decisions() {
-    let policy = wasm(
+    // About reuse, not the clock: a loaded machine must not time a decision out.
+    let policy = wasm_with_timeout(
         "require_group",
         json!({ "group": "admins" }),
         Isolation::Pooled,
+        std::time::Duration::from_secs(10),
     );
     for _ in 0..200 {
         assert!(matches!(

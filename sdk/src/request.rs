@@ -77,20 +77,35 @@ impl<'a> Request<'a> {
         read(&self.host, || self.source.map(|s| s.host()))
     }
 
-    /// The first value of header `name` (any case), if present. Asks the proxy for that one header
-    /// unless [`Request::headers`] was read already.
+    /// Header `name` (any case), if present: every field of that name, in the order received,
+    /// joined with `", "` (`"; "` for `cookie`), as RFC 9110 §5.3 combines repeated fields and
+    /// nginx's `$http_<name>` reads them; Rhai's `header()` reads the same. A client that repeats
+    /// a header cannot make a policy see one of its values while the backend reads another: an
+    /// exact comparison fails on the combined text. Bytes that are not UTF-8 read as U+FFFD.
+    ///
+    /// Asks the proxy for that one header unless [`Request::headers`] was read already.
     pub fn header(&self, name: &str) -> Option<String> {
         match (self.headers.get(), self.source) {
             (None, Some(source)) => source.header(name),
-            _ => self
-                .headers()
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.clone()),
+            _ => {
+                let separator = if name.eq_ignore_ascii_case("cookie") {
+                    "; "
+                } else {
+                    ", "
+                };
+                let values: Vec<&str> = self
+                    .headers()
+                    .iter()
+                    .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.as_str())
+                    .collect();
+                (!values.is_empty()).then(|| values.join(separator))
+            }
         }
     }
 
-    /// Every request header: lower-case names, one entry per value, in order.
+    /// Every request header: lower-case names, one entry per field (a repeated header appears
+    /// once per value), in order; bytes that are not UTF-8 read as U+FFFD.
     pub fn headers(&self) -> &[(String, String)] {
         self.headers
             .get_or_init(|| self.source.map(|s| s.headers()).unwrap_or_default())
@@ -167,5 +182,24 @@ impl std::fmt::Debug for Request<'_> {
             .field("host", &self.host())
             .field("route", &self.route())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_are_combined_as_the_proxy_combines_them() {
+        let request = Request::new("GET", "/")
+            .with_header("X-Tenant", "blue")
+            .with_header("x-tenant", "")
+            .with_header("x-tenant", "red")
+            .with_header("Cookie", "a=1")
+            .with_header("cookie", "b=2");
+        assert_eq!(request.header("X-TENANT").as_deref(), Some("blue, , red"));
+        assert_eq!(request.header("cookie").as_deref(), Some("a=1; b=2"));
+        assert_eq!(request.header("x_tenant"), None);
+        assert_eq!(request.headers().len(), 5);
     }
 }

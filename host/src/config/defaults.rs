@@ -5,10 +5,12 @@
 //! and no other literal; `docs/config.md`, `docs/oidc.md` and `docs/policies.md` state them for users,
 //! and the test at the end of this file keeps the docs and this table the same.
 //!
-//! Two groups of defaults live below the config layer, because the layer that uses them must
-//! know them without a config, and are only named here:
+//! Some defaults live below the config layer, because the layer that uses them must know them
+//! without a config, and are only named here:
 //! - `[policy_limits]`: [`PolicyLimits::default`](crate::policy::PolicyLimits), each limit beside
 //!   the sandbox that enforces it;
+//! - `routes[].isolation`: [`DEFAULT_ISOLATION`](crate::policy::DEFAULT_ISOLATION), read by
+//!   `Policy::load` (which `portcullis policy test` uses without a config);
 //! - `session.cookie_name`: [`default_session_cookie_name`](crate::cookies::default_session_cookie_name)
 //!   of [`SESSION_COOKIE_SECURE`] and `cookie_domain`, since the default names stay Portcullis's
 //!   own (taken out of every request) whatever name is configured.
@@ -131,8 +133,6 @@ defaults! {
     "routes.forward_access_token" => ROUTE_FORWARD_ACCESS_TOKEN: bool = false;
     /// A policy may not set identity headers.
     "routes.policy_may_set_identity_headers" => ROUTE_POLICY_MAY_SET_IDENTITY_HEADERS: bool = false;
-    /// Wasm policies: an instance reused per policy thread.
-    "routes.isolation" => ROUTE_ISOLATION: &str = "pooled";
 
     // [dev_idp]
     /// The development provider's address: loopback, fixed port.
@@ -193,6 +193,10 @@ mod tests {
         let cookie_name = crate::cookies::default_session_cookie_name(SESSION_COOKIE_SECURE, false);
         vec![
             ("session.cookie_name", Value::String(cookie_name)),
+            (
+                "routes.isolation",
+                Value::String(crate::policy::DEFAULT_ISOLATION.to_owned()),
+            ),
             ("policy_limits.timeout", Value::String(timeout)),
             ("policy_limits.max_operations", value(limits.max_operations)),
             (

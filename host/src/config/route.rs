@@ -16,16 +16,14 @@ use super::policies;
 use super::raw::RawRoute;
 use super::{CaBundle, HostPattern, RouteConfig, RoutePolicy, UpstreamUrl};
 use crate::canonical::CanonicalPath;
-use crate::policy::wasm::CacheDir;
-use crate::policy::{OutputRules, PolicyEngine};
+use crate::policy::PolicyLoader;
 use crate::tls;
 
 /// What every route is checked against: the sections it inherits from and the config's folder.
 pub(super) struct RouteContext<'a> {
-    /// Compiles every route's policy (one engine per config).
-    pub(super) engine: PolicyEngine,
-    /// Where compiled Wasm policies are kept (`[wasm]`).
-    pub(super) wasm_cache: Option<CacheDir>,
+    /// Loads every route's policy (one Rhai engine per config; `[wasm]` says where compiled
+    /// Wasm policies are kept).
+    pub(super) policies: PolicyLoader,
     /// Whether `[oidc]` is present (a login is possible).
     pub(super) oidc_set: bool,
     /// `[headers]`, for routes without `headers`.
@@ -303,19 +301,19 @@ fn route_policy(
 ) -> Option<Option<RoutePolicy>> {
     match (keys.policy, identity_headers) {
         (Some(file), Some(identity_headers)) => {
-            let rules = output_rules(keys.may_set_identity_headers, identity_headers, context);
-            policies::compile_route_policy(
-                &context.engine,
-                context.wasm_cache.as_ref(),
-                &file,
-                keys.policy_config,
-                keys.isolation.as_deref(),
-                rules,
-                context.base_dir,
-                &format!("routes[{i}].policy"),
-                problems,
-            )
-            .map(Some)
+            let key = format!("routes[{i}].policy");
+            let written = policies::RoutePolicyKeys {
+                key: &key,
+                file: &file,
+                base_dir: context.base_dir,
+                config: keys.policy_config,
+                isolation: keys.isolation.as_deref(),
+                may_set_identity_headers: keys
+                    .may_set_identity_headers
+                    .unwrap_or(defaults::ROUTE_POLICY_MAY_SET_IDENTITY_HEADERS),
+            };
+            policies::compile_route_policy(written, identity_headers, &context.policies, problems)
+                .map(Some)
         }
         (None, _) if keys.policy_config.is_some() => {
             problems.add(
@@ -325,25 +323,6 @@ fn route_policy(
             Some(None)
         }
         _ => Some(None),
-    }
-}
-
-/// What a route's policy decisions may do: the limits, and which headers are the route's
-/// identity headers.
-fn output_rules(
-    may_set_identity_headers: Option<bool>,
-    identity_headers: &IdentityHeaders,
-    context: &RouteContext,
-) -> OutputRules {
-    OutputRules {
-        limits: context.engine.limits().clone(),
-        identity_headers: identity_headers
-            .0
-            .iter()
-            .map(|(name, _)| crate::header_ownership::normalise(name.as_str()))
-            .collect(),
-        may_set_identity_headers: may_set_identity_headers
-            .unwrap_or(defaults::ROUTE_POLICY_MAY_SET_IDENTITY_HEADERS),
     }
 }
 

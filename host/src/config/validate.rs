@@ -20,7 +20,7 @@ use super::policies;
 use super::raw::{OneOrMany, RawConfig, RawDevIdp, RawLog, RawOidc, RawServer, RawTls};
 use super::route::{self, RouteContext};
 use super::{Config, DevClient, DevIdpConfig, LogConfig, Problem, ServerConfig};
-use crate::policy::PolicyEngine;
+use crate::policy::PolicyLoader;
 use crate::tls;
 
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
@@ -43,8 +43,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         auth::validate_headers(raw.headers, "headers", &mut problems).map(Arc::new);
     let policy_limits = policies::validate_limits(raw.policy_limits, &mut problems);
     let context = RouteContext {
-        engine: PolicyEngine::new(policy_limits.clone()),
-        wasm_cache: policies::wasm_cache_dir(raw.wasm, base_dir, &mut problems),
+        policies: PolicyLoader::new(
+            policy_limits.clone(),
+            policies::wasm_cache_dir(raw.wasm, base_dir, &mut problems),
+        ),
         oidc_set,
         identity_headers: identity_headers
             .clone()

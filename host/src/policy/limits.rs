@@ -5,6 +5,13 @@
 
 use std::time::Duration;
 
+/// Most policy threads a config may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Most linear memory a config may give a Wasm policy (the pooling allocator reserves this much
+/// address space per instance slot).
+pub const MAX_WASM_MEMORY: u64 = 256 * 1024 * 1024;
+
 /// The sandbox bounds of policies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyLimits {
@@ -49,7 +56,13 @@ impl Default for PolicyLimits {
             max_header_value_size: 4096,
             wasm_max_memory: 32 * 1024 * 1024,
             wasm_pooled_uses: 10_000,
-            threads: super::pool::default_threads(),
+            threads: default_threads(),
         }
     }
+}
+
+/// The default `threads`: the cores this process may use.
+fn default_threads() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
 }

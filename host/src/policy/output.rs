@@ -4,6 +4,7 @@
 
 use http::{HeaderName, HeaderValue};
 
+use super::decision::Decision;
 use super::limits::PolicyLimits;
 use crate::header_ownership::{self, HeaderClass};
 
@@ -41,7 +42,7 @@ impl OutputRules {
     }
 
     /// Validates a deny: the status must be 400–599 and the reason fit a header value.
-    pub fn denial(&self, status: i64, reason: Option<String>) -> Result<super::Decision, String> {
+    pub fn denial(&self, status: i64, reason: Option<String>) -> Result<Decision, String> {
         let status = u16::try_from(status)
             .ok()
             .and_then(|s| http::StatusCode::from_u16(s).ok())
@@ -53,7 +54,7 @@ impl OutputRules {
         {
             return Err("deny(): the reason is too long".to_owned());
         }
-        Ok(super::Decision::Deny { status, reason })
+        Ok(Decision::Deny { status, reason })
     }
 
     fn check_one(&self, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {

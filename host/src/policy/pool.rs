@@ -142,12 +142,6 @@ fn serve(receiver: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// The default `policy_limits.threads`: the cores this process may use.
-pub(crate) fn default_threads() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,13 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::wasm::WasmOptions;
-use super::{
-    Decision, Isolation, OutputRules, Policy, PolicyClaims, PolicyEngine, PolicyError,
-    PolicyLimits, PolicyRequest, WasmPolicy,
-};
+use super::compiled::{LoadError, Policy, PolicyLoader, PolicySource};
+use super::decision::{Decision, PolicyError};
+use super::identity::PolicyIdentity;
+use super::input::PolicyRequest;
+use super::limits::PolicyLimits;
+use super::output::OutputRules;
 use crate::canonical::CanonicalPath;
-use crate::config::IdentityHeaders;
 
 /// Why `policy test` could not produce a decision.
 #[derive(Debug, thiserror::Error)]
@@ -105,39 +105,28 @@ pub fn run(
             .map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
         headers.append(name, value);
     }
-    let limits = PolicyLimits::default();
     let shown = file.display().to_string();
-    let config = config_from_pairs(config)?;
-    let policy = if shown.ends_with(".wasm") {
-        Policy::Wasm(WasmPolicy::compile(
-            file,
-            &shown,
-            &config,
-            // No cache: `policy test` writes nothing.
-            WasmOptions {
-                isolation: Isolation::PerRequest,
-                limits: limits.clone(),
-                cache: None,
-            },
-        )?)
-    } else if shown.ends_with(".rhai") {
-        let rhai_config = rhai::serde::to_dynamic(serde_json::Value::Object(config))
-            .ok()
-            .and_then(|value| value.try_cast::<rhai::Map>())
-            .unwrap_or_default();
-        Policy::Rhai(PolicyEngine::new(limits.clone()).compile(file, &shown, rhai_config)?)
-    } else {
-        return Err(TestError::Input(format!(
-            "{shown}: a policy is a Rhai script (.rhai) or a Wasm component (.wasm)"
-        )));
+    let limits = PolicyLimits::default();
+    let source = PolicySource {
+        file: &shown,
+        path: file.to_owned(),
+        config: config_from_pairs(config)?,
+        // One decision: a fresh instance, nothing kept.
+        isolation: shown.ends_with(".wasm").then_some("per-request"),
     };
+    // No cache: `policy test` writes nothing.
+    let policy =
+        Policy::load(source, &PolicyLoader::new(limits.clone(), None)).map_err(
+            |err| match err {
+                LoadError::Policy(err) => TestError::Policy(err),
+                other => TestError::Input(other.to_string()),
+            },
+        )?;
+    // Identity headers are refused as in a route with the default `[headers]`: those are all
+    // `X-Auth-*`, which `header_ownership` owns by prefix whatever a config names.
     let rules = OutputRules {
         limits,
-        identity_headers: IdentityHeaders::seed_default()
-            .0
-            .iter()
-            .map(|(n, _)| n.as_str().to_owned())
-            .collect(),
+        identity_headers: Vec::new(),
         may_set_identity_headers: false,
     };
     let input = PolicyRequest {
@@ -152,6 +141,6 @@ pub fn run(
     // Claims without a subject stand for "no user" (e.g. `{}`).
     let claims = claims
         .contains_key("sub")
-        .then(|| PolicyClaims::from_json(&claims));
+        .then(|| PolicyIdentity::from_json(&claims));
     Ok(policy.decide(&input, claims.as_ref(), &rules)?)
 }

@@ -33,7 +33,7 @@ pub use sled_store::SledStore;
 pub use store::{Clock, ManualClock, SessionStore, StoreError, SystemClock, UnixTime};
 
 use crate::config::{SessionConfig, StoreKind};
-use crate::policy::PolicyClaims;
+use crate::policy::PolicyIdentity;
 
 /// How long a login may take from redirect to callback.
 pub const PENDING_LOGIN_TTL: u64 = 600;
@@ -106,7 +106,7 @@ pub struct Session {
     /// The claims converted for policies: built on first use, then shared by every request of
     /// this session (never stored).
     #[serde(skip)]
-    pub policy_claims: OnceLock<PolicyClaims>,
+    pub policy_claims: OnceLock<PolicyIdentity>,
     /// The claims as header values ([`crate::claim_header`]: lists joined with `,`, elements
     /// escaped): built on first use, then shared by
     /// every request of this session (never stored).
@@ -116,9 +116,9 @@ pub struct Session {
 
 impl Session {
     /// The claims as policies see them, converted once per session.
-    pub fn policy_claims(&self) -> &PolicyClaims {
+    pub fn policy_claims(&self) -> &PolicyIdentity {
         self.policy_claims
-            .get_or_init(|| PolicyClaims::from_json(&self.claims))
+            .get_or_init(|| PolicyIdentity::from_json(&self.claims))
     }
 
     /// Every claim that can be a header value, converted once per session (identity headers).
@@ -284,7 +284,7 @@ impl SessionManager {
 
     /// Stores a new session without flushing and returns its cookie value: for filling a store
     /// with many sessions in benches (a login always goes through [`Self::create`]).
-    #[doc(hidden)]
+    #[cfg(feature = "bench")]
     pub fn insert_unflushed(&self, mut session: Session) -> Result<String, StoreError> {
         let now = self.now();
         session.created_at = now;

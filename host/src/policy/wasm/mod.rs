@@ -13,17 +13,9 @@
 //! epoch deadline (`policy_limits.timeout`), memory (`policy_limits.wasm_max_memory`, through a
 //! resource limiter), and the wasm stack ([`MAX_WASM_STACK`]).
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../sdk/wit",
-        world: "policy",
-        with: {
-            "portcullis:policy/types.request": super::handles::CallRequest,
-            "portcullis:policy/types.identity": super::handles::WasmIdentity,
-        },
-    });
-}
-mod handles;
+mod bindings;
+mod host;
+mod state;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use bindings::portcullis::policy::types as wit;
 use portcullis_wasm_cache::{CompiledCache, Source};
+use state::HostState;
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceType};
 use wasmtime::{Engine, Store, Trap};
 
-use super::input::{PolicyClaims, PolicyRequest};
-use super::limits::PolicyLimits;
+use super::decision::{Decision, PolicyError};
+use super::identity::PolicyIdentity;
+use super::input::PolicyRequest;
+use super::limits::{MAX_WASM_MEMORY, PolicyLimits};
 use super::output::OutputRules;
-use super::{Decision, PolicyError};
-
-pub(crate) use handles::WasmIdentity;
 
 /// Wasm stack available to a policy (engine-wide).
 pub const MAX_WASM_STACK: usize = 512 * 1024;
@@ -53,8 +45,6 @@ const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
-/// Largest memory any policy may be configured to use (the pooling allocator reserves this).
-pub const MAX_CONFIGURABLE_MEMORY: u64 = 256 * 1024 * 1024;
 
 /// How a route's Wasm policy instances are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,69 +103,6 @@ impl CodeOrigin {
     }
 }
 
-/// What a policy's store holds: its limiter, who it is (for its log lines), and what the call in
-/// progress is about.
-struct HostState {
-    limiter: MemoryLimiter,
-    route: String,
-    file: Arc<str>,
-    /// The request the call's `request` handle reads.
-    request: handles::CallRequest,
-    /// The user the call's `identity` handle reads, if it was given one.
-    identity: Option<Arc<WasmIdentity>>,
-}
-
-/// Caps linear memory and remembers that it refused, so the error can say why the guest failed.
-struct MemoryLimiter {
-    max_memory: usize,
-    refused: bool,
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_memory;
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-impl bindings::PolicyImports for HostState {
-    fn log(&mut self, level: wit::Level, message: String) {
-        let message: String = message.chars().take(4096).collect();
-        let (route, file) = (&self.route, &*self.file);
-        match level {
-            wit::Level::Debug => {
-                tracing::debug!(target: "portcullis::policy", route, file, "{message}")
-            }
-            wit::Level::Info => {
-                tracing::info!(target: "portcullis::policy", route, file, "{message}")
-            }
-            wit::Level::Warn => {
-                tracing::warn!(target: "portcullis::policy", route, file, "{message}")
-            }
-            wit::Level::Error => {
-                tracing::error!(target: "portcullis::policy", route, file, "{message}")
-            }
-        }
-    }
-}
-
-impl bindings::portcullis::policy::types::Host for HostState {}
-
 /// The process-wide wasmtime engine and base linker.
 pub struct WasmRuntime {
     engine: Engine,
@@ -202,7 +129,7 @@ impl WasmRuntime {
             .total_core_instances(1024)
             .total_memories(512)
             .total_tables(1024)
-            .max_memory_size(MAX_CONFIGURABLE_MEMORY as usize);
+            .max_memory_size(MAX_WASM_MEMORY as usize);
         if kernel_has_pagemap_scan() {
             // A freed slot's dirty pages (up to KEEP_RESIDENT) are copied back to their initial
             // contents in place: no `madvise`, no TLB shootdown, no page faults on the next
@@ -234,13 +161,15 @@ impl WasmRuntime {
         let mut root = linker.root();
         root.resource(
             "request",
-            ResourceType::host::<handles::CallRequest>(),
+            ResourceType::host::<state::RequestHandle>(),
             |_, _| Ok(()),
         )
         .and_then(|()| {
-            root.resource("identity", ResourceType::host::<WasmIdentity>(), |_, _| {
-                Ok(())
-            })
+            root.resource(
+                "identity",
+                ResourceType::host::<state::IdentityHandle>(),
+                |_, _| Ok(()),
+            )
         })
         .map_err(|err| format!("cannot link the policy API: {err}"))?;
         let ticker = engine.weak();
@@ -328,7 +257,7 @@ impl WasmRuntime {
 
 /// Compiles `bytes` (or loads them from the disk cache `cache`), bypassing the in-memory cache:
 /// what a start-up or reload costs per policy. For the benches.
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 pub fn compile_uncached(bytes: &[u8], cache: Option<&Path>) -> Result<CodeOrigin, String> {
     let runtime = WasmRuntime::get()?;
     let disk = cache
@@ -386,7 +315,7 @@ impl std::fmt::Debug for WasmPolicy {
 /// What one decision hands to the policy.
 struct CallInput<'a> {
     request: &'a PolicyRequest<'a>,
-    identity: Option<Arc<WasmIdentity>>,
+    identity: Option<PolicyIdentity>,
     /// Epoch ticks the call may run.
     ticks: u64,
 }
@@ -479,7 +408,7 @@ impl WasmPolicy {
 
     /// Creates a store and an instance and drops them: what `per-request` pays besides the
     /// call. For the benches.
-    #[doc(hidden)]
+    #[cfg(feature = "bench")]
     pub fn instantiate_once(&self) -> Result<(), String> {
         let mut store = self.new_store("bench");
         store.set_epoch_deadline(self.deadline_ticks(None));
@@ -494,16 +423,11 @@ impl WasmPolicy {
         let runtime = WasmRuntime::get().expect("a compiled policy implies a runtime");
         let mut store = Store::new(
             &runtime.engine,
-            HostState {
-                limiter: MemoryLimiter {
-                    max_memory: self.limits.wasm_max_memory as usize,
-                    refused: false,
-                },
-                route: route.to_owned(),
-                file: self.file.clone(),
-                request: handles::CallRequest::default(),
-                identity: None,
-            },
+            HostState::new(
+                route,
+                self.file.clone(),
+                self.limits.wasm_max_memory as usize,
+            ),
         );
         store.limiter(|state| &mut state.limiter);
         store
@@ -523,23 +447,23 @@ impl WasmPolicy {
     pub fn decide(
         &self,
         request: &PolicyRequest<'_>,
-        claims: Option<&PolicyClaims>,
+        identity: Option<&PolicyIdentity>,
         rules: &OutputRules,
     ) -> Result<Decision, PolicyError> {
-        self.decide_by(request, claims, rules, None)
+        self.decide_by(request, identity, rules, None)
     }
 
     /// [`WasmPolicy::decide`], stopping at `deadline` too if that comes first.
     pub fn decide_by(
         &self,
         request: &PolicyRequest<'_>,
-        claims: Option<&PolicyClaims>,
+        identity: Option<&PolicyIdentity>,
         rules: &OutputRules,
         deadline: Option<Instant>,
     ) -> Result<Decision, PolicyError> {
         let call = CallInput {
             request,
-            identity: claims.map(PolicyClaims::wasm_identity),
+            identity: identity.cloned(),
             ticks: self.deadline_ticks(deadline),
         };
         let outcome = match self.isolation {
@@ -582,9 +506,9 @@ impl WasmPolicy {
         state.request.fill(input.request);
         let identity = input.identity.map(|identity| {
             state.identity = Some(identity);
-            Resource::new_borrow(handles::CURRENT)
+            Resource::new_borrow(state::CURRENT)
         });
-        let request = Resource::new_borrow(handles::CURRENT);
+        let request = Resource::new_borrow(state::CURRENT);
         let decided = instance.call_decide(&mut *store, request, identity, &self.config_json);
         let state = store.data_mut();
         state.request.clear();

@@ -12,86 +12,85 @@
 
 use std::cmp::Ordering;
 
-use rhai::{
-    Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext, Position,
-};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, ImmutableString, NativeCallContext, Position};
+
+use super::api::{Reads, Registrar};
 
 type Outcome<T> = Result<T, Box<EvalAltResult>>;
 
-/// Registers the replacements. `max_string_size` is `policy_limits.max_string_size` (0: none).
-pub(super) fn register(engine: &mut Engine, max_string_size: usize) {
-    engine
-        .register_fn(
-            "replace",
-            move |text: &mut ImmutableString, find: &str, substitute: &str| {
-                replace(text, find, substitute, max_string_size)
-            },
-        )
-        .register_fn(
-            "replace",
-            move |text: &mut ImmutableString, find: char, substitute: &str| {
-                replace(
-                    text,
-                    find.encode_utf8(&mut [0; 4]),
-                    substitute,
-                    max_string_size,
-                )
-            },
-        )
-        .register_fn(
-            "replace",
-            move |text: &mut ImmutableString, find: &str, substitute: char| {
-                replace(
-                    text,
-                    find,
-                    substitute.encode_utf8(&mut [0; 4]),
-                    max_string_size,
-                )
-            },
-        );
-    engine
-        .register_fn(
-            "sort",
-            |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| {
-                sort(&ctx, array, &comparer)
-            },
-        )
-        .register_fn(
-            "sort",
-            |ctx: NativeCallContext, array: &mut Array, name: &str| {
-                sort(&ctx, array, &FnPtr::new(name)?)
-            },
-        )
-        .register_fn(
-            "sort_by",
-            |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| {
-                sort(&ctx, array, &comparer)
-            },
-        )
-        .register_fn(
-            "order",
-            |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| {
-                order(&ctx, array, &comparer)
-            },
-        )
-        .register_fn(
-            "order_by",
-            |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| {
-                order(&ctx, array, &comparer)
-            },
-        )
-        .register_fn(
-            "dedup",
-            |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| {
-                dedup(&ctx, array, &comparer)
-            },
-        )
-        .register_fn(
-            "dedup",
-            |ctx: NativeCallContext, array: &mut Array, name: &str| {
-                dedup(&ctx, array, &FnPtr::new(name)?)
-            },
-        );
+/// Registers the replacements (each reads only its arguments; a comparer named by a string is
+/// judged like any call by name). `max_string_size` is `policy_limits.max_string_size` (0: none).
+pub(super) fn register(api: &mut Registrar<'_>, max_string_size: usize) {
+    api.function(
+        "replace",
+        Reads::Arguments,
+        move |text: &mut ImmutableString, find: &str, substitute: &str| {
+            replace(text, find, substitute, max_string_size)
+        },
+    )
+    .function(
+        "replace",
+        Reads::Arguments,
+        move |text: &mut ImmutableString, find: char, substitute: &str| {
+            replace(
+                text,
+                find.encode_utf8(&mut [0; 4]),
+                substitute,
+                max_string_size,
+            )
+        },
+    )
+    .function(
+        "replace",
+        Reads::Arguments,
+        move |text: &mut ImmutableString, find: &str, substitute: char| {
+            replace(
+                text,
+                find,
+                substitute.encode_utf8(&mut [0; 4]),
+                max_string_size,
+            )
+        },
+    );
+    api.function(
+        "sort",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| sort(&ctx, array, &comparer),
+    )
+    .function(
+        "sort",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, name: &str| {
+            sort(&ctx, array, &FnPtr::new(name)?)
+        },
+    )
+    .function(
+        "sort_by",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| sort(&ctx, array, &comparer),
+    )
+    .function(
+        "order",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| order(&ctx, array, &comparer),
+    )
+    .function(
+        "order_by",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| order(&ctx, array, &comparer),
+    )
+    .function(
+        "dedup",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, comparer: FnPtr| dedup(&ctx, array, &comparer),
+    )
+    .function(
+        "dedup",
+        Reads::Arguments,
+        |ctx: NativeCallContext, array: &mut Array, name: &str| {
+            dedup(&ctx, array, &FnPtr::new(name)?)
+        },
+    );
 }
 
 /// `text.replace(find, substitute)`, refused before allocating when the result would be larger
