@@ -38,7 +38,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every address `config` names: `server.listen`, `server.admin_listen` and
     /// `[dev_idp] listen`.
-    pub fn bind(config: &Config) -> Result<Self, BindError> {
+    pub fn bind(config: &Config) -> Result<Self, StartError> {
         Ok(Listeners {
             public: config
                 .server
@@ -50,7 +50,7 @@ impl Listeners {
             dev_idp: config
                 .dev_idp
                 .as_ref()
-                .map(|dev| bind(dev.listen))
+                .map(|dev| bind(dev.listen).map_err(StartError::DevIdpBind))
                 .transpose()?,
         })
     }
@@ -77,6 +77,9 @@ pub enum StartError {
     /// The first snapshot could not be built (the session store did not open).
     #[error(transparent)]
     Snapshot(#[from] BuildError),
+    /// `[dev_idp] listen` could not be bound.
+    #[error("cannot listen on {} ([dev_idp]): {}", .0.addr, .0.source)]
+    DevIdpBind(BindError),
     /// `[dev_idp]` is configured but the development provider did not start.
     #[error("the development identity provider did not start: {0}")]
     DevIdp(String),
@@ -239,6 +242,25 @@ mod tests {
         let response = app.proxy().handle(request, conn).await;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[test]
+    fn a_busy_development_provider_port_is_named_with_its_section() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[dev_idp]\nlisten = \"127.0.0.1:{port}\"\n\
+             [oidc]\nclient_id = \"app\"\nclient_secret = \"secret\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\
+             [session]\nstore = \"memory\"\n\
+             [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+        );
+        let config = crate::config::parse(&text, std::path::Path::new(".")).unwrap();
+        let err = Listeners::bind(&config).err().expect("the port is taken");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot listen on 127.0.0.1:{port} ([dev_idp]): ")),
+            "{err}"
+        );
     }
 
     #[tokio::test]
