@@ -3,7 +3,7 @@
 //! upstream. Also: the return URL never leaves the origin, cookies carry the safe attributes,
 //! refresh is single-flight and ends the session when the provider says so.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

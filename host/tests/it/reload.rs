@@ -1,7 +1,7 @@
 //! Hot reload with real files, a real watcher (inotify) and real connections on loopback: what is
 //! edited is served, what is broken is not, and no request is dropped meanwhile.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

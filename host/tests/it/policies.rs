@@ -1,8 +1,6 @@
 //! Rhai policies: every sample against its decision table, the sandbox (each limit exceeded, no
 //! eval, no import), output checks, error positions, and `portcullis policy test`.
 
-mod support;
-
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -533,7 +531,7 @@ fn a_failing_policy_does_not_affect_the_next_decision() {
 }
 
 mod cli {
-    use super::support::binary::binary;
+    use crate::support::binary::binary;
 
     fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(name);
