@@ -54,8 +54,12 @@ pub struct Capture {
 /// test's thread.
 pub fn capture() -> Capture {
     let events = EVENTS.get_or_init(|| {
+        // Every test's events land here once one test captures, the Wasm tests' too: the
+        // compiler's debug output (cranelift, wasmtime; 90% of all lines) is left out.
+        let filter = "debug,hyper=info,h2=info,reqwest=info,rustls=info,sled=info,\
+                      cranelift=info,wasmtime=info,regalloc2=info";
         tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,h2=info,reqwest=info,rustls=info,sled=info")
+            .with_env_filter(filter)
             .with_ansi(false)
             // Called on the thread that logs, once per event.
             .with_writer(|| Sink {
