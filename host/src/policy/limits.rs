@@ -1,7 +1,7 @@
 //! [`PolicyLimits`]: every bound a policy runs under, defined once, with its default.
 //!
-//! Configured in `[policy_limits]`; each has a test in `tests/policies.rs` that exceeds it (the
-//! policy threads and the caller's deadline: `tests/proxy.rs`).
+//! Configured in `[policy_limits]`; each has a test in `tests/it/policies.rs` that exceeds it (the
+//! policy threads and the caller's deadline: `tests/it/proxy.rs`).
 
 use std::time::Duration;
 

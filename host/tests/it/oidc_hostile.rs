@@ -3,7 +3,7 @@
 //! upstream. Also: the return URL never leaves the origin, cookies carry the safe attributes,
 //! refresh is single-flight and ends the session when the provider says so.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,15 +62,17 @@ auth = "none"
 struct Setup {
     idp: HostileIdp,
     proxy: TestProxy,
+    /// What this test logs: its proxy and provider run on its thread.
+    log: logs::Capture,
 }
 
 async fn setup(script: Script) -> Setup {
-    logs::capture();
+    let log = logs::capture();
     let idp = HostileIdp::start(script).await;
     let echo = echo::spawn().await;
     let proxy = start_proxy_at(config(&idp, echo), std::path::Path::new(".")).await;
     wait_until_discovered(&proxy).await;
-    Setup { idp, proxy }
+    Setup { idp, proxy, log }
 }
 
 /// Discovery runs in the background: wait until a browser request is no longer answered 503.
@@ -119,15 +121,17 @@ async fn refused(change: impl FnOnce(&mut Recipe), reason: &str) {
         browser.get(&setup.proxy.url("/app")).await.status(),
         StatusCode::FOUND
     );
-    let log = logs::text();
-    let refusals: Vec<&str> = log
+    let own = setup.log.own();
+    let refusals: Vec<&str> = own
         .lines()
         .filter(|l| l.contains("login refused"))
         .collect();
     assert!(
-        log.contains(&format!("reason=\"{reason}\"")) || log.contains(&format!("reason={reason}")),
-        "no {reason} in the log: {refusals:#?}\n{log}"
+        own.contains(&format!("reason=\"{reason}\"")) || own.contains(&format!("reason={reason}")),
+        "no {reason} in the log: {refusals:#?}\n{own}"
     );
+    // No test may log token material: read everything logged so far.
+    let log = logs::text();
     for token in setup.idp.issued_id_tokens() {
         let signature = token.rsplit('.').next().unwrap();
         assert!(
@@ -141,16 +145,30 @@ async fn refused(change: impl FnOnce(&mut Recipe), reason: &str) {
 async fn a_good_login_reaches_the_app_with_identity_headers() {
     let setup = setup(Script::default()).await;
     let browser = Browser::new();
+    let started = std::time::Instant::now();
     let answer = login(&browser, &setup, "/app/page?x=1").await;
+    let took = started.elapsed().as_secs() + 1;
     assert_eq!(answer.status(), StatusCode::FOUND);
     assert_eq!(answer.headers()["location"], "/app/page?x=1");
     let cookie = set_cookies(&answer)
         .into_iter()
         .find(|c| c.starts_with("sess_auth="))
         .expect("session cookie");
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
+    // The day the session has left, in whole seconds: 86400, or less by the seconds the clock
+    // turned while the login ran (it did on a busy machine).
+    let max_age: u64 = cookie
+        .split("; ")
+        .find_map(|attribute| attribute.strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("Max-Age missing: {cookie}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (86400 - took..=86400).contains(&max_age),
+        "Max-Age={max_age} after a login of under {took} s: {cookie}"
+    );
     let page = browser.get(&setup.proxy.url("/app/page?x=1")).await;
     assert_eq!(page.status(), StatusCode::OK);
     let report = json(page).await;
@@ -497,7 +515,7 @@ async fn a_refresh_naming_another_user_ends_the_session() {
             .iter()
             .any(|c| c.starts_with("sess_auth=;") && c.contains("Max-Age=0"))
     );
-    assert!(logs::text().contains("id_token_subject_changed"));
+    assert!(setup.log.own().contains("id_token_subject_changed"));
 }
 
 #[tokio::test]
@@ -597,7 +615,7 @@ async fn a_refresh_finishing_after_logout_does_not_revive_the_session() {
 
 #[tokio::test]
 async fn oversized_provider_answers_are_refused_not_buffered() {
-    logs::capture();
+    let log = logs::capture();
     let oversized = portcullis::oidc::MAX_PROVIDER_RESPONSE + 1;
     let idp = HostileIdp::start(Script {
         discovery_padding: oversized,
@@ -606,15 +624,16 @@ async fn oversized_provider_answers_are_refused_not_buffered() {
     .await;
     let echo = echo::spawn().await;
     let proxy = start_proxy_at(config(&idp, echo), std::path::Path::new(".")).await;
+    // The provider's address is this test's own.
     let refusal = format!("the answer from {} is larger than", idp.discovery_url());
     for _ in 0..200 {
-        if logs::text().contains(&refusal) {
+        if !logs::events_with(&refusal).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(
-        logs::text().contains(&refusal),
+        !logs::events_with(&refusal).is_empty(),
         "no refusal of the oversized discovery document"
     );
     let browser = Browser::new();
@@ -629,7 +648,7 @@ async fn oversized_provider_answers_are_refused_not_buffered() {
         s.token_padding = oversized;
     });
     wait_until_discovered(&proxy).await;
-    let setup = Setup { idp, proxy };
+    let setup = Setup { idp, proxy, log };
     let answer = login(&browser, &setup, "/").await;
     assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
     assert_no_session_cookie(&answer);
@@ -720,7 +739,7 @@ upstream = "http://{echo}"
 
 #[tokio::test]
 async fn logout_can_revoke_the_refresh_token() {
-    logs::capture();
+    let log = logs::capture();
     let idp = HostileIdp::start(Script::default()).await;
     let echo = echo::spawn().await;
     let proxy = start_proxy_at(
@@ -729,7 +748,7 @@ async fn logout_can_revoke_the_refresh_token() {
     )
     .await;
     wait_until_discovered(&proxy).await;
-    let setup = Setup { idp, proxy };
+    let setup = Setup { idp, proxy, log };
     let browser = Browser::new();
     login(&browser, &setup, "/").await;
     assert!(setup.idp.revoked().is_empty());
@@ -771,12 +790,12 @@ async fn a_replayed_code_under_a_new_state_is_refused_by_the_provider_and_by_us(
     let answer = browser.get(&replay).await;
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     assert_no_session_cookie(&answer);
-    assert!(logs::text().contains("code_refused"));
+    assert!(setup.log.own().contains("code_refused"));
 }
 
 #[tokio::test]
 async fn route_policies_decide_after_login_and_fail_closed() {
-    logs::capture();
+    let log = logs::capture();
     let idp = HostileIdp::start(Script::default()).await;
     let echo = echo::spawn().await;
     let dir = tempfile::tempdir().unwrap();
@@ -789,6 +808,9 @@ async fn route_policies_decide_after_login_and_fail_closed() {
     let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let base = config(&idp, echo);
     let samples_dir = samples.display().to_string();
+    // Named by its full path, so the lines about it are this test's own.
+    let own_policy = dir.path().join("read-only.rhai").display().to_string();
+    let read_only = own_policy.clone();
     let proxy = start_proxy_at(
         move |addr| {
             format!(
@@ -812,7 +834,7 @@ name = "open"
 path = "/open"
 upstream = "http://{echo}"
 auth = "none"
-policy = "read-only.rhai"
+policy = "{read_only}"
 
 [[routes]]
 name = "broken"
@@ -827,7 +849,7 @@ policy = "broken.rhai"
     )
     .await;
     wait_until_discovered(&proxy).await;
-    let setup = Setup { idp, proxy };
+    let setup = Setup { idp, proxy, log };
 
     // Anonymous, on an auth = "none" route: the policy still decides.
     let anonymous = Browser::new();
@@ -845,10 +867,10 @@ policy = "broken.rhai"
     let body: serde_json::Value = serde_json::from_str(&post.text().await.unwrap()).unwrap();
     assert_eq!(body["status"], 405);
     assert_eq!(body["message"], "read only");
-    let printed = logs::text();
-    let line = printed
-        .lines()
-        .find(|l| l.contains("print: checked POST"))
+    // Printed on a policy thread: found by the policy's path, in this test's own folder.
+    let line = logs::events_with(&own_policy)
+        .into_iter()
+        .find(|event| event.contains("print: checked POST"))
         .expect("print() reaches the log");
     assert!(
         line.contains("route=open") && line.contains("read-only.rhai"),
@@ -887,7 +909,7 @@ policy = "broken.rhai"
     let broken = alice.get(&setup.proxy.url("/broken")).await;
     assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
-        logs::text().contains("broken.rhai"),
+        setup.log.own().contains("broken.rhai"),
         "the policy error names its file"
     );
     assert_eq!(
@@ -898,7 +920,7 @@ policy = "broken.rhai"
 
 /// Starts a proxy against the hostile provider with `oidc_extra` in `[oidc]` and extra routes.
 async fn setup_with(oidc_extra: &'static str, routes: &'static str) -> Setup {
-    logs::capture();
+    let log = logs::capture();
     let idp = HostileIdp::start(Script::default()).await;
     let echo = echo::spawn().await;
     let base = config_with(&idp, echo, oidc_extra);
@@ -914,7 +936,7 @@ async fn setup_with(oidc_extra: &'static str, routes: &'static str) -> Setup {
     )
     .await;
     wait_until_discovered(&proxy).await;
-    Setup { idp, proxy }
+    Setup { idp, proxy, log }
 }
 
 #[tokio::test]
@@ -1067,8 +1089,8 @@ async fn a_binding_planted_by_an_upstream_cannot_complete_an_attackers_login() {
     // The planting itself was refused, and logged without the value.
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(set_cookies(&page), ["theme=dark; Path=/"]);
-    let log = logs::text();
-    let warning = log
+    let own = setup.log.own();
+    let warning = own
         .lines()
         .find(|line| line.contains("Set-Cookie dropped"))
         .expect("the planting is logged");
@@ -1076,6 +1098,8 @@ async fn a_binding_planted_by_an_upstream_cannot_complete_an_attackers_login() {
         warning.contains("route=\"public\"") || warning.contains("route=public"),
         "{warning}"
     );
+    // No test may log the planted value: read everything logged so far.
+    let log = logs::text();
     let leaks: Vec<&str> = log
         .lines()
         .filter(|line| line.contains(" portcullis") && line.contains(&binding))

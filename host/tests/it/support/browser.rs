@@ -1,7 +1,7 @@
 //! A browser stand-in: an HTTP client with a cookie jar that asks for HTML and follows redirects
 //! one hop at a time, so tests can look at every hop.
 
-use reqwest::{Response, StatusCode, header};
+use reqwest::{Response, header};
 
 /// A cookie-keeping client that never follows redirects by itself.
 pub struct Browser {
@@ -68,11 +68,6 @@ pub fn set_cookies(response: &Response) -> Vec<String> {
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
         .collect()
-}
-
-/// Whether a status is a redirect.
-pub fn is_redirect(status: StatusCode) -> bool {
-    status.is_redirection()
 }
 
 /// The body as JSON.

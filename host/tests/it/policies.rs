@@ -1,8 +1,6 @@
 //! Rhai policies: every sample against its decision table, the sandbox (each limit exceeded, no
 //! eval, no import), output checks, error positions, and `portcullis policy test`.
 
-mod support;
-
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -533,7 +531,7 @@ fn a_failing_policy_does_not_affect_the_next_decision() {
 }
 
 mod cli {
-    use super::support::binary::binary;
+    use crate::support::binary::binary;
 
     fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -588,10 +586,12 @@ mod cli {
         let dir = tempfile::tempdir().unwrap();
         let claims = write(dir.path(), "claims.json", r#"{"sub": "bob"}"#);
         let broken = write(dir.path(), "broken.rhai", "if true {\n  allow(\n");
-        let looping = write(dir.path(), "loop.rhai", "loop {}");
+        // A runaway that a limit stops at once: `loop {}` would race the operation budget against
+        // the 20 ms wall clock of the default limits, and lose to the clock on a busy machine.
+        let recursing = write(dir.path(), "recurse.rhai", "fn f(n) { f(n + 1) } f(0)");
         for (policy, message) in [
             (&broken, "broken.rhai:"),
-            (&looping, "policy_limits.max_operations"),
+            (&recursing, "policy_limits.max_call_depth"),
         ] {
             let output = binary()
                 .args(["policy", "test"])
@@ -807,6 +807,8 @@ fn one_replace_call_cannot_build_a_string_past_max_string_size() {
 fn a_comparer_that_exceeds_a_limit_ends_the_script() {
     let limits = PolicyLimits {
         max_operations: 10_000,
+        // Generous: each comparer must be stopped by the operation budget, not the clock.
+        timeout: std::time::Duration::from_secs(10),
         ..PolicyLimits::default()
     };
     for call in [

@@ -37,24 +37,24 @@ impl Key {
 
     fn jwk(self) -> Value {
         let text = match self {
-            Key::A => include_str!("../fixtures/hostile-rsa-a.jwk.json"),
-            Key::B => include_str!("../fixtures/hostile-rsa-b.jwk.json"),
+            Key::A => include_str!("../../fixtures/hostile-rsa-a.jwk.json"),
+            Key::B => include_str!("../../fixtures/hostile-rsa-b.jwk.json"),
         };
         serde_json::from_str(text).unwrap()
     }
 
     fn pair(self) -> RsaKeyPair {
         let der: &[u8] = match self {
-            Key::A => include_bytes!("../fixtures/hostile-rsa-a.der"),
-            Key::B => include_bytes!("../fixtures/hostile-rsa-b.der"),
+            Key::A => include_bytes!("../../fixtures/hostile-rsa-a.der"),
+            Key::B => include_bytes!("../../fixtures/hostile-rsa-b.der"),
         };
         RsaKeyPair::from_der(der).unwrap()
     }
 
     fn public_pem(self) -> &'static str {
         match self {
-            Key::A => include_str!("../fixtures/hostile-rsa-a.pub.pem"),
-            Key::B => include_str!("../fixtures/hostile-rsa-b.pub.pem"),
+            Key::A => include_str!("../../fixtures/hostile-rsa-a.pub.pem"),
+            Key::B => include_str!("../../fixtures/hostile-rsa-b.pub.pem"),
         }
     }
 }

@@ -1,7 +1,5 @@
 //! Test support: an echo upstream, a proxy on port 0, and small HTTP helpers. Loopback only.
 
-#![allow(dead_code)] // each test binary uses a different part of this module
-
 pub mod binary;
 pub mod browser;
 pub mod echo;

@@ -1,7 +1,7 @@
 //! Login, refresh and logout against a real, certified OpenID provider (`oidc-provider` from npm,
 //! run on loopback from `tests/idp/`), driven through its own login and consent forms.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Builds the sample Wasm policies (`policies/wasm/`, their own workspace) for `wasm32-wasip2`
-//! once per test binary. Never skipped: without the target the build fails and says how to add it.
+//! once per test process. Never skipped: without the target the build fails and says how to add it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The `portcullis` binary as users run it: `check`, streaming with bounded memory, SIGTERM, and
 //! policies that spin without holding up anything else.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

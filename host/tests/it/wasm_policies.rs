@@ -2,7 +2,7 @@
 //! sample, the SDK's headers and login, every hostile sample stopped, both isolation modes,
 //! `policy test` on `.wasm`, and a failing policy that leaves the proxy and its other routes alone.
 
-mod support;
+use crate::support;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -473,8 +473,8 @@ fn something_that_is_not_a_component_is_refused_at_load() {
 }
 
 mod cli {
-    use super::support::binary::binary;
-    use super::support::wasm::policy;
+    use crate::support::binary::binary;
+    use crate::support::wasm::policy;
 
     #[test]
     fn policy_test_runs_wasm_files_like_rhai_ones() {
@@ -509,8 +509,8 @@ mod cli {
 /// Compiled code is kept on disk (`[wasm] cache_dir`): a restarted proxy loads it instead of
 /// compiling, and a cache folder other users could write to is refused.
 mod disk_cache {
-    use super::support::binary::RunningProxy;
-    use super::support::wasm::policy;
+    use crate::support::binary::RunningProxy;
+    use crate::support::wasm::policy;
     use std::os::unix::fs::PermissionsExt;
 
     fn config_with_cache(dir: &std::path::Path, cache: &str) -> std::path::PathBuf {
@@ -585,8 +585,8 @@ group = "admins"
 }
 
 mod proxy {
-    use super::support::wasm::policy;
-    use super::support::{echo, get, start_proxy_in};
+    use crate::support::wasm::policy;
+    use crate::support::{echo, get, start_proxy_in};
 
     #[tokio::test]
     async fn a_failing_wasm_policy_costs_its_request_and_nothing_else() {

@@ -2,7 +2,7 @@
 //! its login page; its token endpoint insists on PKCE and rotates refresh tokens; it redirects only
 //! to registered addresses.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The proxy over real sockets on loopback: routing, canonical paths, header hygiene, upgrades,
 //! TLS with HTTP/2, limits, upstream failures and graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

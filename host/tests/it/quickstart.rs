@@ -1,7 +1,7 @@
 //! The quickstart as a newcomer meets it: `portcullis demo` (the real binary) and a real browser
 //! (headless Chromium over WebDriver) on the provider's real login page.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

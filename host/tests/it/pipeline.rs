@@ -1,7 +1,7 @@
 //! The pipeline driven in-process: `Proxy::handle` called directly with in-memory requests, no
 //! listener. (Requests that reach an upstream still go to the echo upstream over loopback.)
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;
