@@ -267,9 +267,59 @@ pub fn set_identity(
     }
 }
 
+/// Sets the headers a route's policy decided on, each replacing the client's fields of that name
+/// in every spelling (`X-Role`, `x_role`, `X_ROLE`): backends that read headers as CGI variables
+/// (`HTTP_X_ROLE`: PHP, WSGI, Rack) see `-` and `_` alike, so a client's `X_Role` must not sit
+/// beside the value the policy set.
+pub fn set_policy_headers(headers: &mut HeaderMap, decided: Vec<(HeaderName, HeaderValue)>) {
+    for (name, value) in decided {
+        let wanted = crate::header_ownership::normalise(name.as_str());
+        let spellings: Vec<HeaderName> = headers
+            .keys()
+            .filter(|key| crate::header_ownership::normalise(key.as_str()) == wanted)
+            .cloned()
+            .collect();
+        for spelling in spellings {
+            headers.remove(spelling);
+        }
+        headers.insert(name, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a client's `X_Role: admin` reached the upstream beside the policy's
+    /// `X-Role: user`, and a CGI-style backend read the client's.
+    #[test]
+    fn a_policy_header_replaces_every_spelling_the_client_sent() {
+        let mut headers = map(&[
+            ("x_role", "admin"),
+            ("X_ROLE", "admin"),
+            ("x-role", "admin"),
+            ("x-other", "kept"),
+        ]);
+        set_policy_headers(
+            &mut headers,
+            vec![(
+                HeaderName::from_static("x-role"),
+                HeaderValue::from_static("user"),
+            )],
+        );
+        let mut left: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ("x-other".to_owned(), "kept".to_owned()),
+                ("x-role".to_owned(), "user".to_owned())
+            ]
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -460,9 +460,7 @@ where
             headers.insert(header::AUTHORIZATION, value);
         }
     }
-    for (name, value) in ctx.policy_headers.drain(..) {
-        headers.insert(name, value);
-    }
+    headers::set_policy_headers(headers, std::mem::take(&mut ctx.policy_headers));
     let host = if route.config.preserve_host {
         host_header.clone()
     } else {

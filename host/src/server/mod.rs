@@ -3,7 +3,8 @@
 //!
 //! Shutdown: stop accepting, tell every open connection to finish (HTTP/1.1 closes after its
 //! in-flight response, HTTP/2 sends GOAWAY), and wait up to `server.drain_timeout` for them.
-//! `/readyz` on the admin listener answers 503 from the moment draining starts.
+//! `/readyz` on the admin listener answers 503 from the moment draining starts; the admin listener
+//! keeps accepting until the drain is over.
 
 pub mod accept;
 mod idle;
@@ -101,11 +102,13 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(true));
         let graceful = GracefulShutdown::new();
+        // The admin listener outlives the public ones: probes opening a new connection while
+        // the requests in flight drain must still reach `/healthz` (200) and `/readyz` (503).
+        let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = self.admin {
             let (reloader, ready) = (self.reloader.clone(), ready.clone());
-            let mut stop = stop_rx.clone();
             let stopped = async move {
-                let _ = stop.changed().await;
+                let _ = admin_stop.await;
             };
             tokio::spawn(accept::serve_http1(
                 listener,
@@ -147,12 +150,29 @@ impl Server {
                 "drain timeout passed; closing remaining connections"
             ),
         }
+        drop(drained);
     }
 }
 
-/// Binds `addr` (before the runtime starts, or inside it).
+/// How many connections the kernel queues before they are accepted (tokio's default).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `addr` (before the runtime starts, or inside it). An IPv6 address listens for IPv6 only
+/// (`IPV6_V6ONLY`, as nginx does): Linux would otherwise make `[::]:443` take IPv4's port 443 as
+/// well, and `listen = ["0.0.0.0:443", "[::]:443"]` could not start.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
-    std::net::TcpListener::bind(addr).map_err(|source| BindError { addr, source })
+    let bound = || -> std::io::Result<std::net::TcpListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    bound().map_err(|source| BindError { addr, source })
 }
 
 /// Open client connections of the public listeners, against `server.max_connections`.
@@ -382,5 +402,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = terminate => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    /// Regression: `listen = ["0.0.0.0:443", "[::]:443"]` (the documented example) did not start,
+    /// because an IPv6 socket on Linux also takes the IPv4 port unless told not to.
+    #[test]
+    fn an_ipv6_listener_leaves_the_ipv4_port_free() {
+        let listener = bind("[::1]:0".parse().unwrap()).unwrap();
+        // On loopback the test cannot show the clash itself (only wildcards take both
+        // families); the option that prevents it is what is checked.
+        assert!(socket2::SockRef::from(&listener).only_v6().unwrap());
     }
 }

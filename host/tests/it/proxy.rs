@@ -639,6 +639,40 @@ async fn admin_endpoints_live_only_on_the_admin_listener() {
     assert_eq!(get(&proxy.url("/healthz"), &[]).await.status, 404);
 }
 
+/// Regression: the admin listener stopped with the public ones, so a probe opening a new
+/// connection during the drain was refused instead of reading `/readyz` 503 and `/healthz` 200.
+#[tokio::test]
+async fn probes_on_new_connections_see_the_drain() {
+    let echo = echo::spawn().await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"10s\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
+    );
+    let mut proxy = start_proxy(&config).await;
+    let admin = proxy.admin.expect("admin listener");
+    let url = proxy.url("/?sleep_ms=1500");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // `raw` opens a fresh connection each time.
+    let (ready, _) = raw(
+        admin,
+        "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (healthy, _) = raw(
+        admin,
+        "GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((ready, healthy), (503, 200), "during the drain");
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    tokio::time::timeout(Duration::from_secs(5), proxy.done.take().unwrap())
+        .await
+        .expect("the drain ends")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_the_request_in_flight() {
     let echo = echo::spawn().await;
