@@ -4,9 +4,13 @@
 //!
 //! One process means that what a process has once is shared by every test:
 //! - the log subscriber and its buffer: a test asserts only on lines it owns ([`support::logs`]);
-//! - signal handlers: the first watched config installs the SIGHUP handler for the whole process.
-//!   No test signals its own process; SIGHUP and SIGTERM go to `portcullis` child processes
-//!   ([`support::binary::RunningProxy`]);
+//! - signal handlers: the first watched config installs the SIGHUP handler for the whole process,
+//!   and a SIGHUP would reload every watching proxy in it (reload tests assert exact
+//!   generations). So no test signals its own process: SIGHUP and SIGTERM go to `portcullis`
+//!   child processes ([`support::binary::RunningProxy`]);
+//! - the Wasm engine and its in-memory cache of compiled components (`WasmRuntime::get`): a
+//!   sample one test compiled is reused by the next. Where code came from (compiled, disk cache)
+//!   is asserted only of child processes (`wasm_policies::disk_cache`);
 //! - environment and current directory: tests only read variables (`UPDATE_GOLDEN`,
 //!   `PROPTEST_CASES`) and set a directory only for child processes;
 //! - the sample Wasm policies, built once ([`support::wasm`]).
