@@ -180,8 +180,7 @@ fn sled_records_survive_reopening() {
     let store = loop {
         match SledStore::open(dir.path(), clock.clone()) {
             Ok(store) => break store,
-            Err(err) if std::time::Instant::now() < deadline => {
-                let _ = err;
+            Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(err) => panic!("the store did not reopen within 5 s: {err}"),
