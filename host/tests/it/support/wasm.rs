@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The folder holding `require_group.wasm`, `identity_headers.wasm`, `echo_inputs.wasm` and
-/// `hostile.wasm`.
+/// The folder holding `require_group.wasm`, `identity_headers.wasm`, `echo_inputs.wasm`,
+/// `report_inputs.wasm` and `hostile.wasm`.
 pub fn built_policies() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
