@@ -59,6 +59,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         base_dir,
     };
     let routes = route::validate_routes(raw.routes, &context, &mut problems);
+    if let (Some(dev_idp), Some(server)) = (&dev_idp, &server) {
+        dev_idp_port_is_its_own(dev_idp.listen, &server.resolved, &mut problems);
+    }
     match (server, session, identity_headers, problems.is_empty()) {
         (Some(server), Some(session), Some(identity_headers), true) => Ok(Config {
             server: server.resolved,
@@ -160,13 +163,31 @@ fn listen_addresses(raw: Option<OneOrMany>, problems: &mut Problems) -> Vec<Sock
             "needs at least one address, e.g. \"127.0.0.1:8080\"",
         );
     }
-    texts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            problems.check(format!("server.listen[{i}]"), parse_socket_addr(text))
-        })
-        .collect()
+    let mut listen: Vec<SocketAddr> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let Some(addr) = problems.check(format!("server.listen[{i}]"), parse_socket_addr(text))
+        else {
+            continue;
+        };
+        match listen.iter().find(|earlier| same_port(**earlier, addr)) {
+            Some(earlier) => problems.add(
+                format!("server.listen[{i}]"),
+                format!("{addr} takes the same port as {earlier}, listed before it: only one of them can be bound"),
+            ),
+            None => listen.push(addr),
+        }
+    }
+    listen
+}
+
+/// Whether two listeners would ask for the same port: the same address, or the same family with
+/// one of them on every address (`0.0.0.0`, `[::]`). IPv6 listeners are IPv6 only, so `[::]:P`
+/// and `0.0.0.0:P` do not clash. Port 0 never clashes (each gets a port of its own).
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// `server.admin_listen`: an address that is not also a public listener (port 0 excepted: each
@@ -179,6 +200,11 @@ fn admin_address(text: &str, listen: &[SocketAddr], problems: &mut Problems) -> 
             format!(
                 "{admin} is also a public listener; the admin endpoints must not be reachable there"
             ),
+        );
+    } else if let Some(public) = listen.iter().find(|public| same_port(**public, admin)) {
+        problems.add(
+            "server.admin_listen",
+            format!("{admin} takes the same port as the public listener {public}: only one of them can be bound"),
         );
     }
     Some(admin)
@@ -293,6 +319,27 @@ fn dev_idp_config(listen: SocketAddr, oidc: &OidcConfig) -> DevIdpConfig {
             redirect_uri: oidc.redirect_uri.clone(),
             post_logout_redirect_uri: oidc.post_logout_redirect_uri.clone(),
         },
+    }
+}
+
+/// `[dev_idp] listen` may not ask for a port a listener of `[server]` takes: `check` would pass a
+/// config that cannot start.
+fn dev_idp_port_is_its_own(listen: SocketAddr, server: &ServerConfig, problems: &mut Problems) {
+    let taken = server
+        .listen
+        .iter()
+        .map(|addr| ("server.listen", *addr))
+        .chain(
+            server
+                .admin_listen
+                .map(|addr| ("server.admin_listen", addr)),
+        )
+        .find(|(_, addr)| same_port(*addr, listen));
+    if let Some((key, addr)) = taken {
+        problems.add(
+            "dev_idp.listen",
+            format!("{listen} takes the same port as {key} ({addr}): give the development provider a port of its own"),
+        );
     }
 }
 
