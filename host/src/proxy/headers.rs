@@ -273,10 +273,9 @@ pub fn set_identity(
 /// beside the value the policy set.
 pub fn set_policy_headers(headers: &mut HeaderMap, decided: Vec<(HeaderName, HeaderValue)>) {
     for (name, value) in decided {
-        let wanted = crate::header_ownership::normalise(name.as_str());
         let spellings: Vec<HeaderName> = headers
             .keys()
-            .filter(|key| crate::header_ownership::normalise(key.as_str()) == wanted)
+            .filter(|key| crate::header_ownership::same_name(key.as_str(), name.as_str()))
             .cloned()
             .collect();
         for spelling in spellings {
