@@ -114,16 +114,19 @@ impl App {
         let started_with = StartedWith {
             listen: config.server.listen.clone(),
             admin_listen: config.server.admin_listen,
+            workers: config.server.workers,
             dev_idp: config.dev_idp.clone(),
         };
         let builder = Arc::new(snapshot::Builder::default());
         let proxy = Proxy::new(builder.build(config, None).await?);
+        let workers = started_with.workers;
         let reloader = Arc::new(Reloader::new(proxy.clone(), builder, started_with));
         let server = Server::new(
             proxy.clone(),
             reloader.clone(),
             listeners.public,
             listeners.admin,
+            workers,
         )?;
         Ok(App {
             handle: AppHandle { proxy, reloader },

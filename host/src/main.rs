@@ -133,9 +133,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The runtime `run` and `demo` serve on.
+/// The runtime `run` and `demo` start on: the admin listener, reloads, discovery, the session
+/// sweeper and the development provider. Client connections are served by the workers, each on
+/// a runtime of its own (`server.workers`), so this one needs few threads.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("portcullis-main")
         .enable_all()
         .build()
 }

@@ -172,6 +172,7 @@ const WITHOUT_VALUE: &[(&str, &str)] = &[
     ("routes.policy", "none"),
     ("routes.policy_config", "{}"),
     ("policy_limits.threads", "the machine's cores"),
+    ("server.workers", "the cores the process may use"),
 ];
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A client connection with no request in flight for this long is closed.
     pub connection_idle_timeout: Duration,
+    /// Threads serving client connections (each its own event loop and listening sockets).
+    pub workers: usize,
 }
 
 /// `[log]`, resolved.

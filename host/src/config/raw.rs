@@ -208,6 +208,9 @@ pub struct RawServer {
     /// A client connection with no request in flight for this long is closed (including one that
     /// never sends a request; bytes alone, such as HTTP/2 PINGs, do not count).
     pub connection_idle_timeout: Option<String>,
+    /// Threads serving client connections, each with its own event loop and its own listening
+    /// socket per address. Absent: the cores the process may use.
+    pub workers: Option<usize>,
 }
 
 /// `[server.tls]`

@@ -126,6 +126,7 @@ fn validate_server(
         raw.connection_idle_timeout.as_deref(),
         defaults::SERVER_CONNECTION_IDLE_TIMEOUT,
     );
+    let workers = workers(raw.workers, problems);
     let tls = match raw.tls {
         None => Some(None),
         Some(raw_tls) => server_tls(raw_tls, base_dir, problems).map(Some),
@@ -147,6 +148,7 @@ fn validate_server(
             tls: tls?,
             max_connections: max_connections?,
             connection_idle_timeout: connection_idle_timeout?,
+            workers: workers?,
         },
         response_timeout: response_timeout?,
     })
@@ -238,6 +240,25 @@ fn max_connections(raw: Option<usize>, problems: &mut Problems) -> Option<usize>
             None
         }
         max => Some(max),
+    }
+}
+
+/// Most `server.workers` a config may ask for.
+const MAX_WORKERS: usize = 1024;
+
+/// `server.workers`: 1 to [`MAX_WORKERS`]; absent, the cores this process may use (its CPU
+/// affinity, as `taskset` or a container's cpuset sets it).
+fn workers(raw: Option<usize>, problems: &mut Problems) -> Option<usize> {
+    match raw {
+        None => Some(std::thread::available_parallelism().map_or(1, usize::from)),
+        Some(workers @ 1..=MAX_WORKERS) => Some(workers),
+        Some(_) => {
+            problems.add(
+                "server.workers",
+                format!("must be from 1 to {MAX_WORKERS} (threads serving connections; leave it out for one per core)"),
+            );
+            None
+        }
     }
 }
 

@@ -136,6 +136,8 @@ pub struct StartedWith {
     pub listen: Vec<SocketAddr>,
     /// `server.admin_listen` as bound.
     pub admin_listen: Option<SocketAddr>,
+    /// `server.workers` as started.
+    pub workers: usize,
     /// `[dev_idp]` as started.
     pub dev_idp: Option<DevIdpConfig>,
 }
@@ -210,7 +212,12 @@ impl Reloader {
         let serving = self.proxy.snapshot();
         let started = &self.started_with;
         let mut restart_required =
-            restart::listeners(&started.listen, started.admin_listen, &config.server);
+            restart::listeners(
+                &started.listen,
+                started.admin_listen,
+                started.workers,
+                &config.server,
+            );
         restart_required.extend(restart::dev_idp(&started.dev_idp, &config.dev_idp));
         if serving.server.tls.is_some() != config.server.tls.is_some() {
             // Turning TLS on or off under connected clients would break every one of them; a new

@@ -4,15 +4,19 @@ use std::net::SocketAddr;
 
 use crate::config::{ServerConfig, SessionConfig};
 
-/// `server.listen` and `server.admin_listen` differ from what is bound.
+/// `server.listen`, `server.admin_listen` and `server.workers` differ from what is bound.
 pub(super) fn listeners(
     listen: &[SocketAddr],
     admin_listen: Option<SocketAddr>,
+    workers: usize,
     wanted: &ServerConfig,
 ) -> Vec<String> {
     let mut changed = Vec::new();
     if listen != wanted.listen {
         changed.push("server.listen".to_owned());
+    }
+    if workers != wanted.workers {
+        changed.push("server.workers".to_owned());
     }
     if admin_listen != wanted.admin_listen {
         changed.push("server.admin_listen".to_owned());

@@ -1,25 +1,38 @@
-//! Keep-alive HTTP/1.1 connections to upstreams: one request at a time on each, handed back to
-//! the pool by the response body the moment it has been read to its end.
+//! Keep-alive HTTP/1.1 connections to upstreams, owned by the thread that uses them and driven
+//! by the request that uses them.
 //!
-//! Why not hyper-util's pooled client: it hands a connection back through a task spawned for every
-//! request (its response is returned before the body is read) and finds connections by a hashed
-//! (scheme, authority) key; both showed up on a request path that costs ~55,000 instructions in
-//! all (`docs/performance.md`). Here the body gives its connection back itself, and the few
-//! idle connections are found by a scan.
+//! A connection is a [`SendRequest`] and the [`Connection`] future that does its I/O. hyper's
+//! usual way, and hyper-util's pooled client, spawn that future as a task of its own and talk to it
+//! through a channel: every request then wakes another task, and on a multi-threaded runtime
+//! often another thread. Here the future is lent *with* the connection: the request's task polls
+//! it while it waits for the response head ([`Lent::send`]) and the response body polls it while
+//! it is read ([`PooledBody`]); when the body ends, the connection goes back to the idle list of
+//! the thread it ran on (one list per thread and pool, [`ThreadLocal`]), undriven until its next
+//! request. With one runtime per worker thread (`server::worker`), an upstream connection is
+//! created, used and reused by one thread only.
+//!
+//! A connection the upstream closed while idle is found out when it is next taken: driving it
+//! reads the close, and the request goes to another. A request that a reused connection closed
+//! before it was sent is sent again on another: the upstream never saw it. Upgrade requests
+//! (WebSocket) get a fresh connection of their own, driven by a task as a tunnel needs.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use thread_local::ThreadLocal;
 use tower_service::Service;
 
 use super::error::{SendError, UpstreamError, classify_send};
@@ -27,8 +40,11 @@ use crate::response::ProxyBody;
 
 /// How long an idle connection may wait for its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per pool; past it, the longest idle is closed.
+/// Idle connections kept per pool and thread; past it, the longest idle is closed.
 const MAX_IDLE: usize = 128;
+
+/// The transport of an upstream connection: TCP, or TLS over it for https upstreams.
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// Which upstream a connection goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,16 +53,85 @@ struct Target {
     authority: Authority,
 }
 
+/// An upstream connection as the pool lends it: the handle requests are sent on and the future
+/// that drives its I/O, polled by whoever holds the connection.
+struct Lent {
+    sender: SendRequest<ProxyBody>,
+    /// `None` once the connection has ended (closed by either side, or failed).
+    driver: Option<Connection<Io, ProxyBody>>,
+}
+
+impl Lent {
+    /// Drives the connection's I/O as far as it goes now. `false` once it has ended; the driver
+    /// is then dropped, which fails a request still waiting on it.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = &mut self.driver else {
+            return false;
+        };
+        match Pin::new(driver).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(ended) => {
+                if let Err(err) = ended {
+                    tracing::debug!(error = %err, "upstream connection ended with an error");
+                }
+                self.driver = None;
+                false
+            }
+        }
+    }
+
+    /// Drives the connection once without anyone to wake: for a connection about to rest in the
+    /// idle list, so that it takes in what it has already received (the end of its response)
+    /// and is ready for the next request. Its next holder polls it with a real waker.
+    fn settle(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.drive(&mut cx);
+    }
+
+    /// Waits until the connection can take a request: `false` if it ended first.
+    async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            let running = self.drive(cx);
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(ready) => Poll::Ready(ready.is_ok() && running),
+                Poll::Pending if running => Poll::Pending,
+                Poll::Pending => Poll::Ready(false),
+            }
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the response head, driving the connection meanwhile.
+    async fn send(
+        &mut self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>> {
+        let mut response = std::pin::pin!(self.sender.try_send_request(request));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(response) = response.as_mut().poll(cx) {
+                return Poll::Ready(response);
+            }
+            // Either the connection made progress or it ended (its end fails the request):
+            // both can complete the response now.
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// An idle connection in a thread's list.
 struct Idle {
     target: Target,
-    sender: SendRequest<ProxyBody>,
+    connection: Lent,
     since: Instant,
 }
 
-/// The connections of one trust configuration (routes sharing it share them).
+/// The connections of one trust configuration (routes sharing it share them), each thread's
+/// apart.
 pub struct ConnectionPool {
     connector: HttpsConnector<HttpConnector>,
-    idle: Mutex<Vec<Idle>>,
+    idle: ThreadLocal<RefCell<Vec<Idle>>>,
 }
 
 impl ConnectionPool {
@@ -54,13 +139,12 @@ impl ConnectionPool {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Arc<Self> {
         Arc::new(ConnectionPool {
             connector,
-            idle: Mutex::new(Vec::new()),
+            idle: ThreadLocal::new(),
         })
     }
 
     /// Sends `request` (its URI absolute: scheme and authority pick the upstream) on an idle
-    /// connection, or a new one. A request that a reused connection closed before it was sent is
-    /// sent again on another: the upstream never saw it.
+    /// connection of this thread, or a new one.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<ProxyBody>,
@@ -77,12 +161,15 @@ impl ConnectionPool {
         };
         // HTTP/1.1 to an origin server: the request target is the path and query alone.
         *request.uri_mut() = origin_form(&uri);
+        if request.headers().contains_key(header::UPGRADE) {
+            return self.send_upgrade(&target, &uri, request).await;
+        }
         loop {
-            let (mut sender, reused) = match self.checkout(&target) {
-                Some(sender) => (sender, true),
+            let (mut connection, reused) = match self.checkout(&target) {
+                Some(connection) => (connection, true),
                 None => (self.connect(&target, &uri).await?, false),
             };
-            if sender.ready().await.is_err() {
+            if !connection.ready().await {
                 if reused {
                     continue;
                 }
@@ -91,16 +178,17 @@ impl ConnectionPool {
                     "the connection closed before the request was sent",
                 ));
             }
-            match sender.try_send_request(request).await {
+            match connection.send(request).await {
                 Ok(response) => {
-                    // An upgraded connection belongs to its tunnel from now on.
-                    let home =
-                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Home {
-                            pool: Arc::downgrade(self),
-                            target,
-                            sender,
-                        });
-                    return Ok(response.map(|body| PooledBody { body, home }));
+                    let home = Home {
+                        pool: Arc::downgrade(self),
+                        target,
+                        connection,
+                    };
+                    return Ok(response.map(|body| PooledBody {
+                        body,
+                        home: Some(home),
+                    }));
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => request = unsent,
@@ -115,65 +203,87 @@ impl ConnectionPool {
         }
     }
 
-    /// The most recently used idle connection to `target` that is still open and fresh.
-    fn checkout(&self, target: &Target) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// An upgrade request (WebSocket) on a connection of its own, driven by a task: if the
+    /// upstream switches protocols, the connection becomes the tunnel's and outlives this request.
+    async fn send_upgrade(
+        &self,
+        target: &Target,
+        uri: &Uri,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let Lent {
+            mut sender,
+            driver,
+        } = self.connect(target, uri).await?;
+        if let Some(driver) = driver {
+            tokio::spawn(async move {
+                if let Err(err) = driver.with_upgrades().await {
+                    tracing::debug!(error = %err, "upstream connection ended with an error");
+                }
+            });
+        }
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| classify_send(err, target.authority.to_string()))?;
+        Ok(response.map(|body| PooledBody { body, home: None }))
+    }
+
+    /// This thread's most recently used idle connection to `target` that is fresh. Whether it is
+    /// still open is seen when it is driven next ([`Lent::ready`]).
+    fn checkout(&self, target: &Target) -> Option<Lent> {
+        let mut idle = self.idle.get_or_default().borrow_mut();
         while let Some(index) = idle.iter().rposition(|entry| entry.target == *target) {
             let entry = idle.remove(index);
-            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
-                return Some(entry.sender);
+            if entry.since.elapsed() < IDLE_TIMEOUT {
+                return Some(entry.connection);
             }
         }
         None
     }
 
-    fn give_back(self: Arc<Self>, target: Target, mut sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
+    /// Takes back a connection whose response has been read.
+    fn give_back(self: Arc<Self>, target: Target, mut connection: Lent) {
+        connection.settle();
+        if connection.driver.is_none() || connection.sender.is_closed() {
             return;
         }
-        if !sender.is_ready() {
+        if !connection.sender.is_ready() {
             // Still busy: the upstream answered before the request body was all sent (an early
             // 401 or 413 to an upload). A request that took it now would wait for that upload;
-            // it joins the pool once free instead. (Rare: normally it is ready when the response
-            // body ends.)
+            // a task finishes it and the connection joins this thread's list once free.
+            let pool = Arc::downgrade(&self);
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            let pool = Arc::downgrade(&self);
             runtime.spawn(async move {
-                if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await
-                    && let Some(pool) = pool.upgrade()
-                {
-                    pool.put(target, sender);
+                let freed = tokio::time::timeout(IDLE_TIMEOUT, connection.ready()).await;
+                if let (Ok(true), Some(pool)) = (freed, pool.upgrade()) {
+                    connection.settle();
+                    pool.put(target, connection);
                 }
             });
             return;
         }
-        self.put(target, sender);
+        self.put(target, connection);
     }
 
-    fn put(&self, target: Target, sender: SendRequest<ProxyBody>) {
+    fn put(&self, target: Target, connection: Lent) {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // Connections the upstream closed, or idle too long, go now (one clock read for all).
-        idle.retain(|entry| {
-            !entry.sender.is_closed() && now.duration_since(entry.since) < IDLE_TIMEOUT
-        });
+        let mut idle = self.idle.get_or_default().borrow_mut();
+        // Connections idle too long go now (one clock read for all).
+        idle.retain(|entry| now.duration_since(entry.since) < IDLE_TIMEOUT);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             target,
-            sender,
+            connection,
             since: now,
         });
     }
 
-    async fn connect(
-        &self,
-        target: &Target,
-        uri: &Uri,
-    ) -> Result<SendRequest<ProxyBody>, SendError> {
+    async fn connect(&self, target: &Target, uri: &Uri) -> Result<Lent, SendError> {
         let authority = || target.authority.to_string();
         let mut connector = self.connector.clone();
         let connected = async {
@@ -183,16 +293,14 @@ impl ConnectionPool {
         let io = connected
             .await
             .map_err(|err| SendError::Upstream(connect_error(&*err, authority())))?;
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        let (sender, driver) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|err| classify_send(err, authority()))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(error = %err, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Lent {
+            sender,
+            driver: Some(driver),
+        })
     }
 }
 
@@ -228,25 +336,27 @@ fn connect_error(err: &(dyn std::error::Error + 'static), authority: String) -> 
     UpstreamError::Connect { authority, detail }
 }
 
-/// Where a response's connection goes once its body has been read.
+/// The connection a response came on, and where it goes once the body has been read.
 struct Home {
     pool: Weak<ConnectionPool>,
     target: Target,
-    sender: SendRequest<ProxyBody>,
+    connection: Lent,
 }
 
 impl Home {
     fn go(self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.give_back(self.target, self.sender);
+            pool.give_back(self.target, self.connection);
         }
     }
 }
 
-/// An upstream response body. Read to its end, it returns its connection to the pool; dropped
-/// before that, the connection is closed (hyper cannot reuse a half-read one).
+/// An upstream response body. Reading it drives its connection; read to its end, it returns the
+/// connection to the pool; dropped before that, the connection is closed (hyper cannot reuse a
+/// half-read one).
 pub struct PooledBody {
     body: Incoming,
+    /// `None` for a connection that is not pooled (an upgrade's), or once given back.
     home: Option<Home>,
 }
 
@@ -258,7 +368,17 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let this = &mut *self;
+        let mut frame = Pin::new(&mut this.body).poll_frame(cx);
+        if frame.is_pending()
+            && let Some(home) = &mut this.home
+        {
+            // Nothing buffered: read from the upstream now (this also finishes sending the
+            // request body of an upload the upstream answered early), then look again.
+            home.connection.drive(cx);
+            frame = Pin::new(&mut this.body).poll_frame(cx);
+        }
+        let frame = std::task::ready!(frame);
         if (frame.is_none() || self.body.is_end_stream())
             && let Some(home) = self.home.take()
         {

@@ -699,7 +699,8 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let echo = echo::spawn().await;
-    let proxy = start_proxy(&one_route(echo, "")).await;
+    // One worker: each worker keeps its own upstream connections.
+    let proxy = start_proxy(&one_route(echo, "workers = 1")).await;
     let mut peers = std::collections::HashSet::new();
     // Sequential requests, some with an empty answer (a body that is never read gives its
     // connection back too): one upstream connection serves them all.
@@ -711,6 +712,24 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         }
     }
     assert_eq!(peers.len(), 1, "{peers:?}");
+}
+
+/// Each worker accepts its own share of new connections (its own `SO_REUSEPORT` socket) and keeps
+/// its own upstream connections: twenty sequential requests, each on a new client connection,
+/// reach the upstream over exactly one connection per worker.
+#[tokio::test]
+async fn each_worker_serves_its_share_of_connections_with_upstream_connections_of_its_own() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&one_route(echo, "workers = 2")).await;
+    let mut peers = std::collections::HashSet::new();
+    for i in 0..20 {
+        let answer = get(&proxy.url(&format!("/{i}")), &[]).await;
+        assert_eq!(answer.status, 200);
+        peers.insert(answer.json()["peer"].as_str().unwrap().to_owned());
+    }
+    // The kernel picks a worker by the connection's ports: all twenty on one worker would
+    // happen once in 2^19 runs.
+    assert_eq!(peers.len(), 2, "{peers:?}");
 }
 
 #[tokio::test]
@@ -823,7 +842,9 @@ async fn a_connection_still_sending_an_upload_is_not_handed_to_the_next_request(
 async fn connections_beyond_max_connections_get_503_until_one_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let echo = echo::spawn().await;
-    let proxy = start_proxy(&one_route(echo, "max_connections = 2")).await;
+    // One worker, so that connections are accepted in the order they were made (two workers
+    // each accept from their own queue). The limit counts every worker's connections alike.
+    let proxy = start_proxy(&one_route(echo, "max_connections = 2\nworkers = 1")).await;
     // Two idle connections take both places (accepted in order, before the third).
     let first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let _second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();

@@ -3,9 +3,10 @@
 //! All integration tests share one process, so they share one global subscriber and one buffer:
 //! a line another test logged must never satisfy an assertion. Each event is kept with the thread
 //! that logged it, and a test reads only what it owns:
-//! - [`Capture::own`]: what the test's own thread logged since [`capture`]. Under `#[tokio::test]`
-//!   (a `current_thread` runtime) that is everything its in-process proxy, provider and client did
-//!   while serving its requests. libtest runs one test at a time on a thread.
+//! - [`Capture::own`]: what the test's own thread logged since [`capture`], and the proxy's worker
+//!   threads it started afterwards (they log through the dispatcher of the thread that started
+//!   them, here the test's own). Under `#[tokio::test]` (a `current_thread` runtime) that is
+//!   everything its in-process proxy, provider and client did while serving its requests.
 //! - [`events_with`]: events from threads the proxy starts itself (policy threads, the reload
 //!   thread), found by something only that test uses, such as a path in its own temporary folder.
 //! - [`text`]: everything, for "never logged" checks (token material, a planted cookie value),
@@ -44,34 +45,45 @@ impl Drop for Sink {
     }
 }
 
-/// What one test captures: the events its thread logs from now on.
+/// What one test captures: the events its thread (and the workers it starts) log from now on.
 pub struct Capture {
     thread: ThreadId,
     from: usize,
+    /// This thread's own subscriber, attributing events to it wherever they are logged.
+    _scoped: tracing::subscriber::DefaultGuard,
+}
+
+/// A subscriber writing every event into [`EVENTS`], attributed to `owner` (`None`: the thread
+/// that logs it).
+fn subscriber(owner: Option<ThreadId>) -> impl tracing::Subscriber + Send + Sync {
+    // Every test's events land here once one test captures, the Wasm tests' too: the
+    // compiler's debug output (cranelift, wasmtime; 90% of all lines) is left out.
+    let filter = "debug,hyper=info,h2=info,reqwest=info,rustls=info,sled=info,\
+                  cranelift=info,wasmtime=info,regalloc2=info";
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        // Called on the thread that logs, once per event.
+        .with_writer(move || Sink {
+            thread: owner.unwrap_or_else(|| std::thread::current().id()),
+            text: Vec::new(),
+        })
+        .finish()
 }
 
 /// Installs the capturing subscriber (once per process) and starts a capture for the calling
 /// test's thread.
 pub fn capture() -> Capture {
     let events = EVENTS.get_or_init(|| {
-        // Every test's events land here once one test captures, the Wasm tests' too: the
-        // compiler's debug output (cranelift, wasmtime; 90% of all lines) is left out.
-        let filter = "debug,hyper=info,h2=info,reqwest=info,rustls=info,sled=info,\
-                      cranelift=info,wasmtime=info,regalloc2=info";
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            // Called on the thread that logs, once per event.
-            .with_writer(|| Sink {
-                thread: std::thread::current().id(),
-                text: Vec::new(),
-            })
-            .init();
+        tracing::subscriber::set_global_default(subscriber(None))
+            .expect("no other subscriber in the test process");
         Mutex::new(Vec::new())
     });
+    let thread = std::thread::current().id();
     Capture {
-        thread: std::thread::current().id(),
+        thread,
         from: events.lock().unwrap().len(),
+        _scoped: tracing::subscriber::set_default(subscriber(Some(thread))),
     }
 }
 
