@@ -148,6 +148,8 @@ pub struct RoutePolicy {
     pub policy: crate::policy::Policy,
     /// What headers its decisions may set.
     pub rules: crate::policy::OutputRules,
+    /// On the workers, or moved to the policy threads after running long.
+    pub placement: crate::policy::Placement,
 }
 
 /// The `host` of a route.

@@ -194,5 +194,9 @@ pub(super) fn compile_route_policy(
             .collect(),
         may_set_identity_headers: keys.may_set_identity_headers,
     };
-    Some(RoutePolicy { policy, rules })
+    Some(RoutePolicy {
+        policy,
+        rules,
+        placement: Default::default(),
+    })
 }

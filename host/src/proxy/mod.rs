@@ -276,10 +276,12 @@ fn return_to<B>(ctx: &RequestCtx, request: &Request<B>) -> String {
 /// Phase 5, authorize: the route's policy decides on the request and the user's claims. A deny is
 /// an answer (a value); a policy that fails is a 500 — fail closed.
 ///
-/// The policy runs on the snapshot's policy threads, never here: a script that spins until its
-/// limits stop it holds a policy thread, not the connections of other routes. This task waits
-/// for the decision at most `policy_limits.timeout` plus a grace, then fails closed. A decision
-/// remembered for the session is served here, without the hop.
+/// A decision remembered for the session is served at once. Otherwise the policy runs here, on
+/// the worker, for at most [`crate::policy::INLINE_BUDGET`]; a policy that needs longer is
+/// stopped, runs again on the snapshot's policy threads, and runs there from then on
+/// ([`crate::policy::placement`]): a script that spins until its limits stop it holds a policy
+/// thread, not the connections this worker serves. This task waits for a policy thread's
+/// decision at most `policy_limits.timeout` plus a grace, then fails closed.
 async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<Flow, ProxyError> {
     let snapshot = ctx.snapshot.clone();
     let Some(route_id) = ctx.route else {
@@ -293,8 +295,15 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
     let remembered = route_policy
         .policy
         .remembered(session.as_deref().map(Session::policy_claims));
-    let decision = match remembered {
-        Some(decision) => Ok(decision),
+    let inline = match remembered {
+        Some(decision) => Some(Ok(decision)),
+        None if route_policy.placement.inline() => {
+            decide_inline(ctx, route_policy, session.as_deref(), request)
+        }
+        None => None,
+    };
+    let decision = match inline {
+        Some(decided) => decided,
         None => decide_on_policy_thread(ctx, route_id, session, request).await,
     }
     .inspect_err(|err| {
@@ -323,6 +332,57 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
                 return_to(ctx, request),
             )?))
         }
+    }
+}
+
+/// Runs the route's policy here, stopped after [`crate::policy::INLINE_BUDGET`]. `None` when it
+/// was stopped (or failed after the budget): the policy moves to the policy threads, where this
+/// decision is made again with the route's full limits.
+fn decide_inline<B>(
+    ctx: &RequestCtx,
+    route_policy: &crate::config::RoutePolicy,
+    session: Option<&Session>,
+    request: &Request<B>,
+) -> Option<Result<Decision, PolicyError>> {
+    let until = Instant::now() + crate::policy::INLINE_BUDGET;
+    let host = ctx.host.as_deref().unwrap_or_default();
+    let input = PolicyRequest {
+        method: request.method().as_str(),
+        path: ctx.path.as_ref().map_or("/", CanonicalPath::decision),
+        query: request.uri().query().unwrap_or(""),
+        host,
+        headers: request.headers(),
+        client_ip: ctx.conn.peer.ip().to_canonical(),
+        route: ctx.route().map_or("", |route| route.config.name.as_str()),
+    };
+    // A panic in an engine costs this decision (500), not the connections of this worker.
+    let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        route_policy.policy.decide_by(
+            &input,
+            session.map(Session::policy_claims),
+            &route_policy.rules,
+            Some(until),
+        )
+    }));
+    match decided {
+        Ok(Ok(decision)) => Some(Ok(decision)),
+        Ok(Err(err)) if Instant::now() < until => Some(Err(err)),
+        Ok(Err(_)) => {
+            if route_policy.placement.moved() {
+                tracing::info!(
+                    route = input.route,
+                    policy = route_policy.policy.file(),
+                    budget = ?crate::policy::INLINE_BUDGET,
+                    "the policy ran past its budget on the worker; it runs on the policy threads from now on"
+                );
+            }
+            None
+        }
+        Err(_) => Some(Err(PolicyError {
+            file: route_policy.policy.file().to_owned(),
+            position: None,
+            message: "the policy engine failed unexpectedly".into(),
+        })),
     }
 }
 

@@ -464,6 +464,40 @@ async fn spinning_policies_never_hold_up_requests_on_other_routes() {
     }
 }
 
+/// A policy runs on the worker serving its request until it needs more than the inline budget
+/// (1 ms): it is then stopped, decided again on a policy thread with the route's own limits, and
+/// runs there from then on. The move is logged once; each decision still fails closed.
+#[tokio::test]
+async fn a_policy_past_its_budget_on_the_worker_moves_to_the_policy_threads_once() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spinning_policy_config(
+        dir.path(),
+        echo,
+        "timeout = \"300ms\"\nmax_operations = 1000000000000",
+    );
+    let proxy = RunningProxy::start(&config);
+    for i in 0..3 {
+        let (status, took) = timed_get(proxy.addr, format!("/spin/{i}")).await;
+        assert_eq!(status, 500, "a spinning policy fails closed");
+        // Stopped by the route's own timeout on the policy thread, not by the 1 ms budget.
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+    }
+    let (status, _) = timed_get(proxy.addr, "/open".into()).await;
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
+    let moves = log
+        .lines()
+        .filter(|line| line.contains("runs on the policy threads from now on"))
+        .collect::<Vec<_>>();
+    assert_eq!(moves.len(), 1, "{log}");
+    assert!(
+        moves[0].contains("route=\"spin\"") && moves[0].contains("spin.rhai"),
+        "{}",
+        moves[0]
+    );
+}
+
 /// The request's own deadline: with one policy thread held by a spinning decision, decisions
 /// queued behind it are answered 500 when `policy_limits.timeout` plus the grace has passed,
 /// not after the spinners before them have run (which would take three timeouts).
