@@ -10,7 +10,6 @@
 //! connections (`server.max_connections` is one limit for the process). Everything else a worker
 //! touches per request is its own.
 
-use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::time::Duration;
 
@@ -90,8 +89,8 @@ impl Worker {
     }
 
     /// Waits for the worker's drain: `true` when every connection finished in time.
-    pub(super) fn finished(self) -> impl Future<Output = bool> {
-        async move { self.finished.await.unwrap_or(false) }
+    pub(super) async fn finished(self) -> bool {
+        self.finished.await.unwrap_or(false)
     }
 }
 
