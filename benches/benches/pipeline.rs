@@ -3,6 +3,12 @@
 //! route, cookie → session (cache hit), policy, identity headers, upstream request. "allowed" also
 //! forwards to a minimal upstream on loopback (keep-alive) and reads its answer; "denied" stops at
 //! the policy, so it is the pipeline alone.
+//!
+//! The script reads only claims and config, so its decision is remembered per session: every
+//! request after a session's first is served the remembered decision in the authorize phase, with
+//! no run ("decision remembered"). The same routes with remembering turned off time what a
+//! session's first request pays instead: the script run, wherever the authorize phase runs it
+//! ("script run, remembering off").
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -12,7 +18,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use portcullis::proxy::ConnInfo;
+use portcullis::config::RoutePolicy;
+use portcullis::policy::{Policy, RhaiPolicy};
+use portcullis::proxy::{ConnInfo, Proxy};
 use portcullis_benches::realistic_session;
 
 async fn upstream() -> std::net::SocketAddr {
@@ -72,6 +80,20 @@ upstream = "http://{upstream}"
 policy = "{policy}"
 [routes.policy_config]
 group = "nobody"
+[[routes]]
+name = "run-allowed"
+path = "/run"
+upstream = "http://{upstream}"
+policy = "{policy}"
+[routes.policy_config]
+group = "group-7"
+[[routes]]
+name = "run-denied"
+path = "/run-denied"
+upstream = "http://{upstream}"
+policy = "{policy}"
+[routes.policy_config]
+group = "nobody"
 "#,
             policy = policy.display()
         );
@@ -80,6 +102,9 @@ group = "nobody"
             .await
             .unwrap();
         let proxy = app.handle().proxy().clone();
+        for name in ["run-allowed", "run-denied"] {
+            rhai_policy(&proxy, name, RhaiPolicy::never_remember);
+        }
         let sessions = proxy.auth().expect("login is configured").sessions.clone();
         let cookie = sessions.insert_unflushed(realistic_session()).unwrap();
         (proxy, format!("session={cookie}"))
@@ -97,10 +122,37 @@ group = "nobody"
         peer: "10.0.0.7:40000".parse().unwrap(),
         tls: false,
     };
-    for (name, path, status) in [
-        ("allowed, forwarded", "/users?page=2", 200),
-        ("denied by the policy", "/denied/x", 403),
-    ] {
+    let cases = [
+        (
+            "decision remembered, allowed, forwarded",
+            "allowed",
+            "/users?page=2",
+            200,
+        ),
+        ("decision remembered, denied", "denied", "/denied/x", 403),
+        (
+            "script run, remembering off, allowed, forwarded",
+            "run-allowed",
+            "/run/users?page=2",
+            200,
+        ),
+        (
+            "script run, remembering off, denied",
+            "run-denied",
+            "/run-denied/x",
+            403,
+        ),
+    ];
+    // What the names say: two requests each; a remembered decision ran the script once, for the
+    // session's first request, the others ran it every time.
+    let runs = cases.map(|(_, route, path, _)| {
+        for _ in 0..2 {
+            runtime.block_on(proxy.handle(request(path), conn));
+        }
+        rhai_policy(&proxy, route, RhaiPolicy::runs)
+    });
+    assert_eq!(runs, [1, 1, 2, 2]);
+    for (name, _, path, status) in cases {
         c.bench_function(
             &format!("pipeline/logged in + require-group.rhai ({name})"),
             |b| {
@@ -111,6 +163,22 @@ group = "nobody"
                 })
             },
         );
+    }
+}
+
+/// `f` of the Rhai policy of route `name`.
+fn rhai_policy<T>(proxy: &Proxy, name: &str, f: impl FnOnce(&RhaiPolicy) -> T) -> T {
+    let snapshot = proxy.snapshot();
+    let route = snapshot
+        .routes
+        .iter()
+        .find(|route| route.config.name == name);
+    match route.and_then(|route| route.config.policy.as_ref()) {
+        Some(RoutePolicy {
+            policy: Policy::Rhai(policy),
+            ..
+        }) => f(policy),
+        _ => panic!("route {name} has no Rhai policy"),
     }
 }
 

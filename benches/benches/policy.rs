@@ -1,6 +1,8 @@
-//! The cost of one policy decision as the authorize phase pays it, for a user in 10 groups:
-//! - `require-group.rhai` reads only the claims and its config, so after a session's first request
-//!   its decision is remembered: what is timed is serving the remembered decision;
+//! The cost of one policy decision for a user in 10 groups, each bench timing one thing:
+//! - `require-group.rhai` reads only the claims and its config, so its decision is remembered per
+//!   session: the script runs for a session's first request only (timed with remembering turned
+//!   off, so every iteration runs it), and every later request is served the remembered decision
+//!   without a run (timed apart);
 //! - `read-only-for-viewers.rhai` reads `request.method`, so it runs for every request: the script
 //!   run (fresh scope, the request's fields copied in);
 //! - on the policy threads: the hop alone (queue, wake a policy thread, wake the waiting task), and
@@ -26,9 +28,26 @@ fn sample(name: &str, key: &str, value: &str) -> RhaiPolicy {
 fn decide(c: &mut Criterion) {
     let (claims, headers, rules) = (policy_claims(), policy_request_headers(), policy_rules());
     let request = policy_request(&headers);
+    let run = sample("require-group.rhai", "group", "group-7");
+    run.never_remember();
     let remembered = sample("require-group.rhai", "group", "group-7");
+    for _ in 0..2 {
+        run.decide(&request, &claims, &rules).unwrap();
+        remembered.decide(&request, &claims, &rules).unwrap();
+    }
+    // What the names say: one runs the script every time, the other ran it once.
+    assert_eq!((run.runs(), remembered.runs()), (2, 1));
     c.bench_function(
-        "policy/rhai/require-group (10 groups, remembered decision served)",
+        "policy/rhai/require-group (10 groups, script run, remembering off)",
+        |b| {
+            b.iter(|| {
+                run.decide(black_box(&request), black_box(&claims), &rules)
+                    .unwrap()
+            })
+        },
+    );
+    c.bench_function(
+        "policy/rhai/require-group (10 groups, remembered decision served, no run)",
         |b| {
             b.iter(|| {
                 remembered
@@ -39,7 +58,7 @@ fn decide(c: &mut Criterion) {
     );
     let per_request = sample("read-only-for-viewers.rhai", "viewers", "group-7");
     c.bench_function(
-        "policy/rhai/read-only-for-viewers (10 groups, runs every request)",
+        "policy/rhai/read-only-for-viewers (10 groups, script run, reads the request so runs every request)",
         |b| {
             b.iter(|| {
                 per_request

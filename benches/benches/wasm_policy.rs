@@ -1,6 +1,8 @@
 //! What a Wasm policy costs (`require_group.wasm`): compiling it, loading it from the disk cache,
 //! instantiating it, and one decision in both isolation modes for a user in 10 groups with a few
 //! more claims, and for an anonymous request (which shows what the identity's strings cost).
+//! Wasm policies are not remembered per session: a decision bench times the call a policy makes
+//! for every request.
 
 use std::hint::black_box;
 
@@ -56,7 +58,7 @@ fn decide(c: &mut Criterion) {
     ] {
         let policy = Policy::Wasm(require_group(isolation));
         c.bench_function(
-            &format!("policy/wasm/require-group (10 groups, {name})"),
+            &format!("policy/wasm/require-group (10 groups, {name}, runs every request)"),
             |b| {
                 b.iter(|| {
                     policy
@@ -66,7 +68,7 @@ fn decide(c: &mut Criterion) {
             },
         );
         c.bench_function(
-            &format!("policy/wasm/require-group (anonymous, {name})"),
+            &format!("policy/wasm/require-group (anonymous, {name}, runs every request)"),
             |b| b.iter(|| policy.decide(black_box(&request), None, &rules).unwrap()),
         );
     }

@@ -242,6 +242,14 @@ impl RhaiPolicy {
         }
     }
 
+    /// Turns remembering off for good: every later decision runs the script, as the first
+    /// request of each session does. For the benches, which time the run apart from the
+    /// remembered lookup.
+    #[cfg(feature = "bench")]
+    pub fn never_remember(&self) {
+        self.claims_only.store(false, Relaxed);
+    }
+
     /// How many times the script ran (decisions remembered per session are not runs).
     pub fn runs(&self) -> u64 {
         self.runs.load(Relaxed)
