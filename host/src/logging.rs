@@ -2,34 +2,69 @@
 //! reload can change ([`set_level`]).
 //!
 //! The access log is the target `portcullis::access` at `info`; silence it with
-//! `level = "info,portcullis::access=off"`.
+//! `level = "info,portcullis::access=off"`. Its lines are formatted on the thread that served the
+//! request and written by a log thread of their own, in batches, so no request waits for a write
+//! to stderr (a pipe to journald or a terminal can be slow). Nothing is dropped: when the log
+//! thread falls behind by [`ACCESS_LOG_BACKLOG`] lines, requests wait for it. Other events are
+//! written at once, as before: they are rare, and a warning should be on record before the request
+//! it concerns is answered.
 
+use std::io::BufWriter;
 use std::sync::OnceLock;
 
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
+
+/// The access log's target.
+pub const ACCESS: &str = "portcullis::access";
+
+/// Access-log lines waiting for the log thread before a request has to wait.
+pub const ACCESS_LOG_BACKLOG: usize = 64 * 1024;
 
 /// Swaps the filter of the installed subscriber; absent when `RUST_LOG` fixed the filter.
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
+/// Keeps the access-log thread running; dropping it writes what is still queued. Hold it until
+/// the process ends (`main` does).
+#[must_use = "dropping the guard stops the access log"]
+pub struct LogGuard {
+    _access: Option<WorkerGuard>,
+}
+
 /// Installs the global subscriber. `level` is a validated filter directive from the config.
-pub fn init(level: &str) {
+pub fn init(level: &str) -> LogGuard {
     let from_env = EnvFilter::try_from_default_env().ok();
     let fixed = from_env.is_some();
     let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(level)));
+    let (access_writer, access_guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(ACCESS_LOG_BACKLOG)
+        .thread_name("portcullis-access-log")
+        .finish(BufWriter::new(std::io::stderr()));
+    // Colours only for a person at a terminal, not in files or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let events = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_filter(filter_fn(|meta| meta.target() != ACCESS));
+    let access = tracing_subscriber::fmt::layer()
+        .with_writer(access_writer)
+        .with_ansi(ansi)
+        .with_filter(filter_fn(|meta| meta.target() == ACCESS));
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colours only for a person at a terminal, not in files or journald.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(events)
+        .with(access)
         .try_init()
         .is_ok();
     if installed && !fixed {
         let _ = FILTER.set(handle);
+    }
+    LogGuard {
+        _access: installed.then_some(access_guard),
     }
 }
 

@@ -149,7 +149,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let baseline = portcullis::reload::watch::Baseline::take(config_path);
     let config = config::load(config_path)?;
-    portcullis::logging::init(&config.log.level);
+    let _log = portcullis::logging::init(&config.log.level);
     let listeners = Listeners::bind(&config)?;
     runtime()?.block_on(async {
         let app = App::start(config, listeners).await?;
@@ -176,7 +176,7 @@ fn policy_test(
     expect: Option<&str>,
 ) -> ExitCode {
     // print() and debug() in the policy go to stderr.
-    portcullis::logging::init("info");
+    let _log = portcullis::logging::init("info");
     match portcullis::policy::tester::run(file, claims, request, config) {
         Ok(decision) => {
             println!("{}", decision.to_json());

@@ -107,7 +107,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 
     let baseline = crate::reload::watch::Baseline::take(&config_path);
     let config = crate::config::load(&config_path).map_err(DemoError::from_error)?;
-    crate::logging::init(&config.log.level);
+    let _log = crate::logging::init(&config.log.level);
     if config.dev_idp.is_none() {
         return Err(DemoError(
             "the quickstart config has no [dev_idp] section".to_owned(),

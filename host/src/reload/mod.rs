@@ -211,13 +211,12 @@ impl Reloader {
     async fn prepare(&self, mut config: Config) -> Result<(Snapshot, Vec<String>), String> {
         let serving = self.proxy.snapshot();
         let started = &self.started_with;
-        let mut restart_required =
-            restart::listeners(
-                &started.listen,
-                started.admin_listen,
-                started.workers,
-                &config.server,
-            );
+        let mut restart_required = restart::listeners(
+            &started.listen,
+            started.admin_listen,
+            started.workers,
+            &config.server,
+        );
         restart_required.extend(restart::dev_idp(&started.dev_idp, &config.dev_idp));
         if serving.server.tls.is_some() != config.server.tls.is_some() {
             // Turning TLS on or off under connected clients would break every one of them; a new

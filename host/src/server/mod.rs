@@ -132,8 +132,7 @@ impl Server {
             "stopped accepting; draining in-flight requests"
         );
         let finished =
-            futures_util::future::join_all(workers.into_iter().map(worker::Worker::finished))
-                .await;
+            futures_util::future::join_all(workers.into_iter().map(worker::Worker::finished)).await;
         if finished.iter().all(|&drained| drained) {
             tracing::info!("all connections closed");
         } else {

@@ -114,7 +114,13 @@ async fn serve(
         }
     }
     futures_util::future::join_all(listeners.into_iter().map(|listener| {
-        accept_loop(listener, proxy.clone(), &graceful, open.clone(), stop.clone())
+        accept_loop(
+            listener,
+            proxy.clone(),
+            &graceful,
+            open.clone(),
+            stop.clone(),
+        )
     }))
     .await;
     let drain_timeout = proxy.snapshot().server.drain_timeout;

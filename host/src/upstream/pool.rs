@@ -14,8 +14,8 @@
 //! request's own task instead of a task of its own was tried and measured slower
 //! (`docs/performance.md`).
 
-use std::pin::Pin;
 use std::cell::RefCell;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};

@@ -108,6 +108,56 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     );
 }
 
+/// The access log (written by a log thread of its own, in batches): one line per request, each
+/// with its status; the query and the cookies never appear; every line is written by the time the
+/// process has exited after SIGTERM, none lost.
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_and_never_the_query_or_a_cookie() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("{}\n[log]\nlevel = \"info\"\n", one_route(echo, "")),
+    );
+    let mut proxy = RunningProxy::start(&config);
+    const REQUESTS: usize = 300;
+    for i in 0..REQUESTS {
+        let answer = get(
+            &format!("http://{}/page/{i}?code=QUERYSECRET{i}", proxy.addr),
+            &[("cookie", "other=COOKIESECRET")],
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    proxy.terminate();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.child.wait().unwrap();
+        drop(proxy);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("portcullis::access"))
+        .collect();
+    assert_eq!(lines.len(), REQUESTS, "{log}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.contains(&format!("path=\"/page/{i}\""))
+                || line.contains(&format!("path=/page/{i} ")),
+            "in order: {line}"
+        );
+        assert!(line.contains("status=200"), "{line}");
+    }
+    assert!(
+        !log.contains("QUERYSECRET") && !log.contains("COOKIESECRET"),
+        "{log}"
+    );
+}
+
 /// Found against the release binary: `X-Real-IP`, `True-Client-IP`, `X-Original-URL` and
 /// `X-Rewrite-URL` from an untrusted client reached the backend as sent.
 #[tokio::test]
