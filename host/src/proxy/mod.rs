@@ -336,8 +336,8 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
 }
 
 /// Runs the route's policy here, stopped after [`crate::policy::INLINE_BUDGET`]. `None` when it
-/// was stopped (or failed after the budget): the policy moves to the policy threads, where this
-/// decision is made again with the route's full limits.
+/// was stopped (or failed after the budget): this decision is made again on the policy threads
+/// with the route's full limits, and after a few such stops in a row the policy moves there.
 fn decide_inline<B>(
     ctx: &RequestCtx,
     route_policy: &crate::config::RoutePolicy,
@@ -364,15 +364,20 @@ fn decide_inline<B>(
             Some(until),
         )
     }));
+    let within_budget = Instant::now() < until;
+    if within_budget {
+        route_policy.placement.finished();
+    }
     match decided {
         Ok(Ok(decision)) => Some(Ok(decision)),
-        Ok(Err(err)) if Instant::now() < until => Some(Err(err)),
-        Ok(Err(_)) => {
-            if route_policy.placement.moved() {
+        Ok(Err(err)) if within_budget => Some(Err(err)),
+        Ok(Err(stopped)) => {
+            if route_policy.placement.stopped() {
                 tracing::info!(
                     route = input.route,
                     policy = route_policy.policy.file(),
                     budget = ?crate::policy::INLINE_BUDGET,
+                    stopped_by = %stopped.message,
                     "the policy ran past its budget on the worker; it runs on the policy threads from now on"
                 );
             }
