@@ -336,8 +336,8 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
 }
 
 /// Runs the route's policy here, stopped after [`crate::policy::INLINE_BUDGET`]. `None` when it
-/// was stopped (or failed after the budget): this decision is made again on the policy threads
-/// with the route's full limits, and after a few such stops in a row the policy moves there.
+/// failed or was stopped: this decision is made again on the policy threads with the route's full
+/// limits (and after a few stops at the budget in a row the policy moves there).
 fn decide_inline<B>(
     ctx: &RequestCtx,
     route_policy: &crate::config::RoutePolicy,
@@ -370,7 +370,11 @@ fn decide_inline<B>(
     }
     match decided {
         Ok(Ok(decision)) => Some(Ok(decision)),
-        Ok(Err(err)) if within_budget => Some(Err(err)),
+        // A failure within the budget is not a stop, but it is made again on a policy thread
+        // too, and that answer stands: what failed may be the worker's own (a pooled Wasm
+        // instance this worker could not create: the engine's instance slots are shared by every
+        // thread), and a policy's own error fails there the same way.
+        Ok(Err(_)) if within_budget => None,
         Ok(Err(stopped)) => {
             if route_policy.placement.stopped() {
                 tracing::info!(

@@ -19,21 +19,42 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Binds `addr` (before the runtime starts, or inside it). An IPv6 address listens for IPv6 only
 /// (`IPV6_V6ONLY`, as nginx does): Linux would otherwise make `[::]:443` take IPv4's port 443 as
 /// well, and `listen = ["0.0.0.0:443", "[::]:443"]` could not start.
+///
+/// The socket has `SO_REUSEPORT`, so that each worker can bind a socket of its own to the same
+/// address ([`bind_sibling`]). That option would also let a second process of the same user bind
+/// the address and silently take a share of the connections (a second `portcullis run` with the
+/// same config): so the address is first bound without it, which fails as it always did ("address
+/// in use") while anything else listens there.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
     let bound = || -> std::io::Result<std::net::TcpListener> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        // One socket per worker on the same address (see `worker`).
-        socket.set_reuse_port(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
+        if addr.port() != 0 {
+            drop(socket(addr, false)?);
         }
-        socket.bind(&addr.into())?;
-        socket.listen(LISTEN_BACKLOG)?;
-        Ok(socket.into())
+        socket(addr, true)
     };
     bound().map_err(|source| BindError { addr, source })
+}
+
+/// Another socket on the address of `listener` (bound by [`bind`]), for another worker.
+pub(super) fn bind_sibling(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+    socket(addr, true).map_err(|source| BindError { addr, source })
+}
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    if !reuse_port {
+        // A probe: bound is all it had to show.
+        return Ok(socket.into());
+    }
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]
@@ -48,5 +69,22 @@ mod tests {
         // On loopback the test cannot show the clash itself (only wildcards take both
         // families); the option that prevents it is what is checked.
         assert!(socket2::SockRef::from(&listener).only_v6().unwrap());
+    }
+
+    /// Every worker's socket has `SO_REUSEPORT`; a second `bind` of the same address (a second
+    /// process with the same config) still fails as it did before, instead of taking a share of
+    /// the connections.
+    #[test]
+    fn a_bound_address_cannot_be_bound_again_but_workers_can_join_it() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let again = bind(addr).err().expect("the address is taken");
+        assert_eq!(
+            again.source.kind(),
+            std::io::ErrorKind::AddrInUse,
+            "{again}"
+        );
+        let sibling = bind_sibling(addr).unwrap();
+        assert_eq!(sibling.local_addr().unwrap(), addr);
     }
 }

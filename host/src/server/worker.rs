@@ -49,7 +49,7 @@ fn sibling(listener: &StdListener) -> std::io::Result<StdListener> {
         return listener.try_clone();
     }
     let addr = listener.local_addr()?;
-    let own = super::bind::bind(addr).map_err(|err| err.source)?;
+    let own = super::bind::bind_sibling(addr).map_err(|err| err.source)?;
     Ok(own)
 }
 
