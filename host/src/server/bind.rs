@@ -78,7 +78,7 @@ mod tests {
     fn a_bound_address_cannot_be_bound_again_but_workers_can_join_it() {
         let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = first.local_addr().unwrap();
-        let again = bind(addr).err().expect("the address is taken");
+        let again = bind(addr).expect_err("the address is taken");
         assert_eq!(
             again.source.kind(),
             std::io::ErrorKind::AddrInUse,

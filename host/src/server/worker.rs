@@ -2,13 +2,13 @@
 //! listening socket per public address (`SO_REUSEPORT`: the kernel spreads new connections over
 //! them). A connection lives on the worker that accepted it from start to end — its requests,
 //! their upstream connections (see `upstream::pool`) and their timers — so no request moves
-//! between threads or waits for a task on another one. That is how nginx runs one event loop per
-//! core, and what made a hyper proxy reach nginx's speed (`docs/performance.md`).
+//! between threads or waits for a task on another one: one event loop per core, as nginx runs
+//! (`docs/performance.md`, "Runtime model").
 //!
 //! Shared by all workers, behind `Arc`s: the serving snapshot (an `ArcSwap` read once per
-//! request), the session store and its cache, the policy threads, and the count of open
-//! connections (`server.max_connections` is one limit for the process). Everything else a worker
-//! touches per request is its own.
+//! request), the session store and its cache, the OIDC relying party, the policy threads, and the
+//! count of open connections (`server.max_connections` is one limit for the process). Everything
+//! else a worker touches per request is its own.
 
 use std::net::TcpListener as StdListener;
 use std::time::Duration;

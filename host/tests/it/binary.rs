@@ -80,7 +80,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     let echo = echo::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &one_route(echo, "drain_timeout = \"10s\""));
-    let mut proxy = RunningProxy::start(&config);
+    let proxy = RunningProxy::start(&config);
     let url = format!("http://{}/?sleep_ms=1000", proxy.addr);
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -90,13 +90,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
         answer.status, 200,
         "the in-flight request completes after SIGTERM"
     );
-    let status = tokio::task::spawn_blocking(move || {
-        let status = proxy.child.wait().unwrap();
-        drop(proxy);
-        status
-    })
-    .await
-    .unwrap();
+    let status = proxy.exited().await;
     assert!(
         status.success(),
         "exit status after a clean drain: {status}"
@@ -119,7 +113,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_query_or_a_cookie
         dir.path(),
         &format!("{}\n[log]\nlevel = \"info\"\n", one_route(echo, "")),
     );
-    let mut proxy = RunningProxy::start(&config);
+    let proxy = RunningProxy::start(&config);
     const REQUESTS: usize = 300;
     for i in 0..REQUESTS {
         let answer = get(
@@ -130,13 +124,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_query_or_a_cookie
         assert_eq!(answer.status, 200);
     }
     proxy.terminate();
-    let status = tokio::task::spawn_blocking(move || {
-        let status = proxy.child.wait().unwrap();
-        drop(proxy);
-        status
-    })
-    .await
-    .unwrap();
+    let status = proxy.exited().await;
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
     let lines: Vec<&str> = log
@@ -515,8 +503,9 @@ async fn spinning_policies_never_hold_up_requests_on_other_routes() {
 }
 
 /// A policy runs on the worker serving its request until it needs more than the inline budget
-/// (1 ms): it is then stopped, decided again on a policy thread with the route's own limits, and
-/// runs there from then on. The move is logged once; each decision still fails closed.
+/// (1 ms): it is then stopped and decided again on a policy thread with the route's own limits;
+/// after three such stops in a row it runs there from then on. The move is logged once; each
+/// decision still fails closed.
 #[tokio::test]
 async fn a_policy_past_its_budget_on_the_worker_moves_to_the_policy_threads_once() {
     let echo = echo::spawn().await;

@@ -72,6 +72,17 @@ impl RunningProxy {
         self.signal("-TERM");
     }
 
+    /// Waits for the process to exit (after [`RunningProxy::terminate`]), off the async runtime.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || {
+            let status = self.child.wait().unwrap();
+            drop(self);
+            status
+        })
+        .await
+        .unwrap()
+    }
+
     /// Sends a signal (`"-HUP"`) through kill(1): the crate forbids unsafe code, libc::kill
     /// included.
     pub fn signal(&self, signal: &str) {
