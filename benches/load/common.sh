@@ -79,3 +79,22 @@ login_as_alice() {
   curl -sk -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' "$callback"
   awk '$6 == "session" { print "session=" $7 }' "$jar"
 }
+
+# The routes every Portcullis of these runs serves: /none (no login) and /rhai (a session and
+# require-group.rhai for the group admins). Uses $backend_port and $repo.
+common_routes() {
+  cat <<TOML
+[[routes]]
+name = "none"
+path = "/none"
+auth = "none"
+upstream = "http://127.0.0.1:$backend_port"
+[[routes]]
+name = "rhai"
+path = "/rhai"
+upstream = "http://127.0.0.1:$backend_port"
+policy = "$repo/policies/require-group.rhai"
+[routes.policy_config]
+group = "admins"
+TOML
+}

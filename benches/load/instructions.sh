@@ -32,23 +32,11 @@ single_process='s|^worker_processes 1;|worker_processes 1;\nmaster_process off;|
 nginx -c "$(nginx_conf backend "$backend_port" 'return 200 "ok\\n";' "$single_process")" -e "$work/backend.err" &
 pids+=($!)
 
-{ portcullis_config "$portcullis_port" "$idp_port"; cat <<TOML; } > "$work/portcullis.toml"
-[[routes]]
-name = "none"
-path = "/none"
-auth = "none"
-upstream = "http://127.0.0.1:$backend_port"
+{ portcullis_config "$portcullis_port" "$idp_port"; common_routes; cat <<TOML; } > "$work/portcullis.toml"
 [[routes]]
 name = "session"
 path = "/session"
 upstream = "http://127.0.0.1:$backend_port"
-[[routes]]
-name = "rhai"
-path = "/rhai"
-upstream = "http://127.0.0.1:$backend_port"
-policy = "$repo/policies/require-group.rhai"
-[routes.policy_config]
-group = "admins"
 TOML
 
 # A keep-alive client sending exactly N requests over C connections.

@@ -54,21 +54,9 @@ nginx_server proxy "$proxy_port" 0 'proxy_pass http://backend; proxy_http_versio
 nginx_server tls "$tls_port" 0 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";'
 nginx_server lua "$lua_port" 0 "access_by_lua_file $repo/benches/load/seed-access.lua; proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
 
-{ portcullis_config "$portcullis_port" "$idp_port"; cat <<TOML; } > "$work/portcullis.toml"
+{ portcullis_config "$portcullis_port" "$idp_port"; common_routes; cat <<TOML; } > "$work/portcullis.toml"
 [wasm]
 cache_dir = "$work/wasm-cache"
-[[routes]]
-name = "none"
-path = "/none"
-auth = "none"
-upstream = "http://127.0.0.1:$backend_port"
-[[routes]]
-name = "rhai"
-path = "/rhai"
-upstream = "http://127.0.0.1:$backend_port"
-policy = "$repo/policies/require-group.rhai"
-[routes.policy_config]
-group = "admins"
 [[routes]]
 name = "rhai-request"
 path = "/rhai-request"
@@ -89,20 +77,7 @@ portcullis_pid=$!
 pids+=($portcullis_pid)
 # TLS on every listener of a config: the TLS rows get an instance of their own (idle while the
 # others are measured).
-{ portcullis_config "$portcullis_tls_port" "$idp_tls_port" https; cat <<TOML; } > "$work/portcullis-tls.toml"
-[[routes]]
-name = "none"
-path = "/none"
-auth = "none"
-upstream = "http://127.0.0.1:$backend_port"
-[[routes]]
-name = "rhai"
-path = "/rhai"
-upstream = "http://127.0.0.1:$backend_port"
-policy = "$repo/policies/require-group.rhai"
-[routes.policy_config]
-group = "admins"
-TOML
+{ portcullis_config "$portcullis_tls_port" "$idp_tls_port" https; common_routes; } > "$work/portcullis-tls.toml"
 taskset -c 0 target/release/portcullis run --config "$work/portcullis-tls.toml" > "$work/portcullis-tls.out" 2> "$work/portcullis-tls.log" &
 pids+=($!)
 taskset -c 0 target/release/bare-proxy "127.0.0.1:$bare_port" "127.0.0.1:$backend_port" > "$work/bare.out" &
