@@ -118,10 +118,7 @@ group = "nobody"
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
-    let conn = ConnInfo {
-        peer: "10.0.0.7:40000".parse().unwrap(),
-        tls: false,
-    };
+    let conn = ConnInfo::new("10.0.0.7:40000".parse().unwrap(), false);
     let cases = [
         (
             "decision remembered, allowed, forwarded",
@@ -147,7 +144,7 @@ group = "nobody"
     // session's first request, the others ran it every time.
     let runs = cases.map(|(_, route, path, _)| {
         for _ in 0..2 {
-            runtime.block_on(proxy.handle(request(path), conn));
+            runtime.block_on(proxy.handle(request(path), conn.clone()));
         }
         rhai_policy(&proxy, route, RhaiPolicy::runs)
     });
@@ -157,7 +154,7 @@ group = "nobody"
             &format!("pipeline/logged in + require-group.rhai ({name})"),
             |b| {
                 b.to_async(&runtime).iter(|| async {
-                    let response = proxy.handle(request(path), conn).await;
+                    let response = proxy.handle(request(path), conn.clone()).await;
                     assert_eq!(response.status(), status);
                     response.into_body().collect().await.unwrap()
                 })

@@ -20,10 +20,7 @@ async fn served(proxy: &Proxy) -> String {
         .header("host", "bench")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let conn = ConnInfo {
-        peer: "127.0.0.1:1".parse().unwrap(),
-        tls: false,
-    };
+    let conn = ConnInfo::new("127.0.0.1:1".parse().unwrap(), false);
     let response = proxy.handle(request, conn).await;
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()

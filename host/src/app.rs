@@ -238,10 +238,7 @@ mod tests {
             .header("host", "app")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let conn = ConnInfo {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            tls: false,
-        };
+        let conn = ConnInfo::new("127.0.0.1:1".parse().unwrap(), false);
         let response = app.proxy().handle(request, conn).await;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&body).into_owned()

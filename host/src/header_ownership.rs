@@ -67,7 +67,7 @@ impl HeaderClass {
     }
 }
 
-/// Headers owned by their exact name, lower case with `-`, sorted (the lookup is a binary search).
+/// Headers owned by their exact name, lower case with `-`, sorted (so a name is listed once).
 pub const EXACT: &[(&str, HeaderClass)] = &[
     ("authorization", HeaderClass::Credentials),
     ("cf-connecting-ip", HeaderClass::Forwarding),
@@ -201,6 +201,10 @@ pub fn normalise(name: &str) -> String {
 }
 
 /// The class of a header name, in any spelling; `None` for the client's own headers.
+///
+/// Runs for every header of every request and response, so it does the least it can: the name is
+/// folded once into a buffer on the stack and compared only with the exact names of its length,
+/// and every prefix starts with `x-`, so other names are done after two bytes.
 pub fn classify(name: &str) -> Option<HeaderClass> {
     let bytes = name.as_bytes();
     if bytes.len() <= LONGEST_EXACT {
@@ -209,14 +213,31 @@ pub fn classify(name: &str) -> Option<HeaderClass> {
             *out = fold(*byte);
         }
         let folded = &folded[..bytes.len()];
-        if let Ok(i) = EXACT.binary_search_by(|(entry, _)| entry.as_bytes().cmp(folded)) {
-            return Some(EXACT[i].1);
+        let same_length = &EXACT_BY_LENGTH[bytes.len()];
+        if let Some((_, class)) = same_length.iter().find(|(entry, _)| *entry == folded) {
+            return Some(*class);
         }
+    }
+    if !matches!(bytes, [x, b'-' | b'_', ..] if fold(*x) == b'x') {
+        return None;
     }
     PREFIXES.iter().find_map(|(prefix, class)| {
         (bytes.len() > prefix.len() && same_name(&name[..prefix.len()], prefix)).then_some(*class)
     })
 }
+
+/// The [`EXACT`] names of one length, as bytes.
+type SameLength = Vec<(&'static [u8], HeaderClass)>;
+
+/// [`EXACT`] by name length: `EXACT_BY_LENGTH[n]` holds the names `n` bytes long.
+static EXACT_BY_LENGTH: std::sync::LazyLock<[SameLength; LONGEST_EXACT + 1]> =
+    std::sync::LazyLock::new(|| {
+        let mut by_length: [SameLength; LONGEST_EXACT + 1] = std::array::from_fn(|_| Vec::new());
+        for (name, class) in EXACT {
+            by_length[name.len()].push((name.as_bytes(), *class));
+        }
+        by_length
+    });
 
 /// The class of a header name with the configured identity header names (`configured`, in the
 /// [`normalise`]d form) counted as [`HeaderClass::Identity`].
@@ -241,6 +262,40 @@ mod tests {
         for (name, _) in EXACT.iter().chain(PREFIXES) {
             assert_eq!(normalise(name), *name);
             assert!(name.len() <= LONGEST_EXACT, "{name}");
+        }
+        for (prefix, _) in PREFIXES {
+            assert!(
+                prefix.starts_with("x-"),
+                "classify skips names not starting with x-: {prefix}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_listed_name_and_prefix_is_found_in_every_spelling() {
+        let spellings = |name: &str| {
+            [
+                name.to_owned(),
+                name.to_ascii_uppercase(),
+                name.replace('-', "_"),
+            ]
+        };
+        for (name, class) in EXACT {
+            for spelling in spellings(name) {
+                assert_eq!(classify(&spelling), Some(*class), "{spelling}");
+            }
+            // One byte more or less is another name (unless a prefix owns it).
+            let longer = format!("{name}s");
+            let expected = PREFIXES
+                .iter()
+                .find(|(prefix, _)| name.starts_with(prefix))
+                .map(|(_, class)| *class);
+            assert_eq!(classify(&longer), expected, "{longer}");
+        }
+        for (prefix, class) in PREFIXES {
+            for spelling in spellings(&format!("{prefix}anything")) {
+                assert_eq!(classify(&spelling), Some(*class), "{spelling}");
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use crate::oidc::{Auth, Oidc};
 use crate::policy::PolicyPool;
 use crate::routes::RouteTable;
 use crate::session::{SessionManager, StoreError, SystemClock};
-use crate::upstream::{UpstreamClient, UpstreamPools};
+use crate::upstream::{Target, UpstreamClient, UpstreamPools};
 
 /// One resolved config, ready to serve.
 pub struct Snapshot {
@@ -48,6 +48,10 @@ pub struct Route {
     pub client: UpstreamClient,
     /// Segments in the route's path (`/` has 0, `/api/v1` has 2), removed by `strip_prefix`.
     prefix_segments: usize,
+    /// Where its requests go (the upstream's scheme and authority).
+    pub target: Target,
+    /// The `Host` the upstream is sent unless `preserve_host`: its authority as configured.
+    pub upstream_host: http::HeaderValue,
 }
 
 impl Snapshot {
@@ -87,10 +91,18 @@ impl Snapshot {
                 let roots = config.upstream_ca.as_ref().map(|bundle| &bundle.roots);
                 let client = pools.client(roots, connect_timeout);
                 let prefix_segments = config.path.split('/').filter(|s| !s.is_empty()).count();
+                let upstream_host = http::HeaderValue::from_str(config.upstream.authority.as_str())
+                    .expect("an authority is a valid header value");
+                let target = Target::new(
+                    config.upstream.scheme == http::uri::Scheme::HTTPS,
+                    config.upstream.authority.clone(),
+                );
                 Route {
                     config,
                     client,
                     prefix_segments,
+                    target,
+                    upstream_host,
                 }
             })
             .collect();

@@ -13,13 +13,36 @@ use crate::routes::RouteId;
 use crate::session::LiveSession;
 use crate::snapshot::{Route, Snapshot};
 
-/// What the listener knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+/// What the listener knows about the connection a request came on. Made once per connection;
+/// each request gets a copy (cheap: the address text is shared).
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer (the client, or a proxy in front of us).
     pub peer: SocketAddr,
     /// Whether the connection is TLS (sets `X-Forwarded-Proto`).
     pub tls: bool,
+    /// The peer's address as `X-Forwarded-For` and `X-Real-IP` carry it (IPv4-mapped IPv6 as
+    /// IPv4), written once here rather than on every request.
+    peer_header: HeaderValue,
+}
+
+impl ConnInfo {
+    /// The connection from `peer`, over TLS or not.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_header =
+            HeaderValue::from_str(&crate::proxy::headers::ip_text(peer.ip().to_canonical()))
+                .expect("an IP address is a valid header value");
+        ConnInfo {
+            peer,
+            tls,
+            peer_header,
+        }
+    }
+
+    /// The peer's address as a header value.
+    pub fn peer_header(&self) -> &HeaderValue {
+        &self.peer_header
+    }
 }
 
 /// Per-request state. Created by the early phase; read by the log phase whatever happened between.

@@ -61,26 +61,35 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Returns the `Upgrade` value when `keep_upgrade` is set and one was present, so the caller can
 /// re-add `Connection: upgrade` + `Upgrade` for a tunnel.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<HeaderValue> {
-    // Runs twice per request: one pass over the names present finds what to remove (usually
-    // nothing, or just `Connection`), instead of a removal attempt per possible name.
-    let connection = headers.get_all(header::CONNECTION);
-    let named_by_connection = |name: &HeaderName| {
-        connection
-            .iter()
-            .flat_map(connection_tokens)
-            .any(|token| token.eq_ignore_ascii_case(name.as_str()))
-    };
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name) || named_by_connection(name))
-        .cloned()
-        .collect();
+    // Runs twice per request. What `Connection` names is removed by name, one lookup per token;
+    // the listed names are found in one pass over the names present, and a list of them is made
+    // only when there is one (usually `Connection` itself, or nothing).
     let mut upgrade = None;
-    for name in doomed {
-        if name == header::UPGRADE {
-            upgrade = headers.remove(name);
-        } else {
-            headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let connection: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        for token in connection.iter().flat_map(connection_tokens) {
+            // A token that is no header name removes nothing.
+            let removed = headers.remove(token);
+            if token.eq_ignore_ascii_case(header::UPGRADE.as_str()) {
+                upgrade = removed;
+            }
+        }
+    }
+    if headers.keys().any(is_hop_by_hop) {
+        let listed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| is_hop_by_hop(name))
+            .cloned()
+            .collect();
+        for name in listed {
+            let removed = headers.remove(&name);
+            if name == header::UPGRADE {
+                upgrade = removed;
+            }
         }
     }
     if keep_upgrade {
@@ -116,12 +125,12 @@ pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool, identity_na
 
 /// What the upstream is told about the original request.
 pub struct Forwarded<'a> {
-    /// The TCP peer's address.
-    pub peer: IpAddr,
+    /// The TCP peer's address as a header value ([`ip_text`]), made once per connection.
+    pub peer_header: &'a HeaderValue,
     /// Whether the client connection was TLS.
     pub tls: bool,
     /// The Host the client asked for, as sent.
-    pub host: &'a str,
+    pub host: &'a HeaderValue,
     /// Whether the peer is a trusted proxy whose forwarding headers were kept.
     pub peer_trusted: bool,
     /// `server.trusted_proxies`: hops of a trusted proxy's `X-Forwarded-For` that are proxies too.
@@ -134,38 +143,17 @@ pub struct Forwarded<'a> {
 /// `-Proto`, `-Host` and `X-Real-IP` are kept, and when it sent no `X-Real-IP` that is the client
 /// its chain names (see [`client_in_chain`]).
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
-    let peer = ip_text(forwarded.peer);
-    let prior: Vec<&str> = if forwarded.peer_trusted {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect()
+    let peer = forwarded.peer_header;
+    let (chain, real_ip) = if forwarded.peer_trusted {
+        behind_trusted_proxy(headers, forwarded)
     } else {
-        Vec::new()
+        (Some(peer.clone()), Some(peer.clone()))
     };
-    let real_ip = if !forwarded.peer_trusted {
-        Some(peer.clone())
-    } else if headers.contains_key(&X_REAL_IP) {
-        None
-    } else {
-        Some(
-            client_in_chain(&prior, forwarded.trusted_proxies)
-                .map_or_else(|| peer.clone(), ip_text),
-        )
-    };
-    let chain = if prior.is_empty() {
-        peer
-    } else {
-        format!("{}, {peer}", prior.join(", "))
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+    if let Some(chain) = chain {
+        headers.insert(X_FORWARDED_FOR.clone(), chain);
     }
-    if let Some(real_ip) = real_ip
-        && let Ok(value) = HeaderValue::from_str(&real_ip)
-    {
-        headers.insert(X_REAL_IP.clone(), value);
+    if let Some(real_ip) = real_ip {
+        headers.insert(X_REAL_IP.clone(), real_ip);
     }
     // From an untrusted peer the early phase removed every copy: no need to look.
     let keep = |headers: &HeaderMap, name: &HeaderName| {
@@ -175,11 +163,38 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
         let proto = if forwarded.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
-    if !keep(headers, &X_FORWARDED_HOST)
-        && let Ok(value) = HeaderValue::from_str(forwarded.host)
-    {
-        headers.insert(X_FORWARDED_HOST.clone(), value);
+    if !keep(headers, &X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), forwarded.host.clone());
     }
+}
+
+/// `X-Forwarded-For` and `X-Real-IP` for a request from a trusted proxy: its chain with the peer
+/// appended, and (when it sent none) the client its chain names. `None`: leave as sent.
+fn behind_trusted_proxy(
+    headers: &HeaderMap,
+    forwarded: &Forwarded<'_>,
+) -> (Option<HeaderValue>, Option<HeaderValue>) {
+    let peer = forwarded.peer_header;
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let real_ip = if headers.contains_key(&X_REAL_IP) {
+        None
+    } else {
+        match client_in_chain(&prior, forwarded.trusted_proxies) {
+            Some(client) => HeaderValue::from_str(&ip_text(client)).ok(),
+            None => Some(peer.clone()),
+        }
+    };
+    let chain = if prior.is_empty() {
+        Some(peer.clone())
+    } else {
+        let peer = peer.to_str().unwrap_or_default();
+        HeaderValue::from_str(&format!("{}, {peer}", prior.join(", "))).ok()
+    };
+    (chain, real_ip)
 }
 
 /// The client a trusted proxy's `X-Forwarded-For` chain names: the right-most hop that is not
@@ -206,7 +221,7 @@ fn client_in_chain(chain: &[&str], trusted_proxies: &[IpNet]) -> Option<IpAddr> 
 
 /// An address as text. IPv4 (nearly every peer) is written by hand: `Display` goes through the
 /// formatting machinery, which costs more than the rest of `set_forwarded`.
-fn ip_text(ip: IpAddr) -> String {
+pub fn ip_text(ip: IpAddr) -> String {
     let IpAddr::V4(v4) = ip else {
         return ip.to_string();
     };
@@ -446,13 +461,12 @@ mod tests {
 
     #[test]
     fn forwarded_chain_extends_only_for_trusted_peers() {
-        let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = map(&[("x-forwarded-for", "1.2.3.4")]);
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let forwarded = Forwarded {
-            peer,
+            peer_header: &HeaderValue::from_static("10.0.0.1"),
             tls: true,
-            host: "app.example.com",
+            host: &HeaderValue::from_static("app.example.com"),
             peer_trusted: true,
             trusted_proxies: &trusted,
         };
@@ -467,9 +481,9 @@ mod tests {
     fn x_real_ip_from_a_trusted_proxy_is_its_own_or_the_client_its_chain_names() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let forwarded = Forwarded {
-            peer: "10.0.0.1".parse().unwrap(),
+            peer_header: &HeaderValue::from_static("10.0.0.1"),
             tls: false,
-            host: "app.example.com",
+            host: &HeaderValue::from_static("app.example.com"),
             peer_trusted: true,
             trusted_proxies: &trusted,
         };
@@ -511,9 +525,9 @@ mod tests {
     fn x_real_ip_from_an_untrusted_peer_is_the_peer() {
         let mut headers = HeaderMap::new();
         let forwarded = Forwarded {
-            peer: "192.0.2.7".parse().unwrap(),
+            peer_header: &HeaderValue::from_static("192.0.2.7"),
             tls: false,
-            host: "app.example.com",
+            host: &HeaderValue::from_static("app.example.com"),
             peer_trusted: false,
             trusted_proxies: &[],
         };

@@ -494,12 +494,9 @@ where
     });
 
     let (mut parts, body) = request.into_parts();
-    let upstream = &route.config.upstream;
-    let uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(route.upstream_path_and_query(path.forward(), parts.uri.query()))
-        .build()
+    // HTTP/1.1 to an origin server: the request target is the path and query alone; the route's
+    // target says where it goes.
+    let uri = Uri::try_from(route.upstream_path_and_query(path.forward(), parts.uri.query()))
         .map_err(|_| ProxyError::BadPath(PathError::BadEscape))?;
 
     let headers = &mut parts.headers;
@@ -508,9 +505,9 @@ where
     headers::set_forwarded(
         headers,
         &headers::Forwarded {
-            peer: ctx.conn.peer.ip().to_canonical(),
+            peer_header: ctx.conn.peer_header(),
             tls: ctx.conn.tls,
-            host: host_header.to_str().unwrap_or_default(),
+            host: host_header,
             peer_trusted: ctx.peer_trusted(),
             trusted_proxies: &snapshot.server.trusted_proxies,
         },
@@ -533,8 +530,7 @@ where
     let host = if route.config.preserve_host {
         host_header.clone()
     } else {
-        HeaderValue::from_str(upstream.authority.as_str())
-            .expect("an authority is a valid header value")
+        route.upstream_host.clone()
     };
     headers.insert(header::HOST, host);
 
@@ -551,10 +547,10 @@ async fn forward(
     ctx: &mut RequestCtx,
     request: Request<ProxyBody>,
 ) -> Result<Response<PooledBody>, ProxyError> {
-    let route = ctx.route().expect("forward runs after routing");
+    let snapshot = ctx.snapshot.clone();
+    let route = &snapshot.routes[ctx.route.expect("forward runs after routing")];
     let timeout = route.config.response_timeout;
-    let client = route.client.clone();
-    match upstream::send(&client, request, timeout).await {
+    match upstream::send(&route.client, &route.target, request, timeout).await {
         Ok(response) => {
             ctx.upstream_status = Some(response.status());
             Ok(response)

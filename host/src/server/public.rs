@@ -130,7 +130,7 @@ pub(super) async fn accept_loop(
             let slot: Arc<ConnectionSlot> = Arc::new(slot);
             match tls {
                 None => {
-                    let conn = ConnInfo { peer, tls: false };
+                    let conn = ConnInfo::new(peer, false);
                     serve_connection(stream, conn, idle_timeout, slot, proxy, watcher).await
                 }
                 Some(config) => {
@@ -138,7 +138,7 @@ pub(super) async fn accept_loop(
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            let conn = ConnInfo { peer, tls: true };
+                            let conn = ConnInfo::new(peer, true);
                             serve_connection(tls_stream, conn, idle_timeout, slot, proxy, watcher)
                                 .await
                         }
@@ -167,8 +167,10 @@ async fn serve_connection<IO>(
 {
     let activity = idle::Activity::new();
     let requests = activity.clone();
+    let peer = conn.peer;
     let service = service_fn(move |mut request: Request<Incoming>| {
         let proxy = proxy.clone();
+        let conn = conn.clone();
         let in_flight = requests.request();
         if request.headers().contains_key(http::header::UPGRADE) {
             // A tunnel outlives this connection's HTTP part: it keeps the connection's place.
@@ -199,11 +201,11 @@ async fn serve_connection<IO>(
     tokio::select! {
         result = graceful.watch(connection.into_owned()) => {
             if let Err(err) = result {
-                tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         }
         () = activity.idle_for(idle_timeout) => {
-            tracing::debug!(peer = %conn.peer, ?idle_timeout, "idle connection closed");
+            tracing::debug!(%peer, ?idle_timeout, "idle connection closed");
         }
     }
 }

@@ -17,7 +17,7 @@ use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-pub use pool::PooledBody;
+pub use pool::{PooledBody, Target};
 
 use crate::response::ProxyBody;
 
@@ -103,17 +103,18 @@ fn fingerprint(roots: &rustls::RootCertStore) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Sends `request` and waits up to `timeout` for the response headers.
+/// Sends `request` (its URI the path and query) to `target` and waits up to `timeout` for the
+/// response headers.
 pub async fn send(
     client: &UpstreamClient,
+    target: &Target,
     request: Request<ProxyBody>,
     timeout: Duration,
 ) -> Result<Response<PooledBody>, SendError> {
-    let authority = request.uri().authority().cloned();
-    match tokio::time::timeout(timeout, client.send(request)).await {
+    match tokio::time::timeout(timeout, client.send(target, request)).await {
         Ok(sent) => sent,
         Err(_) => Err(SendError::Upstream(UpstreamError::ResponseTimeout {
-            authority: authority.map(|a| a.to_string()).unwrap_or_default(),
+            authority: target.authority().to_string(),
             timeout,
         })),
     }

@@ -39,11 +39,23 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per pool and thread; past it, the longest idle is closed.
 const MAX_IDLE: usize = 128;
 
-/// Which upstream a connection goes to.
+/// Which upstream a request goes to, and a connection is for: made once per route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
+pub struct Target {
     https: bool,
     authority: Authority,
+}
+
+impl Target {
+    /// The upstream at `authority`, over TLS when `https`.
+    pub fn new(https: bool, authority: Authority) -> Self {
+        Target { https, authority }
+    }
+
+    /// `host:port` as configured, for messages.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
 }
 
 struct Idle {
@@ -68,36 +80,26 @@ impl ConnectionPool {
         })
     }
 
-    /// Sends `request` (its URI absolute: scheme and authority pick the upstream) on an idle
-    /// connection of this thread, or a new one. A request that a reused connection closed before it was sent is
-    /// sent again on another: the upstream never saw it.
+    /// Sends `request` to `target` on an idle connection of this thread, or a new one; its URI
+    /// is the request target, path and query (HTTP/1.1 to an origin server). A request that a
+    /// reused connection closed before it was sent is sent again on another: the upstream never
+    /// saw it.
     pub async fn send(
         self: &Arc<Self>,
+        target: &Target,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        let uri = request.uri().clone();
-        let target = Target {
-            https: uri.scheme() == Some(&http::uri::Scheme::HTTPS),
-            authority: uri.authority().cloned().ok_or_else(|| {
-                SendError::Upstream(UpstreamError::Protocol {
-                    authority: String::new(),
-                    detail: "the upstream URI has no authority".into(),
-                })
-            })?,
-        };
-        // HTTP/1.1 to an origin server: the request target is the path and query alone.
-        *request.uri_mut() = origin_form(&uri);
         loop {
-            let (mut sender, reused) = match self.checkout(&target) {
+            let (mut sender, reused) = match self.checkout(target) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&target, &uri).await?, false),
+                None => (self.connect(target).await?, false),
             };
             if sender.ready().await.is_err() {
                 if reused {
                     continue;
                 }
                 return Err(protocol(
-                    &target,
+                    target,
                     "the connection closed before the request was sent",
                 ));
             }
@@ -107,7 +109,7 @@ impl ConnectionPool {
                     let home =
                         (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Home {
                             pool: Arc::downgrade(self),
-                            target,
+                            target: target.clone(),
                             sender,
                         });
                     return Ok(response.map(|body| PooledBody { body, home }));
@@ -179,16 +181,18 @@ impl ConnectionPool {
         });
     }
 
-    async fn connect(
-        &self,
-        target: &Target,
-        uri: &Uri,
-    ) -> Result<SendRequest<ProxyBody>, SendError> {
+    async fn connect(&self, target: &Target) -> Result<SendRequest<ProxyBody>, SendError> {
         let authority = || target.authority.to_string();
+        let uri = Uri::builder()
+            .scheme(if target.https { "https" } else { "http" })
+            .authority(target.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|err| protocol(target, &err.to_string()))?;
         let mut connector = self.connector.clone();
         let connected = async {
             std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-            connector.call(uri.clone()).await
+            connector.call(uri).await
         };
         let io = connected
             .await
@@ -203,14 +207,6 @@ impl ConnectionPool {
             }
         });
         Ok(sender)
-    }
-}
-
-/// `/path?query` of an absolute URI.
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        Some(path) if path.as_str() != "/" => Uri::from(path.clone()),
-        _ => Uri::from_static("/"),
     }
 }
 

@@ -21,10 +21,7 @@ fn proxy(config: &str) -> Proxy {
 }
 
 fn conn(peer: &str) -> ConnInfo {
-    ConnInfo {
-        peer: peer.parse::<SocketAddr>().unwrap(),
-        tls: false,
-    }
+    ConnInfo::new(peer.parse::<SocketAddr>().unwrap(), false)
 }
 
 async fn call(proxy: &Proxy, request: http::request::Builder, peer: &str) -> Answer {
