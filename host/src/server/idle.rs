@@ -9,9 +9,16 @@
 //! download is not idleness). Bytes do not count: an HTTP/2 client sending a PING every few
 //! seconds, or a slowloris trickling header bytes, is still idle.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::response::{BoxError, ProxyBody};
 
 /// What a connection has been doing: when its last request started or ended, and how many are
 /// open.
@@ -24,6 +31,42 @@ pub(super) struct Activity {
 
 /// A request in flight on a connection; the connection is not idle while one exists.
 pub(super) struct InFlight(Arc<Activity>);
+
+/// A response body that keeps its request [`InFlight`] until it is sent or dropped. (A wrapper of
+/// its own rather than `map_frame` + a box: one allocation and one indirection less per response.)
+pub(super) struct CountedBody {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl CountedBody {
+    pub(super) fn new(body: ProxyBody, in_flight: InFlight) -> Self {
+        CountedBody {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Request;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -181,13 +180,7 @@ async fn serve_connection<IO>(
         async move {
             let response = proxy.handle(request, conn).await;
             // In flight until the response body is done with (sent, or dropped).
-            let response = response.map(|body| {
-                body.map_frame(move |frame| {
-                    let _in_flight = &in_flight;
-                    frame
-                })
-                .boxed_unsync()
-            });
+            let response = response.map(|body| idle::CountedBody::new(body, in_flight));
             Ok::<_, Infallible>(response)
         }
     });

@@ -40,11 +40,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE: usize = 128;
 
 /// Which upstream a request goes to, and a connection is for: made once per route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
     https: bool,
     authority: Authority,
 }
+
+/// The authority as configured, byte for byte: `Authority`'s own `==` ignores case, which costs
+/// more in the pool's scan, and two spellings of one host in the config may well keep two sets
+/// of connections.
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        self.https == other.https && self.authority.as_str() == other.authority.as_str()
+    }
+}
+impl Eq for Target {}
 
 impl Target {
     /// The upstream at `authority`, over TLS when `https`.
