@@ -61,20 +61,27 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Returns the `Upgrade` value when `keep_upgrade` is set and one was present, so the caller can
 /// re-add `Connection: upgrade` + `Upgrade` for a tunnel.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<HeaderValue> {
-    // Runs twice per request. What `Connection` names is removed by name, one lookup per token;
-    // the listed names are found in one pass over the names present, and a list of them is made
-    // only when there is one (usually `Connection` itself, or nothing).
+    // Runs twice per request. `Connection` goes first, and what it names by name, one lookup per
+    // token; then one pass over the names present finds the listed ones, and a list of them is
+    // made only when there is one (rare once `Connection` is gone).
     let mut upgrade = None;
-    if headers.contains_key(header::CONNECTION) {
-        let connection: Vec<HeaderValue> = headers
+    if let Some(first) = headers.get(header::CONNECTION).cloned() {
+        // Nearly always one field; more are collected (an empty Vec allocates nothing).
+        let more: Vec<HeaderValue> = headers
             .get_all(header::CONNECTION)
             .iter()
+            .skip(1)
             .cloned()
             .collect();
-        for token in connection.iter().flat_map(connection_tokens) {
-            // A token that is no header name removes nothing.
+        headers.remove(header::CONNECTION);
+        for token in std::iter::once(&first)
+            .chain(&more)
+            .flat_map(connection_tokens)
+        {
+            // A token that is no header name removes nothing; one named twice, nothing the second
+            // time.
             let removed = headers.remove(token);
-            if token.eq_ignore_ascii_case(header::UPGRADE.as_str()) {
+            if removed.is_some() && token.eq_ignore_ascii_case(header::UPGRADE.as_str()) {
                 upgrade = removed;
             }
         }
@@ -360,6 +367,34 @@ mod tests {
         assert_eq!(remove_hop_by_hop(&mut headers, false), None);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn every_connection_field_counts_and_an_upgrade_named_twice_is_kept_for_the_tunnel() {
+        let mut headers = map(&[
+            ("connection", "Upgrade"),
+            ("connection", "x-first-hop, upgrade"),
+            ("connection", "X-Second-Hop"),
+            ("x-first-hop", "1"),
+            ("x-second-hop", "2"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        let upgrade = remove_hop_by_hop(&mut headers, true);
+        assert_eq!(upgrade, Some(HeaderValue::from_static("websocket")));
+        let mut left: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+            .collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                ("accept", "*/*"),
+                ("connection", "upgrade"),
+                ("upgrade", "websocket")
+            ]
+        );
     }
 
     #[test]
