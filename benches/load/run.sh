@@ -2,8 +2,9 @@
 # Loopback load comparison, all in one run. Plain HTTP/1.1 (wrk): nginx as the backend (a), nginx
 # proxying to it (b), nginx with the seed's Lua access phase (c), and Portcullis without login (d),
 # logged in with the Rhai require-group policy (e) and with the Wasm one (f); (g) `bare-proxy`,
-# hyper's server and hyper-util's pooled client with nothing else, for what Portcullis's own work
-# costs; and (h) Portcullis with a Rhai policy that reads the request, so it runs on every request
+# hyper's server and hyper-util's pooled client with nothing else, and (o) `spike-proxy`, issue
+# #15's spike (hyper's server and client driven in one task per connection on a current-thread
+# runtime), for what hyper costs and what Portcullis's own work costs; and (h) Portcullis with a Rhai policy that reads the request, so it runs on every request
 # (e's runs once per session). TLS, nginx and a second Portcullis terminating it on the same
 # self-signed certificate: HTTP/1.1 with wrk (i nginx, j Portcullis without login, k logged in with
 # require-group.rhai) and HTTP/2 with h2load, 32 connections × 4 streams (l, m, n likewise). The
@@ -29,7 +30,7 @@ if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || ! command -v
 fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then rustup target add wasm32-wasip2; fi
 say "building Portcullis and the Wasm sample (release)"
-cargo build --release --locked -p portcullis -p portcullis-benches --bin portcullis --bin bare-proxy
+cargo build --release --locked -p portcullis -p portcullis-benches --bin portcullis --bin bare-proxy --bin spike-proxy
 cargo build --release --locked --target wasm32-wasip2 --manifest-path policies/wasm/Cargo.toml \
   --target-dir target/wasm-policies
 wasm=$repo/target/wasm-policies/wasm32-wasip2/release/require_group.wasm
@@ -40,7 +41,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 source benches/load/common.sh
-backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port)
+backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port) spike_port=$(free_port)
 tls_port=$(free_port) portcullis_tls_port=$(free_port) idp_tls_port=$(free_port)
 make_cert
 session_id=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
@@ -82,9 +83,11 @@ taskset -c 0 target/release/portcullis run --config "$work/portcullis-tls.toml" 
 pids+=($!)
 taskset -c 0 target/release/bare-proxy "127.0.0.1:$bare_port" "127.0.0.1:$backend_port" > "$work/bare.out" &
 pids+=($!)
+taskset -c 0 target/release/spike-proxy "127.0.0.1:$spike_port" "127.0.0.1:$backend_port" > "$work/spike.out" &
+pids+=($!)
 for server in "http://127.0.0.1:$backend_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$lua_port/" \
     "https://127.0.0.1:$tls_port/" "http://127.0.0.1:$portcullis_port/none" "https://127.0.0.1:$portcullis_tls_port/none" \
-    "http://127.0.0.1:$bare_port/"; do
+    "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$spike_port/"; do
   for _ in $(seq 100); do curl -sk -o /dev/null "$server" && continue 2; sleep 0.1; done
   echo "$server does not answer; the logs in $work:" >&2; tail -n 5 "$work"/*.log >&2; exit 1
 done
@@ -107,7 +110,7 @@ done
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: session=$session_id" "http://127.0.0.1:$lua_port/")
 [[ "$status" == 200 ]] || { echo "the Lua proxy answered $status" >&2; cat "$work/nginx-lua.error.log" >&2; exit 1; }
 
-rows=(a b c d e f g h i j k l m n)
+rows=(a b c d e f g o h i j k l m n)
 declare -A url cookie client
 for row in "${rows[@]}"; do client[$row]=wrk; done
 url[a]="http://127.0.0.1:$backend_port/"
@@ -117,6 +120,7 @@ url[d]="http://127.0.0.1:$portcullis_port/none"
 url[e]="http://127.0.0.1:$portcullis_port/rhai";           cookie[e]=$portcullis_cookie
 url[f]="http://127.0.0.1:$portcullis_port/wasm";           cookie[f]=$portcullis_cookie
 url[g]="http://127.0.0.1:$bare_port/"
+url[o]="http://127.0.0.1:$spike_port/"
 url[h]="http://127.0.0.1:$portcullis_port/rhai-request";   cookie[h]=$portcullis_cookie
 url[i]="https://127.0.0.1:$tls_port/"
 url[j]="https://127.0.0.1:$portcullis_tls_port/none"
@@ -171,6 +175,7 @@ plain = {
     "e": "e. Portcullis, session + `require-group.rhai` (reads only claims: runs once per session)",
     "f": "f. Portcullis, session + `require_group.wasm` (pooled)",
     "g": "g. bare hyper server + hyper-util pooled client (`bare-proxy`, no logic)",
+    "o": "o. issue #15's spike: hyper server + client in one task per connection, current-thread runtime (`spike-proxy`, no logic)",
     "h": "h. Portcullis, session + `read-only-for-viewers.rhai` (reads the request: runs every time)",
 }
 tls = {
@@ -236,10 +241,10 @@ print("\nTargets (issue #15): d ≥ 0.95 × b: **%s** (%.2f); e ≥ 0.85 × b: *
     met(e[0] >= 1.3 * c[0]), e[0] / c[0],
     met(e[2] <= 1.2 * b[2]), e[2] / b[2],
     met(f[0] >= 0.8 * b[0]), f[0] / b[0]))
-g, h = results["g"], results["h"]
-print("\nhyper and tokio with nothing else: g = %.2f × b. Portcullis without login is %.2f × g, logged in with "
-      "Rhai %.2f × g. Wasm against a Rhai policy that also runs on every request: f = %.2f × h."
-      % (g[0]/b[0], d[0]/g[0], e[0]/g[0], f[0]/h[0]))
+g, h, o = results["g"], results["h"], results["o"]
+print("\nhyper and tokio with nothing else: g = %.2f × b, the spike o = %.2f × b. Portcullis without login is "
+      "%.2f × o, logged in with Rhai %.2f × o. Wasm against a Rhai policy that also runs on every request: f = %.2f × h."
+      % (g[0]/b[0], o[0]/b[0], d[0]/o[0], e[0]/o[0], f[0]/h[0]))
 print(f"\nMemory: Portcullis resident {rss_before/1024:.1f} MiB before and {rss_after/1024:.1f} MiB after {memory_duration} s of load on (e) "
       f"({(rss_after-rss_before)/1024:+.1f} MiB).")
 PY
