@@ -10,8 +10,8 @@
 # and coalesced writes, close handshake). Interleaved repetitions; the table shows medians, ratios
 # to nginx and the spread.
 #
-#   benches/load/websocket.sh            5 repetitions of 5 s per row (~2.5 minutes once built)
-#   benches/load/websocket.sh --quick    2 repetitions of 3 s (~45 s once built)
+#   benches/load/websocket.sh            5 repetitions of 5 s per row (~110 s once built, 4 rows)
+#   benches/load/websocket.sh --quick    2 repetitions of 3 s (~30 s once built)
 #
 #   PORTCULLIS_BIN=…           the Portcullis to measure (default: built here, target/release/portcullis)
 #   PORTCULLIS_BASELINE_BIN=…  another Portcullis measured in the same run, e.g. before a change
