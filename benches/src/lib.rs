@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+/// The WebSocket frames and handshake of `ws-echo` and `ws-load` (the tunnel load test).
+pub mod websocket;
+
 /// A config text with `count` host-less routes `/svc{i}/api` plus one host-specific route per ten,
 /// all pointing at a loopback upstream that is never contacted.
 pub fn many_routes_config(count: usize) -> String {
