@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use support::browser::{Browser, json, location, set_cookies};
+use support::browser::{Browser, get_with_cookie, json, location, set_cookies};
 use support::echo::{self, received_header, received_headers};
 use support::hostile_idp::{HostileIdp, Key, NonceChoice, Recipe, Script, Signing};
 use support::{TestProxy, logs, start_proxy_at};
@@ -663,6 +663,16 @@ async fn logout_ends_the_session_and_goes_to_the_end_session_endpoint() {
         browser.get(&setup.proxy.url("/")).await.status(),
         StatusCode::OK
     );
+    // A copy of the cookies, as a thief (or a browser that ignores `Max-Age=0`) keeps them; it
+    // works now, so what fails below is the logout.
+    let stolen = browser.cookie_header(&setup.proxy.url("/"));
+    assert!(stolen.contains("sess_auth="), "{stolen}");
+    assert_eq!(
+        get_with_cookie(&setup.proxy.url("/"), &stolen)
+            .await
+            .status(),
+        StatusCode::OK
+    );
     let answer = browser.get(&setup.proxy.url("/logout")).await;
     assert_eq!(answer.status(), StatusCode::FOUND);
     let target = location(&answer);
@@ -682,6 +692,14 @@ async fn logout_ends_the_session_and_goes_to_the_end_session_endpoint() {
         StatusCode::FOUND,
         "logged out"
     );
+    // The session ended in the store, not just in the browser: the old cookie logs in no one.
+    let replayed = get_with_cookie(&setup.proxy.url("/"), &stolen).await;
+    assert_eq!(
+        replayed.status(),
+        StatusCode::FOUND,
+        "the old cookie after logout"
+    );
+    assert!(location(&replayed).starts_with(&setup.idp.issuer));
 }
 
 #[tokio::test]

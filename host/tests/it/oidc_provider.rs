@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::binary::RunningProxy;
-use support::browser::{Browser, json, location};
+use support::browser::{Browser, get_with_cookie, json, location};
 use support::echo::{self, received_header};
 use support::real_idp::{
     CLIENT_SECRET, IdpOptions, RealIdp, confirm_logout_at_provider, log_in_at_provider,
@@ -154,6 +154,15 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
         browser.get(&setup.proxy.url("/")).await.status(),
         StatusCode::OK
     );
+    // A copy of the cookies, as a thief (or a browser that ignores `Max-Age=0`) keeps them.
+    let stolen = browser.cookie_header(&setup.proxy.url("/"));
+    assert_eq!(
+        get_with_cookie(&setup.proxy.url("/"), &stolen)
+            .await
+            .status(),
+        StatusCode::OK,
+        "the copied cookies carry the session before logout"
+    );
 
     let logout = browser.get(&setup.proxy.url("/logout")).await;
     let end_session = location(&logout);
@@ -166,6 +175,15 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
     assert!(
         after.starts_with(&setup.proxy.url("/")),
         "back at post_logout_redirect_uri: {after}"
+    );
+
+    // The session ended in the store, not just in the browser: the old cookie logs in no one.
+    assert_eq!(
+        get_with_cookie(&setup.proxy.url("/"), &stolen)
+            .await
+            .status(),
+        StatusCode::FOUND,
+        "the old cookie after logout"
     );
 
     // The next visit asks for a login again, and the provider shows its login form again.

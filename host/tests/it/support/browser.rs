@@ -1,11 +1,15 @@
 //! A browser stand-in: an HTTP client with a cookie jar that asks for HTML and follows redirects
 //! one hop at a time, so tests can look at every hop.
 
+use std::sync::Arc;
+
+use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Response, header};
 
 /// A cookie-keeping client that never follows redirects by itself.
 pub struct Browser {
     pub client: reqwest::Client,
+    jar: Arc<Jar>,
 }
 
 impl Default for Browser {
@@ -16,15 +20,27 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
+        let jar = Arc::new(Jar::default());
         Browser {
             client: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .redirect(reqwest::redirect::Policy::none())
                 // No pooled connections: tests restart servers on the same port.
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
+            jar,
         }
+    }
+
+    /// The `Cookie` header this browser would send to `url` now: what an attacker who copied the
+    /// cookies would replay.
+    pub fn cookie_header(&self, url: &str) -> String {
+        let url = url.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
     }
 
     /// GET as a browser does (Accept: text/html).
@@ -46,6 +62,21 @@ impl Browser {
             .await
             .unwrap()
     }
+}
+
+/// GET as a browser does, from a client with no cookie jar sending `cookie` as given: replays a
+/// cookie the browser has since dropped (logout sets it to expire; a thief's copy does not).
+pub async fn get_with_cookie(url: &str, cookie: &str) -> Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url)
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
 }
 
 /// The absolute URL a redirect points to.
