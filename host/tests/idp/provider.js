@@ -41,6 +41,9 @@ const ID_TOKEN_TTL = envInt('IDP_ID_TOKEN_TTL', 3600);
 const REFRESH_TOKEN_TTL = envInt('IDP_REFRESH_TOKEN_TTL', 14 * 24 * 3600);
 const ROTATE_REFRESH_TOKENS = envBool('IDP_ROTATE_REFRESH_TOKENS', false);
 const AUTO_PROMPT_CONSENT = envBool('IDP_AUTO_PROMPT_CONSENT', false);
+// Milliseconds a refresh-token grant is held before it is answered (tests of single-flight
+// refresh: concurrent requests must overlap the refresh to show they share it).
+const REFRESH_DELAY_MS = Number(process.env.IDP_REFRESH_DELAY_MS || 0);
 
 let clients;
 try {
@@ -227,7 +230,10 @@ provider.use(async (ctx, next) => {
   } finally {
     if (isTokenPost) {
       const grantType = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type;
-      if (grantType === 'refresh_token') stats.refresh_requests += 1;
+      if (grantType === 'refresh_token') {
+        stats.refresh_requests += 1;
+        if (REFRESH_DELAY_MS > 0) await new Promise((done) => { setTimeout(done, REFRESH_DELAY_MS); });
+      }
     }
   }
 });

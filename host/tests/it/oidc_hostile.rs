@@ -481,10 +481,24 @@ async fn concurrent_requests_share_one_refresh() {
     login(&browser, &setup, "/").await;
     // After the first refresh the access token is again due; the scripted refresh answers 300 s.
     setup.idp.script(|s| s.access_expires_in = 300);
-    let requests = (0..8).map(|_| browser.client.get(setup.proxy.url("/")).send());
-    let answers = futures_util::future::join_all(requests).await;
-    for answer in answers {
-        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    // The provider holds the refresh while all eight requests arrive: without single flight,
+    // each would ask for one of its own meanwhile.
+    setup.idp.hold_refreshes();
+    let requests: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(browser.client.get(setup.proxy.url("/")).send()))
+        .collect();
+    for _ in 0..500 {
+        if setup.idp.refresh_calls() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(setup.idp.refresh_calls(), 1, "the first refresh is held");
+    // Time for the other seven to reach the proxy and (without single flight) the provider.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    setup.idp.release_refreshes();
+    for answer in futures_util::future::join_all(requests).await {
+        assert_eq!(answer.unwrap().unwrap().status(), StatusCode::OK);
     }
     assert_eq!(
         setup.idp.refresh_calls(),

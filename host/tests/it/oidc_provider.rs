@@ -205,10 +205,13 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
 
 #[tokio::test]
 async fn short_lived_access_tokens_are_refreshed_once_for_concurrent_requests() {
-    // Access tokens live 6 s; with a 4 s leeway they are due 2 s after login.
+    // Access tokens live 6 s; with a 4 s leeway they are due 2 s after login. The provider holds
+    // each refresh 300 ms, so the six requests overlap it: without single flight, each would ask
+    // for a refresh of its own.
     let setup = setup(
         IdpOptions {
             access_token_ttl: 6,
+            refresh_delay_ms: 300,
         },
         "4s",
     )

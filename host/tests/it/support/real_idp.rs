@@ -23,12 +23,15 @@ pub struct RealIdp {
 /// Provider settings a test may change.
 pub struct IdpOptions {
     pub access_token_ttl: u64,
+    /// How long the provider holds each refresh-token grant before answering it.
+    pub refresh_delay_ms: u64,
 }
 
 impl Default for IdpOptions {
     fn default() -> Self {
         IdpOptions {
             access_token_ttl: 3600,
+            refresh_delay_ms: 0,
         }
     }
 }
@@ -60,6 +63,7 @@ impl RealIdp {
             .current_dir(&dir)
             .env("IDP_CLIENTS", clients.to_string())
             .env("IDP_ACCESS_TOKEN_TTL", options.access_token_ttl.to_string())
+            .env("IDP_REFRESH_DELAY_MS", options.refresh_delay_ms.to_string())
             .env("IDP_AUTO_PROMPT_CONSENT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
