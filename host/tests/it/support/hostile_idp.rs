@@ -145,11 +145,25 @@ impl Default for Script {
     }
 }
 
+/// The one client this provider knows, as the tests configure Portcullis.
+pub const CLIENT_ID: &str = "portcullis";
+pub const CLIENT_SECRET: &str = "hostile-test-secret";
+
+/// What an authorization request bound its code to, checked when the code is redeemed, as a real
+/// provider checks it: a PKCE or client-authentication regression must fail the login.
+#[derive(Clone)]
+struct IssuedCode {
+    nonce: String,
+    redirect_uri: String,
+    /// `S256` challenge (`None`: the request sent none, or another method).
+    code_challenge: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
     script: Script,
-    /// code → nonce of the login it belongs to.
-    codes: HashMap<String, String>,
+    /// code → what its login request bound it to.
+    codes: HashMap<String, IssuedCode>,
     used_codes: HashSet<String>,
     issued_id_tokens: Vec<String>,
     issued_refresh_tokens: Vec<String>,
@@ -294,8 +308,10 @@ impl HostileIdp {
             }
             "/authorize" => self.authorize(&query),
             "/token" => {
-                let basic = request.headers().contains_key(header::AUTHORIZATION);
+                let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+                let basic = authorization.is_some();
                 let body = request.into_body().collect().await.unwrap().to_bytes();
+                let client_authenticated = client_authenticated(authorization.as_ref(), &body);
                 let posted = url::form_urlencoded::parse(&body).any(|(k, _)| k == "client_secret");
                 let method = match (basic, posted) {
                     (true, false) => "client_secret_basic",
@@ -309,6 +325,13 @@ impl HostileIdp {
                     self.refresh_calls.fetch_add(1, Ordering::SeqCst);
                     let mut open = self.refreshes_open.subscribe();
                     let _ = open.wait_for(|open| *open).await;
+                }
+                if !client_authenticated {
+                    self.token_calls.fetch_add(1, Ordering::SeqCst);
+                    return json_response(
+                        StatusCode::UNAUTHORIZED,
+                        json!({ "error": "invalid_client" }),
+                    );
                 }
                 self.token(&body)
             }
@@ -347,9 +370,17 @@ impl HostileIdp {
             .into_owned()
             .collect();
         let code = format!("code-{}", rand_suffix());
+        let code_challenge = params
+            .get("code_challenge")
+            .filter(|_| params.get("code_challenge_method").map(String::as_str) == Some("S256"))
+            .cloned();
         self.state.lock().unwrap().codes.insert(
             code.clone(),
-            params.get("nonce").cloned().unwrap_or_default(),
+            IssuedCode {
+                nonce: params.get("nonce").cloned().unwrap_or_default(),
+                redirect_uri: params.get("redirect_uri").cloned().unwrap_or_default(),
+                code_challenge,
+            },
         );
         let location = format!(
             "{}?code={code}&state={}",
@@ -372,12 +403,30 @@ impl HostileIdp {
         let (recipe, nonce) = match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {
                 let code = form.get("code").cloned().unwrap_or_default();
-                let Some(nonce) = state.codes.get(&code).cloned() else {
+                let Some(issued) = state.codes.get(&code).cloned() else {
                     return json_response(
                         StatusCode::BAD_REQUEST,
                         json!({ "error": "invalid_grant" }),
                     );
                 };
+                // RFC 6749 §4.1.3: the same redirect_uri as the authorization request; RFC 7636
+                // §4.6: the verifier whose S256 is the challenge.
+                let verifier_matches = match (&issued.code_challenge, form.get("code_verifier")) {
+                    (Some(challenge), Some(verifier)) => {
+                        URL_SAFE_NO_PAD.encode(ring::digest::digest(
+                            &ring::digest::SHA256,
+                            verifier.as_bytes(),
+                        )) == *challenge
+                    }
+                    _ => false,
+                };
+                if form.get("redirect_uri") != Some(&issued.redirect_uri) || !verifier_matches {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_grant" }),
+                    );
+                }
+                let nonce = issued.nonce;
                 if !state.used_codes.insert(code) {
                     return json_response(
                         StatusCode::BAD_REQUEST,
@@ -495,6 +544,44 @@ fn rand_suffix() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// Client authentication as RFC 6749 §2.3.1 has it: HTTP Basic with the form-encoded id and
+/// secret, or both in the body — exactly one of the two.
+fn client_authenticated(authorization: Option<&http::HeaderValue>, body: &[u8]) -> bool {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let basic = authorization
+        .and_then(|value| {
+            value
+                .to_str()
+                .ok()?
+                .strip_prefix("Basic ")
+                .map(str::to_owned)
+        })
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        })
+        .and_then(|decoded| String::from_utf8(decoded).ok());
+    match (basic, form.get("client_secret")) {
+        (Some(pair), None) => {
+            let Some((id, secret)) = pair.split_once(':') else {
+                return false;
+            };
+            let decode = |part: &str| {
+                url::form_urlencoded::parse(format!("x={part}").as_bytes())
+                    .next()
+                    .map(|(_, value)| value.into_owned())
+            };
+            decode(id).as_deref() == Some(CLIENT_ID)
+                && decode(secret).as_deref() == Some(CLIENT_SECRET)
+        }
+        (None, Some(secret)) => {
+            form.get("client_id").map(String::as_str) == Some(CLIENT_ID) && secret == CLIENT_SECRET
+        }
+        _ => false,
+    }
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
