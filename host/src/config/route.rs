@@ -405,6 +405,20 @@ fn parse_upstream(text: &str) -> Result<UpstreamUrl, String> {
     if uri.query().is_some() {
         return Err(format!("an upstream URL cannot have a query: {text:?}"));
     }
+    // A port that is not 1–65535 (`:99999`, `:`, `:0`) would otherwise be dropped (`Authority`
+    // reads it as no port) and the connector would use the scheme's default: the route's traffic,
+    // identity headers and all, would go to another service.
+    let after_host = match authority.as_str().rsplit_once(']') {
+        Some((_, rest)) => rest, // `[v6]:port`
+        None => authority.as_str(),
+    };
+    if let Some((_, port)) = after_host.rsplit_once(':')
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(format!(
+            "the port must be a number from 1 to 65535, not {port:?}: {text:?}"
+        ));
+    }
     Ok(UpstreamUrl {
         scheme: scheme.clone(),
         authority: authority.clone(),
@@ -430,6 +444,16 @@ mod tests {
         assert_eq!(url.base_path, "/base");
         assert_eq!(url.authority.as_str(), "backend:8443");
         assert_eq!(parse_upstream("http://b").unwrap().base_path, "");
+        for (bad, says) in [
+            ("http://127.0.0.1:99999", "from 1 to 65535"),
+            ("http://127.0.0.1:65536/x", "from 1 to 65535"),
+            ("http://backend:0", "from 1 to 65535"),
+            ("https://backend:", "from 1 to 65535, not \"\""),
+        ] {
+            let err = parse_upstream(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(parse_upstream("http://[::1]:65535").is_ok());
     }
 
     #[test]
