@@ -35,7 +35,8 @@ pub enum HeaderClass {
     /// `forward_access_token` replaces them. A policy may set it; a claim cannot.
     Credentials,
     /// Set by Portcullis alone (routing, framing, the request id): passed or rewritten by the
-    /// proxy, never set by a policy or a claim.
+    /// proxy, never set by a policy or a claim. Their `_` spellings (`X_Request_Id`) are removed
+    /// from clients early: a backend merging `_` with `-` would read them beside the proxy's.
     ProxySet,
 }
 

@@ -109,12 +109,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<
 }
 
 /// Removes what the early phase owns in a client's request, in every spelling: identity headers
-/// (always: every `X-Auth-*` and every configured identity header) and forwarding headers (unless
-/// the peer is a trusted proxy). `identity_names` are [`crate::header_ownership::normalise`]d.
+/// (always: every `X-Auth-*` and every configured identity header), forwarding headers (unless
+/// the peer is a trusted proxy), and `_` spellings of the headers the proxy sets (`X_Request_Id`).
+/// `identity_names` are [`crate::header_ownership::normalise`]d.
 pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool, identity_names: &[String]) {
     let unwanted = |name: &HeaderName| {
-        classify_with(name.as_str(), identity_names)
-            .is_some_and(|class| class.removed_early(peer_trusted))
+        classify_with(name.as_str(), identity_names).is_some_and(|class| {
+            class.removed_early(peer_trusted)
+                // Another spelling of a header the proxy sets (`X_Request_Id`, `Content_Length`):
+                // a backend that merges `_` with `-` would read the client's beside the proxy's.
+                || (class == HeaderClass::ProxySet && name.as_str().contains('_'))
+        })
     };
     // The common request has none: check before allocating the list.
     if !headers.keys().any(unwanted) {
@@ -612,11 +617,13 @@ mod tests {
                 remove_untrusted(&mut trusted, true, &[]);
                 let mut hop = sent();
                 remove_hop_by_hop(&mut hop, false);
+                let proxy_set_respelled = class == HeaderClass::ProxySet && spelling.contains('_');
                 assert_eq!(
                     (untrusted.is_empty(), trusted.is_empty(), hop.is_empty()),
                     (
-                        matches!(class, HeaderClass::Identity | HeaderClass::Forwarding),
-                        class == HeaderClass::Identity,
+                        matches!(class, HeaderClass::Identity | HeaderClass::Forwarding)
+                            || proxy_set_respelled,
+                        class == HeaderClass::Identity || proxy_set_respelled,
                         class == HeaderClass::HopByHop,
                     ),
                     "{spelling} ({class:?}): stripped from untrusted, trusted, as hop-by-hop"
