@@ -502,7 +502,22 @@ async fn websocket_connections_are_tunnelled() {
             .unwrap();
         assert_eq!(echoed, Message::text(text));
     }
+    // The close handshake goes through the tunnel both ways: the upstream's Close (or the end of
+    // the connection) comes back, in good time.
     socket.close(None).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(other)) => panic!("after our Close: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the upstream's Close or the end of the tunnel within 5 s"
+    );
 }
 
 #[tokio::test]

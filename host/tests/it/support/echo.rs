@@ -154,7 +154,12 @@ fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
         )
         .await;
         while let Some(Ok(message)) = socket.next().await {
-            if message.is_close() || socket.send(message).await.is_err() {
+            if message.is_close() {
+                // Answers the client's Close (the handshake's second half), then ends.
+                let _ = socket.close(None).await;
+                break;
+            }
+            if socket.send(message).await.is_err() {
                 break;
             }
         }
