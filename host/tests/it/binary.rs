@@ -241,6 +241,62 @@ fn run_refuses_a_missing_config_with_a_clear_message() {
     );
 }
 
+/// sled locks its folder per process: a second `portcullis run` on the same session store (a
+/// restart while the old process still runs, or a copy-pasted config) must stop at once, saying
+/// which folder and why, and leave the first one serving.
+#[tokio::test]
+async fn a_second_process_on_the_same_session_store_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("sessions");
+    let config = |name: &str| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        write_config(
+            &folder,
+            &format!(
+                r#"[server]
+listen = "127.0.0.1:0"
+[oidc]
+discovery = "http://{closed}/.well-known/openid-configuration"
+client_id = "portcullis"
+client_secret = "secret"
+redirect_uri = "http://127.0.0.1/auth"
+[session]
+path = "{store}"
+cookie_secure = false
+[[routes]]
+name = "open"
+path = "/"
+upstream = "http://{closed}"
+auth = "none"
+"#,
+                closed = support::closed_port(),
+                store = store.display(),
+            ),
+        )
+    };
+    let first = RunningProxy::start(&config("first"));
+    let second = binary()
+        .args(["run", "--config"])
+        .arg(config("second"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = exit_code_within_30s(second);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the session database at {}",
+            store.display()
+        )) && stderr.contains("is another Portcullis using it?"),
+        "{stderr}"
+    );
+    // The first one still serves (502: its upstream is a closed port, but it answered).
+    let (status, _) = fetch(first.addr, "/", "text/html").await;
+    assert_eq!(status, 502);
+}
+
 /// `GET path` with `accept` on `addr`: the status and the body.
 async fn fetch(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String) {
     let (status, text) = support::raw(
