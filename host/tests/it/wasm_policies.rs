@@ -450,6 +450,42 @@ fn a_pooled_instance_serves_many_decisions() {
 }
 
 #[test]
+fn a_pooled_instance_is_replaced_after_wasm_pooled_uses_decisions() {
+    // The counter policy keeps state in its instance: X-Uses counts the decisions of the
+    // instance that made this one. With 3 uses an instance makes 3, then a fresh one takes over.
+    let limits = PolicyLimits {
+        wasm_pooled_uses: 3,
+        // About reuse, not the clock: a loaded machine must not time a decision out.
+        timeout: std::time::Duration::from_secs(10),
+        ..PolicyLimits::default()
+    };
+    let policy = Policy::Wasm(
+        WasmPolicy::compile(
+            &policy("hostile"),
+            "hostile",
+            json!({ "mode": "counter" }).as_object().unwrap(),
+            WasmOptions {
+                isolation: Isolation::Pooled,
+                limits,
+                cache: None,
+            },
+        )
+        .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let uses: Vec<String> = (0..7)
+        .map(|_| match decide(&policy, "GET", None) {
+            Ok(Decision::Allow { headers }) => headers
+                .iter()
+                .find(|(name, _)| name == "x-uses")
+                .map(|(_, value)| value.to_str().unwrap().to_owned())
+                .expect("X-Uses set"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(uses, ["1", "2", "3", "1", "2", "3", "1"]);
+}
+
+#[test]
 fn something_that_is_not_a_component_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fake.wasm");

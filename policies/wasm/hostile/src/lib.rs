@@ -1,7 +1,14 @@
 //! hostile: misbehaves on purpose, as `config.mode` says, so the sandbox tests can show that the
 //! proxy stops it: `loop`, `memory`, `recursion`, `panic`, `bad-header`, or `log` (logs, then allows).
+//! `counter` keeps state between calls on purpose: it allows with `X-Uses`, the number of decisions
+//! this instance has made, so tests can see when a pooled instance is replaced.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_sdk::{Config, Decision, Identity, Policy, Request, export_policy, log};
+
+/// Decisions made by this instance (a fresh instance starts at zero).
+static USES: AtomicU64 = AtomicU64::new(0);
 
 struct Hostile;
 
@@ -34,6 +41,10 @@ impl Policy for Hostile {
             }
             "panic" => panic!("hostile policy panics on purpose"),
             "bad-header" => Decision::allow().header("X-Evil", "a\r\nSet-Cookie: stolen=1"),
+            "counter" => {
+                let uses = USES.fetch_add(1, Ordering::Relaxed) + 1;
+                Decision::allow().header("X-Uses", uses.to_string())
+            }
             "log" => {
                 log::warn("hello from a wasm policy");
                 Decision::allow()
