@@ -602,6 +602,85 @@ async fn a_slow_upstream_answers_504() {
     );
 }
 
+/// A route's own `response_timeout` and `max_request_body` apply to it alone; the server's
+/// defaults (60 s, 10 MiB) to the others.
+#[tokio::test]
+async fn a_routes_own_response_timeout_and_body_limit_apply_to_it_alone() {
+    let echo = echo::spawn().await;
+    let proxy = start_proxy(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "strict"
+path = "/strict"
+upstream = "http://{echo}"
+auth = "none"
+response_timeout = "300ms"
+max_request_body = "1KiB"
+
+[[routes]]
+name = "default"
+path = "/"
+upstream = "http://{echo}"
+auth = "none"
+"#
+    ))
+    .await;
+    let slow = get(&proxy.url("/strict?sleep_ms=3000"), &[]).await;
+    assert_eq!(slow.status, 504, "the route's 300 ms");
+    let slow_elsewhere = get(&proxy.url("/other?sleep_ms=1000"), &[]).await;
+    assert_eq!(slow_elsewhere.status, 200, "the server's 60 s");
+    let upload = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n{}",
+            "y".repeat(2000)
+        )
+    };
+    let (status, _) = raw(proxy.addr, &upload("/strict")).await;
+    assert_eq!(status, 413, "the route's 1 KiB");
+    let (status, text) = raw(proxy.addr, &upload("/other")).await;
+    assert_eq!(status, 200, "the server's 10 MiB");
+    assert!(text.contains("\"body_bytes\":2000"), "{text}");
+}
+
+/// An upstream that does not complete the TCP handshake in `upstream_connect_timeout` is a 504
+/// (too slow), not a 502 (refused), and not a wait of the response timeout.
+#[tokio::test]
+async fn an_upstream_that_does_not_accept_in_time_answers_504() {
+    // A listener that is never accepted from, with the smallest backlog, filled: the kernel
+    // drops further handshakes, so a connect hangs as to a host behind a firewall.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let full = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let filler =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let _ = filler.connect(&full.into());
+        fillers.push(filler);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let proxy = start_proxy(&one_route(full, "upstream_connect_timeout = \"300ms\"")).await;
+    let started = std::time::Instant::now();
+    let answer = get(&proxy.url("/"), &[]).await;
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the connect timeout, not the 60 s response timeout"
+    );
+    drop(socket);
+}
+
 #[tokio::test]
 async fn bodies_over_the_limit_answer_413() {
     let echo = echo::spawn().await;
