@@ -618,6 +618,129 @@ mod cli {
         );
     }
 
+    /// Every outcome of `policy test` has its exit code, as docs/policies.md promises: 0 for a
+    /// decision (login included) that matches `--expect` or without one, 1 for another decision,
+    /// 2 with a message naming the file for a bad policy or input file and a bad argument.
+    #[test]
+    fn policy_test_exit_codes_for_every_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        write(dir.path(), "claims.json", r#"{"sub": "bob"}"#);
+        write(dir.path(), "not-json.json", "not json");
+        write(dir.path(), "array.json", "[1, 2]");
+        write(dir.path(), "bad-ip.json", r#"{"client_ip": "nope"}"#);
+        write(dir.path(), "login.rhai", "login()");
+        write(dir.path(), "allow.rhai", "allow()");
+        let claims = path("claims.json");
+        let cases: Vec<(Vec<String>, i32, &str)> = vec![
+            (
+                vec![path("login.rhai"), "--claims".into(), claims.clone()],
+                0,
+                r#"{"decision":"login"}"#,
+            ),
+            (
+                vec![
+                    path("login.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--expect".into(),
+                    "login".into(),
+                ],
+                0,
+                r#"{"decision":"login"}"#,
+            ),
+            (
+                vec![
+                    path("login.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--expect".into(),
+                    "allow".into(),
+                ],
+                1,
+                "expected allow, the policy decided login",
+            ),
+            (
+                vec![path("allow.rhai"), "--claims".into(), path("missing.json")],
+                2,
+                "cannot read claims",
+            ),
+            (
+                vec![path("allow.rhai"), "--claims".into(), path("not-json.json")],
+                2,
+                "not-json.json is not valid",
+            ),
+            (
+                vec![path("allow.rhai"), "--claims".into(), path("array.json")],
+                2,
+                "array.json is not valid",
+            ),
+            (
+                vec![
+                    path("allow.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--request".into(),
+                    path("bad-ip.json"),
+                ],
+                2,
+                "bad-ip.json is not valid: invalid IP address",
+            ),
+            (
+                vec![
+                    path("allow.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--request".into(),
+                    path("not-json.json"),
+                ],
+                2,
+                "request",
+            ),
+            (
+                vec![
+                    path("allow.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--config".into(),
+                    "novalue".into(),
+                ],
+                2,
+                "expected key=value",
+            ),
+            (
+                vec![path("missing.rhai"), "--claims".into(), claims.clone()],
+                2,
+                "cannot read the policy",
+            ),
+            (
+                vec![
+                    path("allow.rhai"),
+                    "--claims".into(),
+                    claims.clone(),
+                    "--expect".into(),
+                    "maybe".into(),
+                ],
+                2,
+                "possible values: allow, deny, login",
+            ),
+        ];
+        for (args, code, says) in cases {
+            let output = binary()
+                .args(["policy", "test"])
+                .args(&args)
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(output.status.code(), Some(code), "{args:?}: {said}");
+            assert!(said.contains(says), "{args:?}: {said}");
+        }
+    }
+
     /// `policy test` knows no config: it refuses identity headers as a route with the default
     /// `[headers]` does because `header_ownership` owns every default name by itself.
     #[test]
