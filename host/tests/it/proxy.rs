@@ -585,6 +585,33 @@ async fn an_unreachable_upstream_answers_502() {
     );
 }
 
+/// Portcullis's own answers are worded for the client (architecture.md): HTML when `text/html`
+/// is anywhere in `Accept` (browsers list several types), plain text when `text/plain` is asked
+/// for and JSON is not, JSON otherwise — with no `Accept`, `*/*`, or the types split over
+/// several `Accept` fields alike.
+#[tokio::test]
+async fn error_answers_follow_the_accept_header_however_it_is_mixed() {
+    let proxy = start_proxy(&one_route(closed_port(), "")).await;
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "application/json"),
+        (&["*/*"], "application/json"),
+        (&["application/json, text/html;q=0.9"], "text/html"),
+        (&["text/html,application/xhtml+xml,*/*;q=0.8"], "text/html"),
+        (&["application/json", "text/html"], "text/html"),
+        (&["text/plain"], "text/plain"),
+        (&["text/plain, application/json"], "application/json"),
+        (&["text/plain", "application/json"], "application/json"),
+        (&["application/xml"], "application/json"),
+    ];
+    for (accept, content_type) in cases {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|value| ("accept", *value)).collect();
+        let answer = get(&proxy.url("/"), &headers).await;
+        assert_eq!(answer.status, 502, "{accept:?}");
+        let got = answer.headers["content-type"].to_str().unwrap();
+        assert!(got.starts_with(content_type), "{accept:?}: {got}");
+    }
+}
+
 #[tokio::test]
 async fn a_slow_upstream_answers_504() {
     let echo = echo::spawn().await;
