@@ -428,6 +428,57 @@ async fn a_listen_change_is_reported_as_needing_a_restart_and_the_rest_applies()
     );
 }
 
+/// The session store and the cookies it issued were made with the `[session]` the process started
+/// with: a change there is applied at the next restart, and the reload says so, key by key,
+/// while the rest of the config applies.
+#[tokio::test]
+async fn a_session_change_is_reported_as_needing_a_restart_and_the_rest_applies() {
+    let echo = echo::spawn().await;
+    // The provider is never reached (open routes are served without it); the same address in
+    // both versions, so that `[oidc]` is unchanged.
+    let provider = support::closed_port();
+    let with_session = |lifetime: &str| {
+        format!(
+            "{}\n[oidc]\ndiscovery = \"http://{}/.well-known/openid-configuration\"\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\n[session]\nstore = \"memory\"\ncookie_secure = false\nlifetime = \"{lifetime}\"\n",
+            config_text(echo),
+            provider
+        )
+    };
+    let (dir, config) = setup(&with_session("8h"));
+    let proxy = start_watching(&config).await;
+    std::fs::write(&config, with_session("1h")).unwrap();
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+    wait_for_version(&proxy, 2).await;
+    let status = reload_status(&proxy).await;
+    assert_eq!(
+        status["last_attempt"]["restart_required"],
+        serde_json::json!(["session.lifetime"]),
+        "{status}"
+    );
+}
+
+/// Saving a file without changing it (an editor's save, `touch`, a deploy that rewrites the same
+/// bytes) reloads nothing: the watcher compares contents, not times.
+#[tokio::test]
+async fn rewriting_the_same_content_does_not_reload() {
+    let echo = echo::spawn().await;
+    let text = config_text(echo);
+    let (dir, config) = setup(&text);
+    let proxy = start_watching(&config).await;
+    assert_eq!(reload_status(&proxy).await["generation"], 1);
+    std::fs::write(&config, &text).unwrap();
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(1)).unwrap();
+    // Past the watcher's debounce (at most 500 ms), so that the change below is a burst of its own.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(dir.path().join("policy.rhai"), version_policy(2)).unwrap();
+    wait_for_version(&proxy, 2).await;
+    let status = reload_status(&proxy).await;
+    assert_eq!(
+        status["generation"], 2,
+        "only the real change reloaded: {status}"
+    );
+}
+
 #[tokio::test]
 async fn a_reload_refuses_exactly_what_check_refuses() {
     let echo = echo::spawn().await;
