@@ -1,9 +1,10 @@
 //! ID-token checks: which algorithms are accepted, clock skew on `exp`/`iat`, and the claims.
 //!
-//! Signature, `iss`, `aud`, `azp`, `exp` and `nonce` are checked by `openidconnect`'s verifier; this
+//! Signature, `iss`, `aud`, `exp` and `nonce` are checked by `openidconnect`'s verifier; this
 //! module configures it so that only the asymmetric algorithms the provider advertises are
 //! accepted (never `none`, never HMAC: an HMAC "keyed with the public key" is then impossible), adds
-//! the skew-bounded `iat` check, and decodes every claim of the verified token.
+//! the skew-bounded `iat` check and the `azp` check for a single audience, and decodes every claim
+//! of the verified token.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,7 +30,8 @@ pub enum IdTokenRejection {
     /// `iss` is not the configured issuer.
     #[error("wrong issuer")]
     WrongIssuer,
-    /// `aud` does not contain our client id (or `azp` names another client).
+    /// `aud` does not contain our client id, contains another audience, or `azp` names another
+    /// client.
     #[error("wrong audience")]
     WrongAudience,
     /// `exp` has passed (beyond the clock skew).
@@ -106,13 +108,22 @@ pub fn id_token(
                 Ok(())
             }
         });
-    let result = match nonce {
-        Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
-        None => id_token
-            .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-            .map(|_| ()),
-    };
-    result.map_err(classify)?;
+    let claims = match nonce {
+        Some(nonce) => id_token.claims(&verifier, nonce),
+        None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+    }
+    .map_err(classify)?;
+    // `openidconnect` checks `azp` only when `aud` has several values; OpenID Connect Core
+    // 3.1.3.7 (5) has the client check it whenever it is present. The verified audience is our
+    // client id alone (other audiences are refused), so `azp` must be in it.
+    if let Some(azp) = claims.authorized_party()
+        && !claims
+            .audiences()
+            .iter()
+            .any(|audience| audience.as_str() == azp.as_str())
+    {
+        return Err(IdTokenRejection::WrongAudience);
+    }
     decode_claims(&id_token.to_string())
 }
 

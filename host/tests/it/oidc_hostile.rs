@@ -246,6 +246,60 @@ async fn a_token_issued_in_the_future_is_refused() {
     refused(|r| r.iat_in = 3600, "id_token_iat_in_future").await;
 }
 
+/// Runs a login whose ID token the script changes, and checks it is accepted.
+async fn accepted(change: impl FnOnce(&mut Recipe), what: &str) {
+    let mut script = Script::default();
+    change(&mut script.login);
+    let setup = setup(script).await;
+    let browser = Browser::new();
+    let answer = login(&browser, &setup, "/app").await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "{what}: back to the app"
+    );
+    assert_eq!(
+        browser.get(&setup.proxy.url("/app")).await.status(),
+        StatusCode::OK,
+        "{what}: logged in"
+    );
+}
+
+/// `aud` and `azp` (OpenID Connect Core 3.1.3.7): the token must list us as its audience, and no
+/// audience we do not trust — Portcullis trusts none besides itself, so a token issued for
+/// several clients is refused even when its `azp` names us; `azp`, when present, must name us.
+#[tokio::test]
+async fn the_audience_is_us_alone_and_azp_when_present_names_us() {
+    accepted(
+        |r| r.extra["azp"] = serde_json::json!("portcullis"),
+        "azp names us",
+    )
+    .await;
+    refused(
+        |r| r.extra["azp"] = serde_json::json!("another-client"),
+        "id_token_wrong_audience",
+    )
+    .await;
+    refused(
+        |r| {
+            r.aud = Some(serde_json::json!(["portcullis", "another-client"]));
+            r.extra["azp"] = serde_json::json!("portcullis");
+        },
+        "id_token_wrong_audience",
+    )
+    .await;
+}
+
+/// `clock_skew` (default 30 s) on both sides: `exp` 10 s past and `iat` 10 s ahead are inside
+/// it, 60 s is outside. (Margins of 20–30 s: the test's own time must not decide.)
+#[tokio::test]
+async fn clock_skew_is_tolerated_up_to_its_bound_and_not_past_it() {
+    accepted(|r| r.exp_in = -10, "expired 10 s ago").await;
+    refused(|r| r.exp_in = -60, "id_token_expired").await;
+    accepted(|r| r.iat_in = 10, "issued 10 s ahead").await;
+    refused(|r| r.iat_in = 60, "id_token_iat_in_future").await;
+}
+
 #[tokio::test]
 async fn a_wrong_nonce_is_refused() {
     refused(|r| r.nonce = NonceChoice::Wrong, "id_token_nonce_mismatch").await;
