@@ -342,7 +342,7 @@ async fn removing_oidc_from_a_running_config_is_refused_and_opens_nothing() {
     let echo = echo::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let oidc = format!(
-        "[oidc]\ndiscovery = \"{}\"\nclient_id = \"portcullis\"\nclient_secret = \"hostile-test-secret\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\n",
+        "[oidc]\ndiscovery = \"{}\"\nclient_id = \"portcullis\"\nclient_secret = \"hostile:test%secret+\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\n",
         idp.discovery_url()
     );
     let text = |oidc: &str| {

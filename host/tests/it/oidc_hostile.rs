@@ -33,7 +33,7 @@ listen = "{proxy}"
 [oidc]
 discovery = "{discovery}"
 client_id = "portcullis"
-client_secret = "hostile-test-secret"
+client_secret = "hostile:test%secret+"
 redirect_uri = "http://{proxy}/auth"
 post_logout_redirect_uri = "http://{proxy}/"
 access_token_expires_leeway = "60s"
@@ -785,7 +785,7 @@ listen = "{proxy}"
 [oidc]
 discovery = "{discovery}"
 client_id = "portcullis"
-client_secret = "hostile-test-secret"
+client_secret = "hostile:test%secret+"
 redirect_uri = "http://{proxy}/auth"
 [session]
 store = "memory"

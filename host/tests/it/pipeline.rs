@@ -224,7 +224,7 @@ trusted_proxies = ["10.0.0.0/8"]
 [oidc]
 discovery = "{discovery}"
 client_id = "portcullis"
-client_secret = "hostile-test-secret"
+client_secret = "hostile:test%secret+"
 redirect_uri = "https://app.example.com/auth"
 
 [session]

@@ -549,7 +549,7 @@ listen = "{proxy}"
 [oidc]
 discovery = "{discovery}"
 client_id = "portcullis"
-client_secret = "hostile-test-secret"
+client_secret = "hostile:test%secret+"
 redirect_uri = "http://{proxy}/auth"
 access_token_expires_leeway = "{leeway}"
 

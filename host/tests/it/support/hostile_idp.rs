@@ -145,9 +145,11 @@ impl Default for Script {
     }
 }
 
-/// The one client this provider knows, as the tests configure Portcullis.
+/// The one client this provider knows, as the tests configure Portcullis. The secret holds `:`,
+/// `%` and `+`, which HTTP Basic client authentication must form-encode (RFC 6749 §2.3.1): a
+/// client that sends them raw splits the secret at `:` or decodes `+` as a space, and fails here.
 pub const CLIENT_ID: &str = "portcullis";
-pub const CLIENT_SECRET: &str = "hostile-test-secret";
+pub const CLIENT_SECRET: &str = "hostile:test%secret+";
 
 /// What an authorization request bound its code to, checked when the code is redeemed, as a real
 /// provider checks it: a PKCE or client-authentication regression must fail the login.
