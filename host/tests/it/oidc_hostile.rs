@@ -561,6 +561,56 @@ async fn concurrent_requests_share_one_refresh() {
     );
 }
 
+/// What a user gets when the access token cannot be renewed (oidc.md, "Authenticated requests"):
+/// with renewal off, without a refresh token, or with the provider down for the refresh, the
+/// session keeps working until its access token has really expired, and then ends (an API
+/// client gets 401) — never an error page, never a session that outlives its token.
+#[tokio::test]
+async fn without_a_renewal_the_session_lasts_until_the_access_token_expires() {
+    // Access tokens live 2 s: due at once (the leeway is 60 s), expired 2 s after login.
+    let renewal_off = setup_with("renew_access_token_on_expiry = false", "").await;
+    renewal_off.idp.script(|s| s.access_expires_in = 2);
+    let no_refresh_token = setup(Script {
+        access_expires_in: 2,
+        no_refresh_token: true,
+        ..Script::default()
+    })
+    .await;
+    let provider_down = setup(Script {
+        access_expires_in: 2,
+        refresh_unavailable: true,
+        ..Script::default()
+    })
+    .await;
+    let cases = [
+        ("renewal off", &renewal_off, false),
+        ("no refresh token", &no_refresh_token, false),
+        ("provider down", &provider_down, true),
+    ];
+    let mut browsers = Vec::new();
+    for (name, setup, asks_provider) in cases {
+        let browser = Browser::new();
+        login(&browser, setup, "/").await;
+        let within = browser.get_api(&setup.proxy.url("/")).await;
+        assert_eq!(within.status(), StatusCode::OK, "{name}: before expiry");
+        assert_eq!(
+            setup.idp.refresh_calls() > 0,
+            asks_provider,
+            "{name}: refresh attempted"
+        );
+        browsers.push(browser);
+    }
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for ((name, setup, _), browser) in cases.into_iter().zip(browsers) {
+        let after = browser.get_api(&setup.proxy.url("/")).await;
+        assert_eq!(
+            after.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name}: after expiry"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_refresh_naming_another_user_ends_the_session() {
     let script = Script {

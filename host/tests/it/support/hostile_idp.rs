@@ -123,6 +123,10 @@ pub struct Script {
     pub refresh: Option<Recipe>,
     /// Answer refresh with `invalid_grant`.
     pub refresh_invalid_grant: bool,
+    /// Answer refresh with 503 (the provider is down for a while).
+    pub refresh_unavailable: bool,
+    /// Token answers carry no refresh token.
+    pub no_refresh_token: bool,
     /// `expires_in` of access tokens.
     pub access_expires_in: u64,
     /// Bytes of filler in the discovery document (an oversized answer).
@@ -138,6 +142,8 @@ impl Default for Script {
             login: Recipe::good(),
             refresh: None,
             refresh_invalid_grant: false,
+            refresh_unavailable: false,
+            no_refresh_token: false,
             access_expires_in: 300,
             discovery_padding: 0,
             token_padding: 0,
@@ -438,6 +444,12 @@ impl HostileIdp {
                 (Some(script.login.clone()), nonce)
             }
             Some("refresh_token") => {
+                if script.refresh_unavailable {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({ "error": "temporarily_unavailable" }),
+                    );
+                }
                 if script.refresh_invalid_grant {
                     return json_response(
                         StatusCode::BAD_REQUEST,
@@ -459,6 +471,9 @@ impl HostileIdp {
             "expires_in": script.access_expires_in,
             "refresh_token": format!("rt-{}", rand_suffix()),
         });
+        if script.no_refresh_token {
+            answer.as_object_mut().unwrap().remove("refresh_token");
+        }
         if let Some(token) = answer["refresh_token"].as_str() {
             state.issued_refresh_tokens.push(token.to_owned());
         }
