@@ -812,6 +812,42 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     );
 }
 
+/// A request still running when `drain_timeout` ends is cut, so a stuck upstream cannot hold a
+/// shutdown (or a restart) for ever: the drain ends soon after the timeout, and the client's
+/// request ends without an answer.
+#[tokio::test]
+async fn a_request_still_running_at_drain_timeout_is_cut() {
+    let echo = echo::spawn().await;
+    let mut proxy = start_proxy(&one_route(echo, "drain_timeout = \"500ms\"")).await;
+    let url: hyper::Uri = proxy.url("/?sleep_ms=20000").parse().unwrap();
+    let in_flight = tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let request = http::Request::get(url)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        match support::client().request(request).await {
+            Ok(response) => response.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    proxy.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(10), proxy.done.take().unwrap())
+        .await
+        .expect("the drain ends soon after drain_timeout, not when the upstream answers")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the drain waited"
+    );
+    let completed = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the cut request ends")
+        .unwrap();
+    assert!(!completed, "the request was cut, not answered");
+}
+
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let echo = echo::spawn().await;
