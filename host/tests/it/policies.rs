@@ -631,101 +631,93 @@ mod cli {
         write(dir.path(), "bad-ip.json", r#"{"client_ip": "nope"}"#);
         write(dir.path(), "login.rhai", "login()");
         write(dir.path(), "allow.rhai", "allow()");
-        let claims = path("claims.json");
-        let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        // (policy, claims, further arguments, exit code, what stdout or stderr says)
+        let cases: &[(&str, &str, &[&str], i32, &str)] = &[
             (
-                vec![path("login.rhai"), "--claims".into(), claims.clone()],
+                "login.rhai",
+                "claims.json",
+                &[],
                 0,
                 r#"{"decision":"login"}"#,
             ),
             (
-                vec![
-                    path("login.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--expect".into(),
-                    "login".into(),
-                ],
+                "login.rhai",
+                "claims.json",
+                &["--expect", "login"],
                 0,
                 r#"{"decision":"login"}"#,
             ),
             (
-                vec![
-                    path("login.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--expect".into(),
-                    "allow".into(),
-                ],
+                "login.rhai",
+                "claims.json",
+                &["--expect", "allow"],
                 1,
                 "expected allow, the policy decided login",
             ),
+            ("allow.rhai", "missing.json", &[], 2, "cannot read claims"),
             (
-                vec![path("allow.rhai"), "--claims".into(), path("missing.json")],
-                2,
-                "cannot read claims",
-            ),
-            (
-                vec![path("allow.rhai"), "--claims".into(), path("not-json.json")],
+                "allow.rhai",
+                "not-json.json",
+                &[],
                 2,
                 "not-json.json is not valid",
             ),
             (
-                vec![path("allow.rhai"), "--claims".into(), path("array.json")],
+                "allow.rhai",
+                "array.json",
+                &[],
                 2,
                 "array.json is not valid",
             ),
             (
-                vec![
-                    path("allow.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--request".into(),
-                    path("bad-ip.json"),
-                ],
+                "allow.rhai",
+                "claims.json",
+                &["--request", "bad-ip.json"],
                 2,
                 "bad-ip.json is not valid: invalid IP address",
             ),
             (
-                vec![
-                    path("allow.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--request".into(),
-                    path("not-json.json"),
-                ],
+                "allow.rhai",
+                "claims.json",
+                &["--request", "not-json.json"],
                 2,
                 "request",
             ),
             (
-                vec![
-                    path("allow.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--config".into(),
-                    "novalue".into(),
-                ],
+                "allow.rhai",
+                "claims.json",
+                &["--config", "novalue"],
                 2,
                 "expected key=value",
             ),
             (
-                vec![path("missing.rhai"), "--claims".into(), claims.clone()],
+                "missing.rhai",
+                "claims.json",
+                &[],
                 2,
                 "cannot read the policy",
             ),
             (
-                vec![
-                    path("allow.rhai"),
-                    "--claims".into(),
-                    claims.clone(),
-                    "--expect".into(),
-                    "maybe".into(),
-                ],
+                "allow.rhai",
+                "claims.json",
+                &["--expect", "maybe"],
                 2,
                 "possible values: allow, deny, login",
             ),
         ];
-        for (args, code, says) in cases {
+        for &(policy, claims, extra, code, says) in cases {
+            // File arguments are names in the test's folder; the rest is passed as written.
+            let args: Vec<String> = [policy, "--claims", claims]
+                .iter()
+                .chain(extra)
+                .map(|arg| {
+                    if arg.ends_with(".json") || arg.ends_with(".rhai") {
+                        path(arg)
+                    } else {
+                        (*arg).to_owned()
+                    }
+                })
+                .collect();
             let output = binary()
                 .args(["policy", "test"])
                 .args(&args)
