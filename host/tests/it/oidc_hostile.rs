@@ -323,6 +323,30 @@ async fn an_unknown_key_is_refused_when_the_jwks_does_not_have_it() {
     .await;
 }
 
+/// A token signed with an unknown key makes the proxy fetch the JWKS again, but at most once per
+/// 30 s: a stream of tokens with made-up key ids cannot turn the proxy into a flood at the
+/// provider.
+#[tokio::test]
+async fn the_jwks_is_refetched_for_an_unknown_key_at_most_once_per_30_s() {
+    let mut script = Script::default();
+    script.login.signing = Signing::Rs256(Key::B);
+    let setup = setup(script).await;
+    let before = setup.idp.jwks_calls();
+    for attempt in 1..=3 {
+        let answer = login(&Browser::new(), &setup, "/app").await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+        assert_eq!(
+            setup.idp.jwks_calls() - before,
+            1,
+            "one refetch for {attempt} logins with an unknown key"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rotated_keys_are_picked_up_by_refetching_the_jwks() {
     let mut script = Script::default();

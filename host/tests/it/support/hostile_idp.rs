@@ -187,6 +187,7 @@ pub struct HostileIdp {
     token_calls: Arc<AtomicUsize>,
     refresh_calls: Arc<AtomicUsize>,
     discovery_calls: Arc<AtomicUsize>,
+    jwks_calls: Arc<AtomicUsize>,
     /// Whether refresh grants are answered (`false`: held until released).
     refreshes_open: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -210,6 +211,7 @@ impl HostileIdp {
             token_calls: Arc::default(),
             refresh_calls: Arc::default(),
             discovery_calls: Arc::default(),
+            jwks_calls: Arc::default(),
             refreshes_open: Arc::new(tokio::sync::watch::channel(true).0),
         };
         let server = idp.clone();
@@ -259,6 +261,11 @@ impl HostileIdp {
         self.discovery_calls.load(Ordering::SeqCst)
     }
 
+    /// JWKS fetches so far.
+    pub fn jwks_calls(&self) -> usize {
+        self.jwks_calls.load(Ordering::SeqCst)
+    }
+
     /// Refresh-token grants so far.
     pub fn refresh_calls(&self) -> usize {
         self.refresh_calls.load(Ordering::SeqCst)
@@ -303,6 +310,7 @@ impl HostileIdp {
                 json_response(StatusCode::OK, discovery)
             }
             "/jwks" => {
+                self.jwks_calls.fetch_add(1, Ordering::SeqCst);
                 let keys: Vec<Value> = self
                     .state
                     .lock()
