@@ -23,6 +23,16 @@ fn config_with(
     echo: SocketAddr,
     oidc_extra: &'static str,
 ) -> impl FnOnce(SocketAddr) -> String {
+    config_with_session(idp, echo, oidc_extra, "")
+}
+
+/// [`config_with`] and `session_extra` in `[session]`.
+fn config_with_session(
+    idp: &HostileIdp,
+    echo: SocketAddr,
+    oidc_extra: &'static str,
+    session_extra: &'static str,
+) -> impl FnOnce(SocketAddr) -> String {
     let discovery = idp.discovery_url();
     move |proxy: SocketAddr| {
         format!(
@@ -43,6 +53,7 @@ access_token_expires_leeway = "60s"
 store = "memory"
 cookie_name = "sess_auth"
 cookie_secure = false
+{session_extra}
 
 [[routes]]
 name = "app"
@@ -632,6 +643,77 @@ async fn without_a_renewal_the_session_lasts_until_the_access_token_expires() {
             StatusCode::UNAUTHORIZED,
             "{name}: after expiry"
         );
+    }
+}
+
+/// A proxy on the hostile provider with `session_extra` in `[session]`.
+async fn setup_session(session_extra: &'static str) -> Setup {
+    let log = logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy_at(
+        config_with_session(&idp, echo, "", session_extra),
+        std::path::Path::new("."),
+    )
+    .await;
+    wait_until_discovered(&proxy).await;
+    Setup { idp, proxy, log }
+}
+
+/// The cookie value of the session a callback answer set.
+fn issued_session(callback: &reqwest::Response) -> String {
+    set_cookies(callback)
+        .iter()
+        .find_map(|cookie| cookie.strip_prefix("sess_auth="))
+        .and_then(|rest| rest.split(';').next())
+        .expect("the callback sets the session cookie")
+        .to_owned()
+}
+
+/// Sessions through the proxy (oidc.md, "Sessions"): an unused session ends after `idle_timeout`,
+/// any session after `lifetime`; the cookie is re-sent once older than `renew`, with the same
+/// session; a session id planted in the browser before the login is never the one issued.
+#[tokio::test]
+async fn sessions_end_on_idle_timeout_and_lifetime_and_the_cookie_is_renewed_never_fixed() {
+    let idle = setup_session("idle_timeout = \"2s\"").await;
+    let lifetime = setup_session("lifetime = \"2s\"").await;
+    let renew = setup_session("renew = \"1s\"").await;
+    let mut sessions = Vec::new();
+    for (name, setup) in [("idle", &idle), ("lifetime", &lifetime), ("renew", &renew)] {
+        let browser = Browser::new();
+        browser.plant_cookie(&setup.proxy.url("/"), "sess_auth=planted-by-an-attacker");
+        let callback = login(&browser, setup, "/").await;
+        let issued = issued_session(&callback);
+        assert_ne!(issued, "planted-by-an-attacker", "{name}: fixation");
+        assert_eq!(
+            get_with_cookie(&setup.proxy.url("/"), "sess_auth=planted-by-an-attacker")
+                .await
+                .status(),
+            StatusCode::FOUND,
+            "{name}: the planted id is no session"
+        );
+        assert_eq!(
+            browser.get_api(&setup.proxy.url("/")).await.status(),
+            StatusCode::OK,
+            "{name}: logged in"
+        );
+        sessions.push((name, setup, browser, issued));
+    }
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for (name, setup, browser, issued) in sessions {
+        let answer = browser.get_api(&setup.proxy.url("/")).await;
+        if name == "renew" {
+            assert_eq!(answer.status(), StatusCode::OK, "renew: still logged in");
+            assert!(
+                set_cookies(&answer)
+                    .iter()
+                    .any(|cookie| cookie.starts_with(&format!("sess_auth={issued};"))),
+                "renew: the same session's cookie re-sent: {:?}",
+                set_cookies(&answer)
+            );
+        } else {
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{name}: ended");
+        }
     }
 }
 

@@ -33,6 +33,12 @@ impl Browser {
         }
     }
 
+    /// Plants a cookie for `url`, as an attacker on a sibling subdomain or a shared computer can
+    /// (session fixation).
+    pub fn plant_cookie(&self, url: &str, cookie: &str) {
+        self.jar.add_cookie_str(cookie, &url.parse().unwrap());
+    }
+
     /// The `Cookie` header this browser would send to `url` now: what an attacker who copied the
     /// cookies would replay.
     pub fn cookie_header(&self, url: &str) -> String {
