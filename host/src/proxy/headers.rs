@@ -86,19 +86,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<
             }
         }
     }
-    if headers.keys().any(is_hop_by_hop) {
-        let listed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| is_hop_by_hop(name))
-            .cloned()
-            .collect();
-        for name in listed {
-            let removed = headers.remove(&name);
-            if name == header::UPGRADE {
-                upgrade = removed;
-            }
-        }
+    // `Upgrade` is hop-by-hop itself; its value is kept aside for a tunnel.
+    if let Some(value) = headers.remove(header::UPGRADE) {
+        upgrade = Some(value);
     }
+    remove_every(headers, is_hop_by_hop);
     if keep_upgrade {
         let upgrade = upgrade?;
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -121,8 +113,13 @@ pub fn remove_untrusted(headers: &mut HeaderMap, peer_trusted: bool, identity_na
                 || (class == HeaderClass::ProxySet && name.as_str().contains('_'))
         })
     };
-    // The common request has none: check before allocating the list.
-    if !headers.keys().any(unwanted) {
+    remove_every(headers, unwanted);
+}
+
+/// Removes every header whose name `unwanted` picks. The common message has none: the names are
+/// listed (an allocation) only when one is found.
+fn remove_every(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&unwanted) {
         return;
     }
     let names: Vec<HeaderName> = headers

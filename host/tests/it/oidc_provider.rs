@@ -156,10 +156,13 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
     );
     // A copy of the cookies, as a thief (or a browser that ignores `Max-Age=0`) keeps them.
     let stolen = browser.cookie_header(&setup.proxy.url("/"));
-    assert_eq!(
+    let replayed = || async {
         get_with_cookie(&setup.proxy.url("/"), &stolen)
             .await
-            .status(),
+            .status()
+    };
+    assert_eq!(
+        replayed().await,
         StatusCode::OK,
         "the copied cookies carry the session before logout"
     );
@@ -179,9 +182,7 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
 
     // The session ended in the store, not just in the browser: the old cookie logs in no one.
     assert_eq!(
-        get_with_cookie(&setup.proxy.url("/"), &stolen)
-            .await
-            .status(),
+        replayed().await,
         StatusCode::FOUND,
         "the old cookie after logout"
     );
