@@ -144,5 +144,6 @@ pub fn session_config(
         lifetime: Duration::from_secs(30 * 24 * 3600),
         idle_timeout: Duration::from_secs(30 * 24 * 3600),
         cache_entries,
+        sweep_interval: Duration::from_secs(60),
     }
 }

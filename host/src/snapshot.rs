@@ -122,9 +122,6 @@ impl Snapshot {
 /// How long a changed `[oidc]`'s discovery may take before the reload is refused.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How often expired sessions and pending logins are swept from the store.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-
 /// Why a config could not become a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -200,7 +197,7 @@ impl Builder {
             return Ok(open.clone());
         }
         let manager = Arc::new(SessionManager::open(settings, Arc::new(SystemClock))?);
-        manager.spawn_sweeper(SWEEP_INTERVAL);
+        manager.spawn_sweeper(settings.sweep_interval);
         *sessions = Some((manager.clone(), settings.clone()));
         Ok(manager)
     }

@@ -109,6 +109,8 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// In-memory cache size.
     pub cache_entries: usize,
+    /// How often expired records are removed from the store.
+    pub sweep_interval: Duration,
 }
 
 /// Which session store backs the sessions.
@@ -478,6 +480,12 @@ pub(super) fn validate_session(
         defaults::SESSION_IDLE_TIMEOUT,
     );
     let cache_entries = raw.cache_entries.unwrap_or(defaults::SESSION_CACHE_ENTRIES);
+    let sweep_interval = duration(
+        problems,
+        "session.sweep_interval",
+        raw.sweep_interval.as_deref(),
+        defaults::SESSION_SWEEP_INTERVAL,
+    );
     Some(SessionConfig {
         store: store?,
         cookie_name,
@@ -490,6 +498,7 @@ pub(super) fn validate_session(
         lifetime: lifetime?,
         idle_timeout: idle_timeout?,
         cache_entries,
+        sweep_interval: sweep_interval?,
     })
 }
 

@@ -107,6 +107,8 @@ defaults! {
     "session.idle_timeout" => SESSION_IDLE_TIMEOUT: &str = "8h";
     /// Sessions cached in memory in front of the store.
     "session.cache_entries" => SESSION_CACHE_ENTRIES: usize = 10_000;
+    /// How often expired sessions and pending logins are removed from the store.
+    "session.sweep_interval" => SESSION_SWEEP_INTERVAL: &str = "60s";
 
     // [headers]
     /// Identity headers: seven `X-Auth-*` headers, `(header, claim)`.

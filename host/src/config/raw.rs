@@ -174,6 +174,8 @@ pub struct RawSession {
     pub idle_timeout: Option<String>,
     /// Sessions kept in the in-memory cache in front of the store.
     pub cache_entries: Option<usize>,
+    /// How often expired sessions and pending logins are removed from the store.
+    pub sweep_interval: Option<String>,
 }
 
 /// `[server]`

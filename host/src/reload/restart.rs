@@ -49,6 +49,7 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         lifetime,
         idle_timeout,
         cache_entries,
+        sweep_interval,
     } = wanted;
     [
         ("session.store / session.path", opened_with.store != *store),
@@ -77,6 +78,10 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         (
             "session.cache_entries",
             opened_with.cache_entries != *cache_entries,
+        ),
+        (
+            "session.sweep_interval",
+            opened_with.sweep_interval != *sweep_interval,
         ),
     ]
     .into_iter()

@@ -536,6 +536,7 @@ mod tests {
             lifetime: Duration::from_secs(24 * 3600),
             idle_timeout: Duration::from_secs(8 * 3600),
             cache_entries: 2,
+            sweep_interval: Duration::from_secs(60),
         };
         SessionManager::with_store(Arc::new(MemoryStore::new(clock.clone())), config, clock)
     }

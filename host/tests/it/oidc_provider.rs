@@ -293,3 +293,60 @@ async fn sessions_survive_a_restart_and_a_kill_9() {
         assert!(status.success(), "{restart}: {status}");
     }
 }
+
+/// oidc.md, "Sessions": expired sessions are removed from the store's files every
+/// `sweep_interval`, and live records (here a login still under way) are kept. The records are
+/// read from the sled folder after the proxy stopped; a session is never looked up in between,
+/// since a lookup of an expired session would remove it too.
+#[tokio::test]
+async fn the_sweeper_removes_expired_sessions_from_the_store_files_and_keeps_live_records() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("sessions");
+    let addr = reserve_port();
+    let idp = RealIdp::start(addr, IdpOptions::default());
+    let sessions = format!(
+        "store = \"sled\"\npath = \"{}\"\nidle_timeout = \"2s\"\nsweep_interval = \"1s\"",
+        store.display()
+    );
+    let config_path = dir.path().join("portcullis.toml");
+    std::fs::write(&config_path, config(addr, &idp, echo, &sessions, "60s")).unwrap();
+    let proxy = RunningProxy::start(&config_path);
+    let url = format!("http://{addr}/");
+    wait_for_login_page(&url).await;
+
+    let alice = Browser::new();
+    assert_eq!(
+        log_in(&alice, &url, "alice").await.status(),
+        StatusCode::FOUND
+    );
+    // Bob's login stays under way: its pending record lives ten minutes.
+    let bob = Browser::new();
+    assert_eq!(bob.get(&url).await.status(), StatusCode::FOUND);
+    // Alice's session is expired 3 s after her login at the latest (whole seconds), and swept
+    // within a second after that; 6 s leaves room on a busy machine.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    proxy.terminate();
+    assert!(proxy.exited().await.success());
+
+    let db = sled::open(&store).unwrap();
+    let records: Vec<Vec<u8>> = db.iter().map(|entry| entry.unwrap().1.to_vec()).collect();
+    let holds = |record: &Vec<u8>, text: &str| {
+        record
+            .windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    assert!(
+        !records.iter().any(|record| holds(record, "alice")),
+        "the expired session is still in the store's files"
+    );
+    let pending_logins = records
+        .iter()
+        .filter(|record| holds(record, "pkce_verifier"))
+        .count();
+    assert_eq!(
+        (records.len(), pending_logins),
+        (2, 2),
+        "left: the pending logins of bob and of the readiness probe, nothing else"
+    );
+}
