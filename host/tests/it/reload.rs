@@ -533,6 +533,72 @@ fn sighup_reloads_the_running_binary() {
     assert_eq!(status()["last_attempt"]["trigger"], "signal");
 }
 
+/// `[log] level` applies at a reload (operations.md), unless `RUST_LOG` is set, which wins at
+/// start and at every reload (config.md). Watched through the access log, at `info`: a request
+/// served at `warn` leaves no line, and the log is in order, so a later request's line proves the
+/// earlier one was not merely still queued.
+#[test]
+fn a_log_level_change_applies_at_a_reload_unless_rust_log_is_set() {
+    use support::binary::{RunningProxy, http_get, read_log};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let write = |level: &str| {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"{level}\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n"
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    let wait_for_log = |text: &str| {
+        let give_up = Instant::now() + PATIENCE;
+        while !read_log(&config).contains(text) {
+            assert!(Instant::now() < give_up, "never logged {text:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    write("warn");
+    let proxy = RunningProxy::start(&config);
+    let reload_to = |proxy: &RunningProxy, level: &str, generation: u64| {
+        write(level);
+        let admin = proxy.admin.unwrap();
+        let give_up = Instant::now() + PATIENCE;
+        loop {
+            let status: serde_json::Value =
+                serde_json::from_str(&http_get(admin, "/reload")).unwrap();
+            if status["generation"] == generation {
+                break;
+            }
+            assert!(Instant::now() < give_up, "no reload to {level}: {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    http_get(proxy.addr, "/at-warn-1");
+    reload_to(&proxy, "info", 2);
+    http_get(proxy.addr, "/at-info-2");
+    wait_for_log("/at-info-2");
+    reload_to(&proxy, "warn", 3);
+    http_get(proxy.addr, "/at-warn-3");
+    reload_to(&proxy, "info", 4);
+    http_get(proxy.addr, "/at-info-4");
+    wait_for_log("/at-info-4");
+    let log = read_log(&config);
+    assert!(!log.contains("/at-warn-1"), "logged at warn: {log}");
+    assert!(
+        !log.contains("/at-warn-3"),
+        "logged after the reload to warn: {log}"
+    );
+    drop(proxy);
+
+    write("warn");
+    let proxy = RunningProxy::start_with_env(&config, &[("RUST_LOG", "info")]);
+    http_get(proxy.addr, "/rust-log-at-start");
+    wait_for_log("/rust-log-at-start");
+    // A reload to another level leaves RUST_LOG's filter in place.
+    reload_to(&proxy, "error", 2);
+    http_get(proxy.addr, "/rust-log-after-reload");
+    wait_for_log("/rust-log-after-reload");
+}
+
 /// Sessions live in the process, not in a snapshot: a reload keeps everyone logged in. The relying
 /// party is rebuilt — with discovery before the swap — only when `[oidc]` changed, and a changed
 /// `[oidc]` whose provider cannot be discovered is refused.

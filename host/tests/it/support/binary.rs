@@ -21,12 +21,20 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     /// Starts `portcullis run --config <config>` and waits for its "listening on" line. Its log
-    /// goes to `<config dir>/portcullis.log`.
+    /// goes to `<config dir>/portcullis.log`, filtered by the config's `[log] level` (a
+    /// `RUST_LOG` of the test run is not passed on).
     pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`RunningProxy::start`] with these environment variables set.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(config.with_file_name("portcullis.log")).unwrap();
         let mut child = binary()
             .args(["run", "--config"])
             .arg(config)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -118,6 +126,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn read_log(config: &Path) -> String {
+/// What the process started with `config` has logged so far.
+pub fn read_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_file_name("portcullis.log")).unwrap_or_default()
 }
