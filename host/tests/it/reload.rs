@@ -533,6 +533,55 @@ fn sighup_reloads_the_running_binary() {
     assert_eq!(status()["last_attempt"]["trigger"], "signal");
 }
 
+/// An `upstream_ca` bundle is watched (operations.md): the CA an upstream's certificate chains to,
+/// written into the bundle, is trusted from the reload on, and taken out again it is no longer
+/// trusted — connections made under the old roots are not reused.
+#[tokio::test]
+async fn a_changed_upstream_ca_bundle_applies_at_the_reload() {
+    use support::tls::TestCert;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_cert = TestCert::generate(dir.path(), "upstream");
+    let unrelated = TestCert::generate(dir.path(), "unrelated");
+    let echo = echo::spawn().await;
+    let tls_upstream = support::start_proxy_in(
+        &support::one_route(
+            echo,
+            "[server.tls]\ncert = \"upstream.pem\"\nkey = \"upstream.key\"",
+        ),
+        dir.path(),
+    )
+    .await;
+    let bundle = dir.path().join("upstream-ca.pem");
+    std::fs::write(&bundle, &unrelated.cert_pem).unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"https://localhost:{}\"\nupstream_ca = \"upstream-ca.pem\"\nauth = \"none\"\n",
+            tls_upstream.addr.port()
+        ),
+    )
+    .unwrap();
+    let proxy = start_watching(&config).await;
+    let status = || async { get(&proxy.url("/"), &[]).await.status };
+    assert_eq!(status().await, 502, "not signed by the bundle's CA");
+
+    std::fs::write(&bundle, &upstream_cert.cert_pem).unwrap();
+    wait_for("the bundle with the upstream's CA", || async {
+        reload_status(&proxy).await["generation"] == 2
+    })
+    .await;
+    assert_eq!(status().await, 200);
+    assert_eq!(status().await, 200, "a kept-alive connection");
+
+    std::fs::write(&bundle, &unrelated.cert_pem).unwrap();
+    wait_for("the bundle without it", || async {
+        reload_status(&proxy).await["generation"] == 3
+    })
+    .await;
+    assert_eq!(status().await, 502, "the CA taken out is no longer trusted");
+}
+
 /// `[log] level` applies at a reload (operations.md), unless `RUST_LOG` is set, which wins at
 /// start and at every reload (config.md). Watched through the access log, at `info`: a request
 /// served at `warn` leaves no line, and the log is in order, so a later request's line proves the
@@ -631,6 +680,48 @@ upstream = "http://{echo}"
 policy = "policy.rhai"
 "#
         )
+    }
+
+    /// A secret rotated in `client_secret_file` (config.md, operations.md: the file is watched)
+    /// is the one the next login sends: with the stale secret the provider refuses the code
+    /// exchange; after the file changes, the same login goes through.
+    #[tokio::test]
+    async fn a_changed_client_secret_file_is_used_from_the_reload_on() {
+        let idp = HostileIdp::start(Script::default()).await;
+        let echo = echo::spawn().await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let text = config(&idp.discovery_url(), addr, echo, "60s").replace(
+            "client_secret = \"hostile:test%secret+\"",
+            "client_secret_file = \"client-secret\"",
+        );
+        let (dir, config_path) = setup(&text);
+        let secret_file = dir.path().join("client-secret");
+        std::fs::write(&secret_file, "the-secret-before-rotation\n").unwrap();
+        let proxy = support::start_watching_with(&config_path, Some(listener)).await;
+        let browser = Browser::new();
+        wait_for("discovery", || async {
+            browser.get(&proxy.url("/")).await.status() == reqwest::StatusCode::FOUND
+        })
+        .await;
+        let log_in = || async {
+            let authorize = location(&browser.get(&proxy.url("/")).await);
+            let callback = location(&browser.get(&authorize).await);
+            browser.get(&callback).await;
+            browser.get_api(&proxy.url("/")).await.status()
+        };
+        assert_eq!(
+            log_in().await,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "the provider refuses the stale secret"
+        );
+
+        std::fs::write(&secret_file, "hostile:test%secret+\n").unwrap();
+        wait_for("the reload with the new secret", || async {
+            proxy.handle.as_ref().unwrap().reload_status().generation == 2
+        })
+        .await;
+        assert_eq!(log_in().await, reqwest::StatusCode::OK, "logged in");
     }
 
     #[tokio::test]
