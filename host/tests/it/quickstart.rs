@@ -111,7 +111,24 @@ async fn alice_logs_in_sees_her_headers_and_admin_bob_is_refused_and_logout_ends
         "admins may open /admin"
     );
 
-    // Logout ends the session: the next visit asks for the password again.
+    // Logout ends the session: the next visit asks for the password again, and the cookies copied
+    // before the logout no longer open anything (the session is gone from the store, not only
+    // from the browser).
+    let copied_cookies = browser.cookie_header().await;
+    let replay = || async {
+        reqwest::Client::new()
+            .get(format!("{}/", demo.url))
+            .header("cookie", &copied_cookies)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        replay().await,
+        200,
+        "the copied cookies are alice's session"
+    );
     browser.click("#logout").await;
     assert!(
         browser
@@ -126,6 +143,7 @@ async fn alice_logs_in_sees_her_headers_and_admin_bob_is_refused_and_logout_ends
         browser.source().await.contains("id=\"password\""),
         "asked to log in again"
     );
+    assert_eq!(replay().await, 401, "the session ended at logout");
 
     // bob is refused at /admin with a readable page.
     sign_in(&browser, "bob").await;

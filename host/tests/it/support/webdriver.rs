@@ -169,6 +169,25 @@ impl Browser {
             .to_owned()
     }
 
+    /// The browser's cookies for the page shown, as a `Cookie` header value (`HttpOnly` ones too):
+    /// what an attacker who copied them from the browser would replay.
+    pub async fn cookie_header(&self) -> String {
+        let cookies = self.session_call("GET", "/cookie", None).await;
+        cookies
+            .as_array()
+            .expect("a list of cookies")
+            .iter()
+            .map(|cookie| {
+                format!(
+                    "{}={}",
+                    cookie["name"].as_str().unwrap(),
+                    cookie["value"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Saves a PNG screenshot of the page.
     pub async fn screenshot(&self, path: &std::path::Path) {
         let encoded = self.session_call("GET", "/screenshot", None).await;
