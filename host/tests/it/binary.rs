@@ -77,13 +77,13 @@ async fn a_100_mb_body_streams_both_ways_in_bounded_memory() {
 
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
-    let echo = echo::spawn().await;
+    let (echo, arrivals) = echo::spawn_counting().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &one_route(echo, "drain_timeout = \"10s\""));
     let proxy = RunningProxy::start(&config);
     let url = format!("http://{}/?sleep_ms=1000", proxy.addr);
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    arrivals.wait_for(1).await;
     proxy.terminate();
     let answer = in_flight.await.unwrap();
     assert_eq!(

@@ -759,7 +759,7 @@ async fn admin_endpoints_live_only_on_the_admin_listener() {
 /// connection during the drain was refused instead of reading `/readyz` 503 and `/healthz` 200.
 #[tokio::test]
 async fn probes_on_new_connections_see_the_drain() {
-    let echo = echo::spawn().await;
+    let (echo, arrivals) = echo::spawn_counting().await;
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"10s\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{echo}\"\nauth = \"none\"\n"
     );
@@ -767,21 +767,27 @@ async fn probes_on_new_connections_see_the_drain() {
     let admin = proxy.admin.expect("admin listener");
     let url = proxy.url("/?sleep_ms=1500");
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    proxy.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    arrivals.wait_for(1).await;
     // `raw` opens a fresh connection each time.
-    let (ready, _) = raw(
-        admin,
-        "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let ready = || {
+        raw(
+            admin,
+            "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        )
+    };
+    assert_eq!(ready().await.0, 200, "before the drain");
+    proxy.begin_shutdown();
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while ready().await.0 != 503 {
+        assert!(std::time::Instant::now() < give_up, "never unready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (healthy, _) = raw(
         admin,
         "GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!((ready, healthy), (503, 200), "during the drain");
+    assert_eq!(healthy, 200, "alive during the drain");
     assert_eq!(in_flight.await.unwrap().status, 200);
     tokio::time::timeout(Duration::from_secs(5), proxy.done.take().unwrap())
         .await
@@ -791,11 +797,11 @@ async fn probes_on_new_connections_see_the_drain() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_the_request_in_flight() {
-    let echo = echo::spawn().await;
+    let (echo, arrivals) = echo::spawn_counting().await;
     let mut proxy = start_proxy(&one_route(echo, "drain_timeout = \"10s\"")).await;
     let url = proxy.url("/?sleep_ms=800");
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    arrivals.wait_for(1).await;
     proxy.begin_shutdown();
     let answer = in_flight.await.unwrap();
     assert_eq!(
@@ -817,7 +823,7 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
 /// request ends without an answer.
 #[tokio::test]
 async fn a_request_still_running_at_drain_timeout_is_cut() {
-    let echo = echo::spawn().await;
+    let (echo, arrivals) = echo::spawn_counting().await;
     let mut proxy = start_proxy(&one_route(echo, "drain_timeout = \"500ms\"")).await;
     let url: hyper::Uri = proxy.url("/?sleep_ms=20000").parse().unwrap();
     let in_flight = tokio::spawn(async move {
@@ -830,7 +836,7 @@ async fn a_request_still_running_at_drain_timeout_is_cut() {
             Err(_) => false,
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    arrivals.wait_for(1).await;
     let started = std::time::Instant::now();
     proxy.begin_shutdown();
     tokio::time::timeout(Duration::from_secs(10), proxy.done.take().unwrap())

@@ -12,7 +12,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -30,16 +32,45 @@ type EchoBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Starts the echo upstream on a loopback port; it runs until the test's runtime ends.
 pub async fn spawn() -> SocketAddr {
+    spawn_counting().await.0
+}
+
+/// The requests an echo has received (before any `sleep_ms`): a test waits for its request to be
+/// in flight upstream instead of sleeping and hoping it got there.
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<AtomicUsize>);
+
+impl Arrivals {
+    /// Waits until `count` requests have arrived; panics after 30 s.
+    pub async fn wait_for(&self, count: usize) {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while self.0.load(Ordering::SeqCst) < count {
+            assert!(
+                Instant::now() < give_up,
+                "the echo received {} of {count} requests",
+                self.0.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// [`spawn`], and the count of requests it receives.
+pub async fn spawn_counting() -> (SocketAddr, Arrivals) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let arrivals = Arrivals::default();
+    let counter = arrivals.0.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
+            let counter = counter.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| async move {
-                    Ok::<_, Infallible>(echo(request, peer).await)
+                let service = service_fn(move |request| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move { Ok::<_, Infallible>(echo(request, peer).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -47,7 +78,7 @@ pub async fn spawn() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, arrivals)
 }
 
 fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
