@@ -67,6 +67,10 @@ enum PolicyCommand {
         /// The decision you expect.
         #[arg(long, value_parser = ["allow", "deny", "login"])]
         expect: Option<String>,
+        /// How long the decision may take (`policy_limits.timeout`), e.g. `500ms`; default as the
+        /// proxy's (20ms). Raise it on a busy machine such as a shared CI runner.
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        timeout: Option<std::time::Duration>,
     },
 }
 
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
                     request,
                     config,
                     expect,
+                    timeout,
                 },
         } => policy_test(
             &file,
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
             request.as_deref(),
             &config,
             expect.as_deref(),
+            timeout,
         ),
         Command::Demo {
             listen,
@@ -168,16 +174,25 @@ fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> 
     })
 }
 
+/// `--timeout`: a duration like `500ms` or `2s`, longer than zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!("not a duration like \"500ms\" or \"2s\": {text:?}")),
+    }
+}
+
 fn policy_test(
     file: &std::path::Path,
     claims: &std::path::Path,
     request: Option<&std::path::Path>,
     config: &[String],
     expect: Option<&str>,
+    timeout: Option<std::time::Duration>,
 ) -> ExitCode {
     // print() and debug() in the policy go to stderr.
     let _log = portcullis::logging::init("info");
-    match portcullis::policy::tester::run(file, claims, request, config) {
+    match portcullis::policy::tester::run(file, claims, request, config, timeout) {
         Ok(decision) => {
             println!("{}", decision.to_json());
             match expect {

@@ -84,11 +84,14 @@ pub fn config_from_pairs(
 }
 
 /// Runs one decision of the policy at `file`.
+/// `timeout` replaces `policy_limits.timeout` (a slow or busy machine, such as a shared CI
+/// runner, needs more than the proxy's default to decide as the proxy would on its own).
 pub fn run(
     file: &Path,
     claims: &Path,
     request: Option<&Path>,
     config: &[String],
+    timeout: Option<std::time::Duration>,
 ) -> Result<Decision, TestError> {
     let claims: serde_json::Map<String, serde_json::Value> = read_json(claims, "claims")?;
     let request: TestRequest = match request {
@@ -106,7 +109,11 @@ pub fn run(
         headers.append(name, value);
     }
     let shown = file.display().to_string();
-    let limits = PolicyLimits::default();
+    let defaults = PolicyLimits::default();
+    let limits = PolicyLimits {
+        timeout: timeout.unwrap_or(defaults.timeout),
+        ..defaults
+    };
     let source = PolicySource {
         file: &shown,
         path: file.to_owned(),

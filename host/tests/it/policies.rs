@@ -79,14 +79,23 @@ fn decide_with(
         .map_err(|err| err.to_string())
 }
 
+/// The default limits with a timeout far above what any decision here needs, for tests not about
+/// the clock: `policy_limits.timeout` is wall-clock time, which a busy machine spends elsewhere.
+fn calm_limits() -> PolicyLimits {
+    PolicyLimits {
+        timeout: std::time::Duration::from_secs(10),
+        ..PolicyLimits::default()
+    }
+}
+
 fn sample(name: &str, policy_config: serde_json::Value) -> portcullis::policy::RhaiPolicy {
-    PolicyEngine::new(PolicyLimits::default())
+    PolicyEngine::new(calm_limits())
         .compile(&samples().join(name), name, config(policy_config))
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
 fn script(text: &str) -> portcullis::policy::RhaiPolicy {
-    script_with(text, PolicyLimits::default())
+    script_with(text, calm_limits())
 }
 
 fn script_with(text: &str, limits: PolicyLimits) -> portcullis::policy::RhaiPolicy {

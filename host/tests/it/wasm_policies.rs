@@ -29,8 +29,12 @@ fn rules() -> OutputRules {
     }
 }
 
+/// The timeout of decisions whose test is not about the clock: far above what any needs, so a busy
+/// machine does not stop them (`policy_limits.timeout` is wall-clock time).
+const CALM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn wasm(name: &str, config: serde_json::Value, isolation: Isolation) -> Policy {
-    wasm_with_timeout(name, config, isolation, PolicyLimits::default().timeout)
+    wasm_with_timeout(name, config, isolation, CALM_TIMEOUT)
 }
 
 /// [`wasm`] with another `policy_limits.timeout`: a test about another limit must not be stopped
@@ -408,7 +412,7 @@ fn every_hostile_policy_is_stopped_with_a_reason() {
             let timeout = if mode == "loop" {
                 PolicyLimits::default().timeout
             } else {
-                std::time::Duration::from_secs(10)
+                CALM_TIMEOUT
             };
             let policy = wasm_with_timeout("hostile", json!({ "mode": mode }), isolation, timeout);
             // Twice: a pooled instance that trapped must be replaced, not entered again.
@@ -434,12 +438,10 @@ fn every_hostile_policy_is_stopped_with_a_reason() {
 
 #[test]
 fn a_pooled_instance_serves_many_decisions() {
-    // About reuse, not the clock: a loaded machine must not time a decision out.
-    let policy = wasm_with_timeout(
+    let policy = wasm(
         "require_group",
         json!({ "group": "admins" }),
         Isolation::Pooled,
-        std::time::Duration::from_secs(10),
     );
     for _ in 0..200 {
         assert!(matches!(
@@ -456,7 +458,7 @@ fn a_pooled_instance_is_replaced_after_wasm_pooled_uses_decisions() {
     let limits = PolicyLimits {
         wasm_pooled_uses: 3,
         // About reuse, not the clock: a loaded machine must not time a decision out.
-        timeout: std::time::Duration::from_secs(10),
+        timeout: CALM_TIMEOUT,
         ..PolicyLimits::default()
     };
     let policy = Policy::Wasm(
@@ -527,9 +529,18 @@ mod cli {
                 .output()
                 .unwrap()
         };
+        // The default timeout is the proxy's 20 ms of wall-clock time, which a busy machine can
+        // spend elsewhere; a decision not about the clock gets more.
         let denied = run(
             &policy("require_group"),
-            &["--config", "group=admins", "--expect", "deny"],
+            &[
+                "--config",
+                "group=admins",
+                "--expect",
+                "deny",
+                "--timeout",
+                "10s",
+            ],
         );
         assert_eq!(denied.status.code(), Some(0));
         assert_eq!(
@@ -539,6 +550,21 @@ mod cli {
         let looping = run(&policy("hostile"), &["--config", "mode=loop"]);
         assert_eq!(looping.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&looping.stderr).contains("policy_limits.timeout"));
+        // `--timeout` is the one the loop meets.
+        let started = std::time::Instant::now();
+        let looping = run(
+            &policy("hostile"),
+            &["--config", "mode=loop", "--timeout", "400ms"],
+        );
+        assert_eq!(looping.status.code(), Some(2));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+        let bad = run(&policy("hostile"), &["--timeout", "soon"]);
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("not a duration like"),
+            "{}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
     }
 }
 
