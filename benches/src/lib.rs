@@ -145,5 +145,11 @@ pub fn session_config(
         idle_timeout: Duration::from_secs(30 * 24 * 3600),
         cache_entries,
         sweep_interval: Duration::from_secs(60),
+        sealing: portcullis::config::Sealing {
+            current: portcullis::config::SecretSource::File(
+                path.map_or_else(std::env::temp_dir, |p| p.with_extension("key")),
+            ),
+            previous: Vec::new(),
+        },
     }
 }

@@ -75,6 +75,9 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything this process writes (the session store, its secret, the Wasm cache) is its own:
+    // files 0600 and folders 0700, whatever umask it was started with.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     match Cli::parse().command {
         Command::Check { config } => match config::load(&config) {
             Ok(_) => {

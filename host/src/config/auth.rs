@@ -111,6 +111,30 @@ pub struct SessionConfig {
     pub cache_entries: usize,
     /// How often expired records are removed from the store.
     pub sweep_interval: Duration,
+    /// Where the secrets that seal records at rest come from.
+    pub sealing: Sealing,
+}
+
+/// The environment variable that, when set, is the session-sealing secret.
+pub const SESSION_SECRET_ENV: &str = "PORTCULLIS_SESSION_SECRET";
+
+/// Where the secrets that seal session records at rest come from (used by stores that keep
+/// records outside the process: sled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealing {
+    /// The secret records are sealed with.
+    pub current: SecretSource,
+    /// Earlier secrets, tried when a record does not open with the current one.
+    pub previous: Vec<PathBuf>,
+}
+
+/// Where one sealing secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// [`SESSION_SECRET_ENV`].
+    Env,
+    /// A file, created with a new random secret when missing.
+    File(PathBuf),
 }
 
 /// Which session store backs the sessions.
@@ -486,6 +510,13 @@ pub(super) fn validate_session(
         raw.sweep_interval.as_deref(),
         defaults::SESSION_SWEEP_INTERVAL,
     );
+    let sealing = sealing(
+        raw.secret_file.as_deref(),
+        raw.previous_secret_files.unwrap_or_default(),
+        store.as_ref(),
+        base_dir,
+        problems,
+    );
     Some(SessionConfig {
         store: store?,
         cookie_name,
@@ -499,7 +530,58 @@ pub(super) fn validate_session(
         idle_timeout: idle_timeout?,
         cache_entries,
         sweep_interval: sweep_interval?,
+        sealing,
     })
+}
+
+/// `session.secret_file` and `session.previous_secret_files`. Files that exist must be private
+/// and long enough now (a missing `secret_file` is created at start); the environment variable,
+/// when set, must be long enough.
+fn sealing(
+    secret_file: Option<&str>,
+    previous: Vec<String>,
+    store: Option<&StoreKind>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Sealing {
+    let current = if std::env::var_os(SESSION_SECRET_ENV).is_some() {
+        match std::env::var(SESSION_SECRET_ENV) {
+            Ok(value) => {
+                if let Err(problem) = secret::check_sealing_secret(value.as_bytes()) {
+                    problems.add(SESSION_SECRET_ENV, problem);
+                }
+            }
+            Err(_) => problems.add(SESSION_SECRET_ENV, "is not UTF-8".to_owned()),
+        }
+        SecretSource::Env
+    } else {
+        let path = match (secret_file, store) {
+            (Some(file), _) => base_dir.join(file),
+            // Beside the store's folder: `data/sessions` → `data/session.key`.
+            (None, Some(StoreKind::Sled(folder))) => folder
+                .parent()
+                .unwrap_or(base_dir)
+                .join(defaults::SESSION_SECRET_FILE_NAME),
+            (None, _) => base_dir.join(defaults::SESSION_SECRET_FILE_NAME),
+        };
+        let uses_it = matches!(store, Some(StoreKind::Sled(_)));
+        if uses_it && let Err(problem) = secret::check_private_secret_file(&path, true) {
+            problems.add("session.secret_file", problem);
+        }
+        SecretSource::File(path)
+    };
+    let previous = previous
+        .iter()
+        .enumerate()
+        .map(|(at, file)| {
+            let path = base_dir.join(file);
+            if let Err(problem) = secret::check_private_secret_file(&path, false) {
+                problems.add(&format!("session.previous_secret_files[{at}]"), problem);
+            }
+            path
+        })
+        .collect();
+    Sealing { current, previous }
 }
 
 /// `session.store` (and `session.path` for sled, relative to the config's folder).

@@ -17,11 +17,16 @@
 //!
 //! Keys left out of the table have no value when absent: `server.admin_listen`, `server.tls`,
 //! `oidc.client_secret`, `oidc.post_logout_redirect_uri`, `oidc.authorization_params`,
-//! `session.cookie_domain`, `routes[].host` (any host), `routes[].upstream_ca` (the public web
+//! `session.cookie_domain`, `session.previous_secret_files`, `routes[].host` (any host), `routes[].upstream_ca` (the public web
 //! roots), `routes[].policy` and `routes[].policy_config`; or they inherit another key:
 //! `routes[].response_timeout` (`server.upstream_response_timeout`), `routes[].max_request_body`
 //! (`server.max_request_body`), `routes[].headers` (`[headers]`), and `oidc.discovery` (`[dev_idp]`'s
-//! discovery URL when that section is present; required otherwise).
+//! discovery URL when that section is present; required otherwise), and `session.secret_file`
+//! ([`SESSION_SECRET_FILE_NAME`] beside the folder of `session.path`).
+
+/// The session-sealing secret's file name, beside the store's folder when `session.secret_file`
+/// is not set.
+pub const SESSION_SECRET_FILE_NAME: &str = "session.key";
 
 /// Declares the defaults: each becomes a `pub const`, and [`table`] lists them under their key paths.
 macro_rules! defaults {
@@ -76,7 +81,7 @@ defaults! {
     /// Send `id_token_hint` to the end-session endpoint.
     "oidc.logout_id_token_hint" => OIDC_LOGOUT_ID_TOKEN_HINT: bool = true;
     /// Revoke tokens at the provider on logout.
-    "oidc.revoke_tokens_on_logout" => OIDC_REVOKE_TOKENS_ON_LOGOUT: bool = false;
+    "oidc.revoke_tokens_on_logout" => OIDC_REVOKE_TOKENS_ON_LOGOUT: bool = true;
     /// Scopes requested at login.
     "oidc.scopes" => OIDC_SCOPES: &[&str] = &["openid", "email", "profile"];
     /// Refresh access tokens before they expire.
@@ -161,6 +166,11 @@ const WITHOUT_VALUE: &[(&str, &str)] = &[
     ("oidc.post_logout_redirect_uri", "none"),
     ("oidc.authorization_params", "none"),
     ("session.cookie_domain", "none"),
+    (
+        "session.secret_file",
+        "`session.key` beside `path`'s folder",
+    ),
+    ("session.previous_secret_files", "none"),
     ("routes.name", "required"),
     ("routes.host", "any host"),
     ("routes.upstream", "required"),

@@ -17,7 +17,8 @@ pub mod secret;
 mod validate;
 
 pub use auth::{
-    AuthMode, ClientAuth, IdentityHeaders, OidcConfig, SessionConfig, StoreKind, Unauthenticated,
+    AuthMode, ClientAuth, IdentityHeaders, OidcConfig, SESSION_SECRET_ENV, Sealing, SecretSource,
+    SessionConfig, StoreKind, Unauthenticated,
 };
 pub use load::{ParseError, load, parse, referenced_files};
 

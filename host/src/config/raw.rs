@@ -176,6 +176,11 @@ pub struct RawSession {
     pub cache_entries: Option<usize>,
     /// How often expired sessions and pending logins are removed from the store.
     pub sweep_interval: Option<String>,
+    /// The file holding the secret that seals records on disk (created when missing). Default:
+    /// `session.key` beside the store's folder. `PORTCULLIS_SESSION_SECRET`, when set, wins.
+    pub secret_file: Option<String>,
+    /// Files of earlier secrets: records they sealed still open (rotation).
+    pub previous_secret_files: Option<Vec<String>>,
 }
 
 /// `[server]`

@@ -68,6 +68,50 @@ pub fn resolve(
     }
 }
 
+/// The shortest sealing secret accepted, in bytes.
+pub const MIN_SEALING_SECRET: usize = 32;
+
+/// A sealing secret is at least [`MIN_SEALING_SECRET`] bytes (what is written, after one trailing
+/// newline is dropped).
+pub fn check_sealing_secret(secret: &[u8]) -> Result<(), String> {
+    if secret.len() < MIN_SEALING_SECRET {
+        return Err(format!(
+            "is {} bytes; a sealing secret needs at least {MIN_SEALING_SECRET} (e.g. the output of `openssl rand -base64 32`)",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A sealing secret as written in its file or variable: one trailing newline dropped.
+pub fn sealing_secret_text(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+/// A secret file that exists must be readable by its owner only and hold a long enough secret.
+/// `may_be_missing`: a missing file is fine (it is created at start).
+pub fn check_private_secret_file(path: &Path, may_be_missing: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && may_be_missing => return Ok(()),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} can be read by group or others (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    check_sealing_secret(sealing_secret_text(&bytes))
+        .map_err(|problem| format!("{} {problem}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,7 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         idle_timeout,
         cache_entries,
         sweep_interval,
+        sealing,
     } = wanted;
     [
         ("session.store / session.path", opened_with.store != *store),
@@ -82,6 +83,10 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         (
             "session.sweep_interval",
             opened_with.sweep_interval != *sweep_interval,
+        ),
+        (
+            "session.secret_file / session.previous_secret_files",
+            opened_with.sealing != *sealing,
         ),
     ]
     .into_iter()

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use super::memory::MemoryStore;
+use super::sealed_store::SealedStore;
+use super::sealing::SealingKeys;
 use super::sled_store::SledStore;
 use super::store::{Clock, ManualClock, SessionStore};
 
@@ -159,9 +161,22 @@ fn sled_store_conforms() {
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(&|clock| {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), clock).unwrap();
+        let store = SledStore::open(&dir.path().join("sessions"), clock).unwrap();
         dirs.lock().unwrap().push(dir);
         Box::new(store)
+    });
+}
+
+#[test]
+fn sealed_stores_conform() {
+    let keys = || SealingKeys::from_secrets(b"a sealing secret of 32 bytes.....", &[]);
+    conformance(&|clock| Box::new(SealedStore::new(Arc::new(MemoryStore::new(clock)), keys())));
+    let dirs = std::sync::Mutex::new(Vec::new());
+    conformance(&|clock| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("sessions"), clock).unwrap();
+        dirs.lock().unwrap().push(dir);
+        Box::new(SealedStore::new(Arc::new(store), keys()))
     });
 }
 
@@ -170,7 +185,7 @@ fn sled_records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
     {
-        let store = SledStore::open(dir.path(), clock.clone()).unwrap();
+        let store = SledStore::open(&dir.path().join("sessions"), clock.clone()).unwrap();
         store.put(b"k", b"kept", T0 + 60).unwrap();
         store.flush().unwrap();
     }
@@ -178,7 +193,7 @@ fn sled_records_survive_reopening() {
     // reopen as a restarted process would, retrying for a bounded time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let store = loop {
-        match SledStore::open(dir.path(), clock.clone()) {
+        match SledStore::open(&dir.path().join("sessions"), clock.clone()) {
             Ok(store) => break store,
             Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -201,6 +216,37 @@ fn a_file_where_the_database_folder_should_be_gets_a_clear_error() {
     assert!(
         err.to_string()
             .contains("cannot open the session database at"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sled_folder_is_made_private_and_a_loose_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data/sessions");
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    drop(SledStore::open(&folder, clock.clone()).unwrap());
+    assert_eq!(mode(&folder), 0o700, "created private");
+
+    // Files an earlier version left readable are made private at the next open.
+    let db = folder.join("db");
+    chmod(&db, 0o644);
+    drop(SledStore::open(&folder, clock.clone()).unwrap());
+    assert_eq!(mode(&db), 0o600);
+
+    chmod(&folder, 0o750);
+    let Err(err) = SledStore::open(&folder, clock) else {
+        panic!("a folder the group can enter must be refused");
+    };
+    assert!(
+        err.0
+            .contains(&format!("run `chmod 700 {}`", folder.display())),
         "{err}"
     );
 }

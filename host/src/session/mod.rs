@@ -7,9 +7,13 @@
 //! - A new session is flushed to disk before its cookie is sent.
 //! - Pending logins (state → nonce, PKCE verifier, where to return) live in the same store under
 //!   `"p" + SHA-256(state)` for 10 minutes and can be taken once.
+//! - Records kept outside the process (sled) are sealed ([`sealing`]): the files hold no token
+//!   and no claim.
 //! - A bounded in-memory cache sits in front of the store; this instance's writes keep it current.
 
 mod memory;
+mod sealed_store;
+pub mod sealing;
 mod sled_store;
 mod store;
 
@@ -29,6 +33,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use memory::MemoryStore;
+pub use sealed_store::SealedStore;
+pub use sealing::SealingKeys;
 pub use sled_store::SledStore;
 pub use store::{Clock, ManualClock, SessionStore, StoreError, SystemClock, UnixTime};
 
@@ -188,10 +194,14 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    /// Opens the configured store.
+    /// Opens the configured store; records kept on disk are sealed with the configured secrets.
     pub fn open(config: &SessionConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let store: Arc<dyn SessionStore> = match &config.store {
-            StoreKind::Sled(path) => Arc::new(SledStore::open(path, clock.clone())?),
+            StoreKind::Sled(path) => {
+                let keys = SealingKeys::load(&config.sealing)?;
+                let sled = Arc::new(SledStore::open(path, clock.clone())?);
+                Arc::new(SealedStore::new(sled, keys))
+            }
             StoreKind::Memory => Arc::new(MemoryStore::new(clock.clone())),
         };
         Ok(Self::with_store(store, config.clone(), clock))
@@ -537,6 +547,10 @@ mod tests {
             idle_timeout: Duration::from_secs(8 * 3600),
             cache_entries: 2,
             sweep_interval: Duration::from_secs(60),
+            sealing: crate::config::Sealing {
+                current: crate::config::SecretSource::Env,
+                previous: Vec::new(),
+            },
         };
         SessionManager::with_store(Arc::new(MemoryStore::new(clock.clone())), config, clock)
     }

@@ -16,14 +16,19 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in folder `path`.
+    /// Opens (or creates) the database in folder `path`. The folder is created private (`0700`);
+    /// an existing one that group or others can enter is refused with the `chmod` to run, and the
+    /// files in it are made private (`0600`) whatever the umask was when they were written.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        private_folder(path)?;
         let db = sled::Config::new().path(path).open().map_err(|err| {
             StoreError(format!(
                 "cannot open the session database at {}: {err} (is another Portcullis using it?)",
                 path.display()
             ))
         })?;
+        make_private(path)
+            .map_err(|err| StoreError(format!("cannot make {} private: {err}", path.display())))?;
         Ok(SledStore { db, clock })
     }
 
@@ -47,6 +52,58 @@ impl SledStore {
             }
         }
     }
+}
+
+/// Creates the store's folder private, or checks that an existing one is.
+fn private_folder(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError(format!(
+                    "the session folder {} can be entered by group or others (mode {mode:o}), and it holds everyone's sessions; run `chmod 700 {}`",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+        // Not a folder: sled says so when it tries to open it.
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|err| {
+                StoreError(format!(
+                    "cannot create the session folder {}: {err}",
+                    path.display()
+                ))
+            }),
+        Err(err) => Err(StoreError(format!(
+            "cannot read the session folder {}: {err}",
+            path.display()
+        ))),
+    }
+}
+
+/// Takes group and other permissions off everything under `folder`.
+fn make_private(folder: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let private = if meta.is_dir() { 0o700 } else { 0o600 };
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(private))?;
+        }
+        if meta.is_dir() {
+            make_private(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn io(err: sled::Error) -> StoreError {

@@ -96,6 +96,9 @@ const signingJwk = {
 // ---------------------------------------------------------------------------
 // Test counters for GET /test/stats.
 const stats = { token_requests: 0, refresh_requests: 0 };
+// Every token the token endpoint issued, for GET /test/tokens (tests that look for them where
+// they must not be, such as the relying party's session files).
+const issued = [];
 
 // The issuer needs the real port, so listen first and attach the provider
 // afterwards; nothing is announced on stdout until the provider is attached.
@@ -193,6 +196,11 @@ for (const metadata of clients) {
 }
 
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/tokens' && ctx.method === 'GET') {
+    ctx.type = 'json';
+    ctx.body = issued;
+    return;
+  }
   if (ctx.path === '/test/stats') {
     if (ctx.method === 'GET') {
       ctx.type = 'json';
@@ -228,6 +236,10 @@ provider.use(async (ctx, next) => {
   try {
     await next();
   } finally {
+    if (isTokenPost && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+      const { access_token, refresh_token, id_token } = ctx.body;
+      issued.push({ access_token, refresh_token, id_token });
+    }
     if (isTokenPost) {
       const grantType = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type;
       if (grantType === 'refresh_token') {

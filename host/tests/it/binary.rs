@@ -636,3 +636,113 @@ async fn a_decision_waiting_past_its_deadline_fails_closed_with_500() {
         "each refusal logged with route and file:\n{log}"
     );
 }
+
+/// A config whose sessions live in sled at `<dir>/sessions` (the provider is never reached: the
+/// store opens at start all the same), with `session_extra` in `[session]`.
+fn sled_session_config(dir: &std::path::Path, session_extra: &str) -> std::path::PathBuf {
+    let provider = support::closed_port();
+    write_config(
+        dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[oidc]\ndiscovery = \"http://{provider}/.well-known/openid-configuration\"\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"http://127.0.0.1/auth\"\n\n[session]\nstore = \"sled\"\npath = \"sessions\"\ncookie_secure = false\n{session_extra}\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n"
+        ),
+    )
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Issue 17: a session folder left open to group or others (as an earlier version made it) is
+/// refused at start, with the `chmod` to run; after it, the same folder opens.
+#[test]
+fn a_session_folder_others_can_enter_is_refused_at_start_with_the_chmod_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sled_session_config(dir.path(), "");
+    let folder = dir.path().join("sessions");
+    std::fs::create_dir(&folder).unwrap();
+    chmod(&folder, 0o755);
+    let run = binary()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run `chmod 700 {}`", folder.display())),
+        "{stderr}"
+    );
+    chmod(&folder, 0o700);
+    let proxy = RunningProxy::start(&config);
+    drop(proxy);
+}
+
+/// The session secret is checked by `check` as by `run` (oidc.md, "At rest"): a secret file that
+/// group or others can read, a short one, a missing previous one, and a short
+/// `PORTCULLIS_SESSION_SECRET` are each refused with what to do.
+#[test]
+fn check_refuses_a_session_secret_others_can_read_or_too_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("session.key");
+    let check = |config: &std::path::Path, env: Option<&str>| {
+        let mut command = binary();
+        command.args(["check", "--config"]).arg(config);
+        command.env_remove("PORTCULLIS_SESSION_SECRET");
+        if let Some(value) = env {
+            command.env("PORTCULLIS_SESSION_SECRET", value);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let config = sled_session_config(dir.path(), "");
+    assert_eq!(
+        check(&config, None),
+        (Some(0), "ok\n".to_owned()),
+        "missing: made at start"
+    );
+
+    std::fs::write(&key, "a secret that is long enough, surely\n").unwrap();
+    chmod(&key, 0o644);
+    let (code, out) = check(&config, None);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("session.secret_file")
+            && out.contains(&format!("run `chmod 600 {}`", key.display())),
+        "{out}"
+    );
+
+    std::fs::write(&key, "short\n").unwrap();
+    chmod(&key, 0o600);
+    let (code, out) = check(&config, None);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("needs at least 32"), "{out}");
+
+    let (code, out) = check(&config, Some("too short"));
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("PORTCULLIS_SESSION_SECRET") && out.contains("needs at least 32"),
+        "{out}"
+    );
+    assert_eq!(
+        check(&config, Some("an environment secret of 32 bytes or more")).0,
+        Some(0),
+        "the variable wins over the short file"
+    );
+
+    let config = sled_session_config(dir.path(), "previous_secret_files = [\"gone.key\"]");
+    let (code, out) = check(&config, Some("an environment secret of 32 bytes or more"));
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("session.previous_secret_files[0]") && out.contains("gone.key"),
+        "{out}"
+    );
+}

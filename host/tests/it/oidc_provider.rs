@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::binary::RunningProxy;
+use support::binary::read_log;
 use support::browser::{Browser, get_with_cookie, json, location};
 use support::echo::{self, received_header};
 use support::real_idp::{
@@ -329,8 +330,22 @@ async fn the_sweeper_removes_expired_sessions_from_the_store_files_and_keeps_liv
     proxy.terminate();
     assert!(proxy.exited().await.success());
 
+    // Records are sealed (oidc.md, "At rest"): opened here with the secret the proxy made.
+    let keys = portcullis::session::SealingKeys::load(&portcullis::config::Sealing {
+        current: portcullis::config::SecretSource::File(dir.path().join("session.key")),
+        previous: Vec::new(),
+    })
+    .unwrap();
     let db = sled::open(&store).unwrap();
-    let records: Vec<Vec<u8>> = db.iter().map(|entry| entry.unwrap().1.to_vec()).collect();
+    let records: Vec<Vec<u8>> = db
+        .iter()
+        .map(|entry| {
+            let (key, record) = entry.unwrap();
+            // 8 bytes of expiry, then the sealed record.
+            keys.open(&key, &record[8..])
+                .expect("sealed with the proxy's secret")
+        })
+        .collect();
     let holds = |record: &Vec<u8>, text: &str| {
         record
             .windows(text.len())
@@ -348,5 +363,181 @@ async fn the_sweeper_removes_expired_sessions_from_the_store_files_and_keeps_liv
         (records.len(), pending_logins),
         (2, 2),
         "left: the pending logins of bob and of the readiness probe, nothing else"
+    );
+}
+
+/// Every file under `folder`, with its permission bits; folders too.
+fn files_under(folder: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        found.push((entry.path(), mode));
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(files_under(&entry.path()));
+        }
+    }
+    found
+}
+
+/// A proxy on sled in `<dir>/data/sessions`, with the secret in its default place
+/// (`data/session.key`) and `session_extra` in `[session]`.
+fn write_sled_config(
+    dir: &Path,
+    addr: SocketAddr,
+    idp: &RealIdp,
+    echo: SocketAddr,
+    session_extra: &str,
+) -> std::path::PathBuf {
+    let sessions = format!(
+        "store = \"sled\"\npath = \"{}\"\n{session_extra}",
+        dir.join("data/sessions").display()
+    );
+    let config_path = dir.join("portcullis.toml");
+    std::fs::write(&config_path, config(addr, &idp, echo, &sessions, "60s")).unwrap();
+    config_path
+}
+
+/// oidc.md, "Sessions", "At rest" (issue 17: the store was world-readable and held live tokens in
+/// plain text, logged-out sessions' too). Started with umask 022, the proxy makes its data folder
+/// 0700 and every file 0600; the files hold no token and no claim value of a live session or of a
+/// logged-out one; and the logout revoked the logged-out user's tokens at the provider (on by
+/// default), while the other user's still work.
+#[tokio::test]
+async fn the_store_files_are_private_and_hold_no_token_or_claim() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = reserve_port();
+    let idp = RealIdp::start(addr, IdpOptions::default());
+    let config_path = write_sled_config(dir.path(), addr, &idp, echo, "");
+    let proxy = RunningProxy::start(&config_path);
+    let url = format!("http://{addr}/");
+    wait_for_login_page(&url).await;
+    let alice = Browser::new();
+    let bob = Browser::new();
+    log_in(&alice, &url, "alice").await;
+    log_in(&bob, &url, "bob").await;
+    let issued = idp.issued_tokens().await;
+    let [alice_tokens, bob_tokens] = &issued[..] else {
+        panic!("two logins, two token answers: {issued:?}");
+    };
+    let logout = alice.get(&format!("{url}logout")).await;
+    assert_eq!(logout.status(), StatusCode::FOUND);
+    proxy.terminate();
+    assert!(proxy.exited().await.success());
+
+    let data = dir.path().join("data");
+    let files = files_under(&data);
+    assert!(
+        files.iter().any(|(path, _)| path.ends_with("sessions/db")),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|(path, _)| path.ends_with("session.key")),
+        "{files:?}"
+    );
+    for (path, mode) in &files {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{} is {mode:o}", path.display());
+    }
+    let contents: Vec<u8> = files
+        .iter()
+        .filter(|(path, _)| path.is_file())
+        .flat_map(|(path, _)| std::fs::read(path).unwrap())
+        .collect();
+    let mut secrets: Vec<&str> = vec!["alice@example.com", "Alice", "admins", "en-GB", "de-DE"];
+    for tokens in [alice_tokens, bob_tokens] {
+        secrets.push(&tokens.access_token);
+        secrets.push(&tokens.id_token);
+        secrets.push(
+            tokens
+                .refresh_token
+                .as_deref()
+                .expect("offline_access gives a refresh token"),
+        );
+    }
+    for secret in secrets {
+        assert!(
+            !contents
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "{secret:?} is in the session files"
+        );
+    }
+
+    let alice_refresh = alice_tokens.refresh_token.as_deref().unwrap();
+    let bob_refresh = bob_tokens.refresh_token.as_deref().unwrap();
+    assert!(
+        !idp.accepts_refresh_token(alice_refresh).await,
+        "revoked at logout"
+    );
+    assert!(
+        idp.accepts_refresh_token(bob_refresh).await,
+        "bob did not log out"
+    );
+    assert!(
+        !idp.accepts_access_token(&alice_tokens.access_token).await,
+        "revoked with the refresh token's grant"
+    );
+    assert!(idp.accepts_access_token(&bob_tokens.access_token).await);
+}
+
+/// oidc.md, "Rotating the secret": with another secret the old records are no session (log in
+/// again, never an error); with the old secret listed in `previous_secret_files` they open again.
+#[tokio::test]
+async fn a_changed_session_secret_asks_for_a_new_login_and_a_previous_one_keeps_the_session() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = reserve_port();
+    let idp = RealIdp::start(addr, IdpOptions::default());
+    let config_path = write_sled_config(dir.path(), addr, &idp, echo, "");
+    let url = format!("http://{addr}/");
+    let alice = Browser::new();
+    let status_after_restart = |config: &Path| {
+        let proxy = RunningProxy::start(config);
+        let client = alice.client.clone();
+        let url = url.clone();
+        async move {
+            let status = client.get(&url).send().await.unwrap().status();
+            proxy.terminate();
+            assert!(proxy.exited().await.success());
+            status
+        }
+    };
+    {
+        let proxy = RunningProxy::start(&config_path);
+        wait_for_login_page(&url).await;
+        log_in(&alice, &url, "alice").await;
+        proxy.terminate();
+        assert!(proxy.exited().await.success());
+    }
+    assert_eq!(
+        status_after_restart(&config_path).await,
+        StatusCode::OK,
+        "same secret"
+    );
+
+    let data = dir.path().join("data");
+    std::fs::rename(data.join("session.key"), data.join("old.key")).unwrap();
+    // A new secret is made at start; alice's record does not open with it.
+    assert_eq!(
+        status_after_restart(&config_path).await,
+        StatusCode::UNAUTHORIZED,
+        "another secret: no session, no error"
+    );
+    assert!(read_log(&config_path).contains("does not open with the session secrets configured"));
+
+    let config_path = write_sled_config(
+        dir.path(),
+        addr,
+        &idp,
+        echo,
+        "previous_secret_files = [\"data/old.key\"]",
+    );
+    assert_eq!(
+        status_after_restart(&config_path).await,
+        StatusCode::OK,
+        "the old secret listed as previous"
     );
 }

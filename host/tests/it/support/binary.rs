@@ -27,10 +27,13 @@ impl RunningProxy {
         Self::start_with_env(config, &[])
     }
 
-    /// [`RunningProxy::start`] with these environment variables set.
+    /// [`RunningProxy::start`] with these environment variables set. The process starts with
+    /// umask 022, the usual default, whatever the test run's is.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(config.with_file_name("portcullis.log")).unwrap();
-        let mut child = binary()
+        let mut child = Command::new("sh")
+            .args(["-c", "umask 022 && exec \"$@\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_portcullis"))
             .args(["run", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")

@@ -104,6 +104,53 @@ impl RealIdp {
     }
 }
 
+/// Tokens the provider's token endpoint issued in one answer.
+#[derive(Debug, serde::Deserialize)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: String,
+}
+
+impl RealIdp {
+    /// Every token the provider issued so far, in order.
+    pub async fn issued_tokens(&self) -> Vec<IssuedTokens> {
+        let body = reqwest::get(format!("{}/test/tokens", self.issuer))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Whether the provider still accepts `refresh_token` from our client (a refresh grant).
+    pub async fn accepts_refresh_token(&self, refresh_token: &str) -> bool {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("portcullis", Some(CLIENT_SECRET))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        answer.status().is_success()
+    }
+
+    /// Whether the provider's userinfo endpoint still accepts `access_token`.
+    pub async fn accepts_access_token(&self, access_token: &str) -> bool {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/me", self.issuer))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        answer.status().is_success()
+    }
+}
+
 impl Drop for RealIdp {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,71 @@
+//! [`SealedStore`]: any [`SessionStore`] with its records sealed ([`SealingKeys`]) on the way in
+//! and opened on the way out. The store below sees only sealed bytes; expiry stays its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::sealing::SealingKeys;
+use super::store::{SessionStore, StoreError, UnixTime};
+
+/// A store whose records are sealed at rest.
+pub struct SealedStore {
+    inner: Arc<dyn SessionStore>,
+    keys: SealingKeys,
+    /// Whether a record that does not open was reported (once: after a secret change, every
+    /// record does not).
+    reported: AtomicBool,
+}
+
+impl SealedStore {
+    /// Seals what goes into `inner` with `keys`.
+    pub fn new(inner: Arc<dyn SessionStore>, keys: SealingKeys) -> Self {
+        SealedStore {
+            inner,
+            keys,
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    /// The record in `sealed`, or `None` (no record: the user logs in again) when it does not
+    /// open.
+    fn open(&self, key: &[u8], sealed: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let opened = self.keys.open(key, &sealed?);
+        if opened.is_none() && !self.reported.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "a session record does not open with the session secrets configured; it counts as no session (that user logs in again). After a secret change, add the old one to session.previous_secret_files to keep the sessions it sealed"
+            );
+        }
+        opened
+    }
+}
+
+impl SessionStore for SealedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.open(key, self.inner.get(key)?))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+        self.inner.put(key, &self.keys.seal(key, value), expires_at)
+    }
+
+    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
+        self.inner
+            .replace(key, &self.keys.seal(key, value), expires_at)
+    }
+
+    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.open(key, self.inner.take(key)?))
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.remove(key)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+
+    fn sweep(&self) -> Result<usize, StoreError> {
+        self.inner.sweep()
+    }
+}
