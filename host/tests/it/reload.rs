@@ -198,6 +198,33 @@ async fn a_broken_policy_is_refused_with_its_line_and_the_old_one_keeps_serving(
     );
 }
 
+/// Issue 17: a misspelt function (`hsa_group`) passed `check`, went live at a reload, and every
+/// request of the route got 500. `check` and the reload now both refuse it, at its line and
+/// column, with the name meant; the old version keeps serving.
+#[tokio::test]
+async fn a_misspelt_function_is_refused_by_check_and_by_the_reload_with_the_name_meant() {
+    let echo = echo::spawn().await;
+    let (dir, config) = setup(&config_text(echo));
+    let proxy = start_watching(&config).await;
+    let misspelt = "let staff = hsa_group(\"staff\");\nallow(#{})\n";
+    std::fs::write(dir.path().join("policy.rhai"), misspelt).unwrap();
+    let expected = "policy.rhai:1:13: there is no function `hsa_group`; did you mean `has_group`?";
+
+    let check = support::binary::binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+
+    let status = wait_for_failures(&proxy, 1).await;
+    let error = status["last_attempt"]["error"].as_str().unwrap();
+    assert!(error.contains(expected), "{error}");
+    assert_eq!(served_version(&proxy).await.as_deref(), Some("1"));
+}
+
 #[tokio::test]
 async fn a_deleted_policy_keeps_the_old_version_until_it_is_back() {
     let echo = echo::spawn().await;

@@ -7,7 +7,8 @@
 //! logic, strings, arrays, maps, ranges, function pointers. Nothing that blocks, tells the time
 //! or reaches outside: no `sleep`, no `eval`, no `import` (the crate is built with `no_module`),
 //! no clock (`no_time`), and no file, network or environment function. Every callable function
-//! is listed in `rhai_api.txt`, which a test compares with the engine.
+//! is listed in `rhai_api.txt`, which a test compares with the engine; a call to any other
+//! function (a typo) refuses the script when it is compiled (`unknown_calls.rs`).
 //!
 //! Every bound comes from [`PolicyLimits`]; the wall-clock cap is checked from the progress
 //! callback every 256 operations. Which decisions are remembered per session is judged by
@@ -18,6 +19,7 @@ mod call;
 mod functions;
 mod guards;
 mod remember;
+mod unknown_calls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,6 +147,13 @@ impl PolicyEngine {
                 position: line_column(err.position()),
                 message: err.err_type().to_string(),
             })?;
+        if let Some(unknown) = unknown_calls::first_unknown_call(&ast) {
+            return Err(PolicyError {
+                file: shown.to_owned(),
+                position: line_column(unknown.position),
+                message: unknown.message(),
+            });
+        }
         let verdict = remember::judge(text, &self.api);
         Ok(RhaiPolicy {
             ast,
