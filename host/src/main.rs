@@ -22,11 +22,15 @@ enum Command {
         #[arg(long, short, default_value = "portcullis.toml")]
         config: PathBuf,
     },
-    /// Validate a config file: prints `ok`, or every problem (exit 1).
+    /// Validate a config file: prints `ok`, or every problem (exit 1). With `[oidc]`, the
+    /// provider's discovery document is fetched and checked too, unless `--offline`.
     Check {
         /// The config file.
         #[arg(long, short, default_value = "portcullis.toml")]
         config: PathBuf,
+        /// Do not contact the identity provider.
+        #[arg(long)]
+        offline: bool,
     },
     /// The quickstart: a development identity provider, a demo backend and the proxy serving
     /// examples/quickstart/portcullis.toml. Development only.
@@ -79,16 +83,7 @@ fn main() -> ExitCode {
     // files 0600 and folders 0700, whatever umask it was started with.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     match Cli::parse().command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(_) => {
-                println!("ok");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("{err}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config, offline } => check(&config, offline),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -175,6 +170,44 @@ fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> 
         app.serve(portcullis::server::shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// `portcullis check`: the config, then (unless `offline`) what the provider's discovery says.
+/// A provider that answers with something that does not fit the config (another issuer, no
+/// discovery document) is a problem; one that cannot be reached is reported and not held
+/// against the config (it may be down, or not reachable from here).
+fn check(path: &std::path::Path, offline: bool) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let (Some(oidc), false) = (&loaded.oidc, offline) {
+        let discovered = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| portcullis::oidc::DiscoveryError::Unavailable(err.to_string()))
+            .and_then(|runtime| {
+                runtime.block_on(portcullis::oidc::Oidc::new(oidc.clone()).discover_now())
+            });
+        match discovered {
+            Ok(()) => {}
+            Err(err @ portcullis::oidc::DiscoveryError::Misconfigured(_)) => {
+                eprintln!(
+                    "config file {} has 1 problem:\n  oidc.discovery: {err}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(err) => eprintln!(
+                "note: the identity provider was not checked ({err}); `--offline` skips this step"
+            ),
+        }
+    }
+    println!("ok");
+    ExitCode::SUCCESS
 }
 
 /// `--timeout`: a duration like `500ms` or `2s`, longer than zero.

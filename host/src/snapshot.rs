@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{Config, OidcConfig, RouteConfig, ServerConfig, SessionConfig};
+use crate::config::{AuthMode, Config, OidcConfig, RouteConfig, ServerConfig, SessionConfig};
 use crate::cookies::OwnCookieNames;
 use crate::oidc::{Auth, Oidc};
 use crate::policy::PolicyPool;
@@ -116,6 +116,33 @@ impl Snapshot {
             auth,
             policy_pool,
         }
+    }
+}
+
+impl Snapshot {
+    /// Why this snapshot cannot serve its routes as configured, if it cannot: a route needs a
+    /// login (`auth = "required"`) and the identity provider has not been discovered. `None` when
+    /// it can (`/readyz`).
+    pub fn not_ready_because(&self) -> Option<String> {
+        let auth = self.auth.as_ref()?;
+        let needs_login = self
+            .routes
+            .iter()
+            .any(|route| route.config.auth == AuthMode::Required);
+        let status = auth.oidc.status();
+        if !needs_login || status.discovered {
+            return None;
+        }
+        Some(match status.last_error {
+            Some(error) => format!(
+                "the identity provider {} is not discovered yet ({} failed attempts); last error: {error}",
+                status.issuer, status.failed_attempts
+            ),
+            None => format!(
+                "the identity provider {} is not discovered yet (first attempt under way)",
+                status.issuer
+            ),
+        })
     }
 }
 

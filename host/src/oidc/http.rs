@@ -17,6 +17,18 @@ pub const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
 /// Timeout of every call to the provider.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a GET to the provider brought no body.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// No answer (refused, unresolved, timed out, cut) or a server error (5xx): asking again
+    /// later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An answer that asking again will not change (a 4xx, a body over the size cap).
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The provider's client: no redirects, a timeout, a size cap on what it reads.
 #[derive(Clone)]
 pub struct ProviderHttp {
@@ -45,27 +57,47 @@ impl ProviderHttp {
     }
 
     /// GETs `url` and returns its body when the status is a success.
-    pub async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    pub async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let response = self
             .client
             .get(url)
             .send()
             .await
-            .map_err(|err| err.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
+            .map_err(|err| FetchError::Unavailable(with_causes(&err)))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(FetchError::Unavailable(format!("{url} answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Refused(format!("{url} answered {status}")));
         }
         read_capped(response, self.max_body).await
     }
 }
 
+/// An error with what caused it (`reqwest` says "error sending request" and keeps the reason, such
+/// as "Connection refused", in its sources).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
+}
+
 /// The body of `response`, refused as soon as it is larger than `max` bytes (announced or read).
-async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
     let url = response.url().clone();
     let too_large = || {
-        format!(
+        FetchError::Refused(format!(
             "the answer from {url} is larger than {max} bytes; refused (a provider's answers are small)"
-        )
+        ))
     };
     if response
         .content_length()
@@ -74,7 +106,11 @@ async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| FetchError::Unavailable(with_causes(&err)))?
+    {
         if body.len() + chunk.len() > max {
             return Err(too_large());
         }
@@ -102,7 +138,7 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
             }
             let body = read_capped(response, self.max_body)
                 .await
-                .map_err(HttpClientError::Other)?;
+                .map_err(|err| HttpClientError::Other(err.to_string()))?;
             builder.body(body).map_err(HttpClientError::Http)
         })
     }

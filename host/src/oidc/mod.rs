@@ -3,7 +3,9 @@
 //! policy (which algorithms, how much clock skew, when to refetch keys) and never logs a token.
 //!
 //! Discovery runs in the background at start and is retried with backoff while the provider is
-//! down; until it succeeds [`Oidc::provider`] is `None` and login cannot start. The JWKS is cached
+//! down; until it succeeds [`Oidc::provider`] is `None`, login cannot start, and
+//! [`Oidc::status`] (shown by `/readyz` and `/reload`) says why. An answer that does not fit the
+//! config (another issuer, no discovery document) is a [`DiscoveryError::Misconfigured`]. The JWKS is cached
 //! and refetched when an ID token names an unknown key, at most once per [`JWKS_REFETCH_INTERVAL`].
 
 mod flow;
@@ -12,7 +14,7 @@ mod verify;
 
 pub use flow::{Auth, AuthError, Authenticated};
 pub use http::MAX_PROVIDER_RESPONSE;
-use http::ProviderHttp;
+use http::{FetchError, ProviderHttp};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -130,12 +132,69 @@ pub enum RefreshError {
     Failed(String),
 }
 
+/// Why discovery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The provider could not be reached, or answered with a server error: it is retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The provider answered, and the answer does not fit the config (another issuer, not a
+    /// discovery document, no usable signing algorithm): asking again will not help; the config
+    /// (or the provider's settings) must change.
+    #[error("configuration error: {0}")]
+    Misconfigured(String),
+}
+
+impl DiscoveryError {
+    fn fetching(what: &str, err: FetchError) -> Self {
+        match err {
+            FetchError::Unavailable(problem) => {
+                DiscoveryError::Unavailable(format!("cannot fetch {what}: {problem}"))
+            }
+            FetchError::Refused(problem) => {
+                DiscoveryError::Misconfigured(format!("cannot fetch {what}: {problem}"))
+            }
+        }
+    }
+}
+
+/// Why the JWKS could not be had.
+#[derive(Debug)]
+enum JwksError {
+    Fetch(FetchError),
+    Parse(String),
+}
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksError::Fetch(err) => write!(f, "cannot fetch the JWKS: {err}"),
+            JwksError::Parse(problem) => f.write_str(problem),
+        }
+    }
+}
+
+/// Where discovery stands, for `/readyz` and `/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderStatus {
+    /// The issuer the config names.
+    pub issuer: String,
+    /// Whether discovery succeeded (logins can start).
+    pub discovered: bool,
+    /// Failed attempts so far.
+    pub failed_attempts: u64,
+    /// The last failure, if any (kept after a success, for the record).
+    pub last_error: Option<String>,
+}
+
 /// The relying party. One per process (rebuilt only when `[oidc]` changes).
 pub struct Oidc {
     config: OidcConfig,
     http: ProviderHttp,
     provider: ArcSwapOption<Provider>,
     last_jwks_refetch: Mutex<Option<Instant>>,
+    /// Failed discovery attempts and the last error.
+    failures: Mutex<(u64, Option<String>)>,
 }
 
 impl Oidc {
@@ -146,7 +205,29 @@ impl Oidc {
             http: ProviderHttp::new(),
             provider: ArcSwapOption::empty(),
             last_jwks_refetch: Mutex::new(None),
+            failures: Mutex::new((0, None)),
         }
+    }
+
+    /// Where discovery stands.
+    pub fn status(&self) -> ProviderStatus {
+        let (failed_attempts, last_error) = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        ProviderStatus {
+            issuer: self.config.issuer.clone(),
+            discovered: self.provider().is_some(),
+            failed_attempts,
+            last_error,
+        }
+    }
+
+    fn record_failure(&self, err: &DiscoveryError) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.0 += 1;
+        failures.1 = Some(err.to_string());
     }
 
     /// The settings.
@@ -162,8 +243,11 @@ impl Oidc {
     /// Runs discovery once and, when it succeeds, makes the relying party usable. A reload calls
     /// this before swapping in a changed `[oidc]`, so a provider that cannot be reached never
     /// replaces one that works.
-    pub async fn discover_now(&self) -> Result<(), String> {
-        let provider = self.discover().await?;
+    pub async fn discover_now(&self) -> Result<(), DiscoveryError> {
+        let provider = self
+            .discover()
+            .await
+            .inspect_err(|err| self.record_failure(err))?;
         self.provider.store(Some(Arc::new(provider)));
         Ok(())
     }
@@ -181,7 +265,15 @@ impl Oidc {
                         return;
                     }
                     Err(err) => {
-                        tracing::warn!(issuer = %oidc.config.issuer, error = %err, retry_in = ?backoff, "OIDC discovery failed");
+                        oidc.record_failure(&err);
+                        match &err {
+                            DiscoveryError::Misconfigured(_) => {
+                                tracing::error!(issuer = %oidc.config.issuer, error = %err, retry_in = ?backoff, "OIDC discovery failed; logins cannot start until the config or the provider is fixed")
+                            }
+                            DiscoveryError::Unavailable(_) => {
+                                tracing::warn!(issuer = %oidc.config.issuer, error = %err, retry_in = ?backoff, "OIDC discovery failed")
+                            }
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_DISCOVERY_BACKOFF);
                     }
@@ -191,34 +283,50 @@ impl Oidc {
     }
 
     /// Fetches and checks the discovery document and the JWKS.
-    async fn discover(&self) -> Result<Provider, String> {
-        let body = self.http.get(self.config.discovery_url.as_str()).await?;
-        let metadata: ProviderMetadataWithLogout = serde_json::from_slice(&body)
-            .map_err(|err| format!("discovery document does not parse: {err}"))?;
-        if metadata.issuer().as_str() != self.config.issuer {
-            return Err(format!(
-                "discovery document names issuer {:?}, expected {:?}",
-                metadata.issuer().as_str(),
+    async fn discover(&self) -> Result<Provider, DiscoveryError> {
+        let url = self.config.discovery_url.as_str();
+        let body = self
+            .http
+            .get(url)
+            .await
+            .map_err(|err| DiscoveryError::fetching("the discovery document", err))?;
+        let metadata: ProviderMetadataWithLogout =
+            serde_json::from_slice(&body).map_err(|err| {
+                DiscoveryError::Misconfigured(format!(
+                    "the answer at {url} is not a discovery document: {err}"
+                ))
+            })?;
+        let named = metadata.issuer().as_str();
+        if named != self.config.issuer {
+            return Err(DiscoveryError::Misconfigured(format!(
+                "the discovery document at {url} names the issuer {named:?}, but `[oidc] discovery` implies {:?}: ID tokens would name {named:?} and be refused. Set `discovery = \"{named}/.well-known/openid-configuration\"`, or correct the issuer the provider is configured with (e.g. its public hostname)",
                 self.config.issuer
-            ));
+            )));
         }
         let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let revocation_endpoint = raw["revocation_endpoint"]
             .as_str()
             .and_then(|u| Url::parse(u).ok());
-        let jwks = self.fetch_jwks(metadata.jwks_uri().url()).await?;
+        let jwks = self
+            .fetch_jwks(metadata.jwks_uri().url())
+            .await
+            .map_err(|err| match err {
+                JwksError::Fetch(err) => DiscoveryError::fetching("the JWKS", err),
+                JwksError::Parse(problem) => DiscoveryError::Misconfigured(problem),
+            })?;
         self.provider_from(metadata.set_jwks(jwks), revocation_endpoint)
+            .map_err(DiscoveryError::Misconfigured)
     }
 
     /// Fetches the provider's keys (through the size-capped client).
-    async fn fetch_jwks(&self, url: &Url) -> Result<CoreJsonWebKeySet, String> {
+    async fn fetch_jwks(&self, url: &Url) -> Result<CoreJsonWebKeySet, JwksError> {
         let body = self
             .http
             .get(url.as_str())
             .await
-            .map_err(|err| format!("cannot fetch the JWKS: {err}"))?;
+            .map_err(JwksError::Fetch)?;
         serde_json::from_slice(&body)
-            .map_err(|err| format!("the JWKS at {url} does not parse: {err}"))
+            .map_err(|err| JwksError::Parse(format!("the JWKS at {url} does not parse: {err}")))
     }
 
     fn provider_from(

@@ -4,7 +4,8 @@
 //!
 //! Shutdown: stop accepting, tell every open connection to finish (HTTP/1.1 closes after its
 //! in-flight response, HTTP/2 sends GOAWAY), and wait up to `server.drain_timeout` for them.
-//! `/readyz` on the admin listener answers 503 from the moment draining starts; the admin listener
+//! `/readyz` on the admin listener answers 503 from the moment draining starts (and, with a reason,
+//! while a route needs a login and the identity provider is not discovered); the admin listener
 //! keeps accepting until the drain is over.
 
 pub mod accept;
@@ -93,14 +94,15 @@ impl Server {
         // the requests in flight drain must still reach `/healthz` (200) and `/readyz` (503).
         let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = self.admin {
-            let (reloader, ready) = (self.reloader.clone(), ready.clone());
+            let (reloader, ready, proxy) =
+                (self.reloader.clone(), ready.clone(), self.proxy.clone());
             let stopped = async move {
                 let _ = admin_stop.await;
             };
             tokio::spawn(accept::serve_http1(
                 listener,
                 move |request: Request<Incoming>| {
-                    let response = admin_response(request.uri().path(), &reloader, &ready);
+                    let response = admin_response(request.uri().path(), &reloader, &ready, &proxy);
                     async move { response }
                 },
                 stopped,
@@ -145,16 +147,40 @@ impl Server {
     }
 }
 
-/// The admin listener's answers: `/healthz` (the process is up), `/readyz` (accepting traffic) and
-/// `/reload` (generation and last reload attempt, JSON).
-fn admin_response(path: &str, reloader: &Reloader, ready: &AtomicBool) -> Response<ProxyBody> {
-    let ready = ready.load(Ordering::SeqCst);
+/// The admin listener's answers: `/healthz` (the process is up), `/readyz` (it can serve what its
+/// config asks: not draining, and the identity provider discovered when a route needs a login)
+/// and `/reload` (generation, last reload attempt and the provider's state, JSON).
+fn admin_response(
+    path: &str,
+    reloader: &Reloader,
+    ready: &AtomicBool,
+    proxy: &Proxy,
+) -> Response<ProxyBody> {
+    let draining = !ready.load(Ordering::SeqCst);
     let (status, text) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if ready => (StatusCode::OK, "ready\n".to_owned()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned()),
+        "/readyz" if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned()),
+        "/readyz" => match proxy.snapshot().not_ready_because() {
+            None => (StatusCode::OK, "ready\n".to_owned()),
+            Some(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            ),
+        },
         "/reload" => {
-            let status = serde_json::to_string_pretty(&reloader.status())
+            let mut status = serde_json::to_value(reloader.status()).unwrap_or_default();
+            let provider = proxy
+                .snapshot()
+                .auth
+                .as_ref()
+                .map(|auth| auth.oidc.status());
+            if let Some(fields) = status.as_object_mut() {
+                fields.insert(
+                    "provider".to_owned(),
+                    serde_json::to_value(provider).unwrap_or_default(),
+                );
+            }
+            let status = serde_json::to_string_pretty(&status)
                 .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"));
             let mut response = Response::new(full_body(status + "\n"));
             response.headers_mut().insert(

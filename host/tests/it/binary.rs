@@ -688,7 +688,7 @@ fn check_refuses_a_session_secret_others_can_read_or_too_short() {
     let key = dir.path().join("session.key");
     let check = |config: &std::path::Path, env: Option<&str>| {
         let mut command = binary();
-        command.args(["check", "--config"]).arg(config);
+        command.args(["check", "--offline", "--config"]).arg(config);
         command.env_remove("PORTCULLIS_SESSION_SECRET");
         if let Some(value) = env {
             command.env("PORTCULLIS_SESSION_SECRET", value);

@@ -1382,3 +1382,113 @@ async fn a_logged_in_request_with_a_non_utf8_cookie_keeps_its_session_and_hides_
         assert_eq!(identity, expected, "{path}: the session is still read");
     }
 }
+
+/// Issue 17: with `discovery` pointing at a document that names another issuer, the proxy
+/// retried for ever, refused every login, and `/readyz` said ready. Now `check` reports the
+/// mismatch as a configuration error with the fix (`--offline` skips the provider), `/readyz`
+/// answers 503 with the reason while a route needs a login and the provider is not discovered,
+/// `/reload` shows the provider's state and last error, and once the provider's answer fits,
+/// the proxy is ready.
+#[tokio::test]
+async fn readiness_says_why_logins_cannot_start_and_check_reports_another_issuer() {
+    use support::binary::{RunningProxy, binary, http_get};
+    let idp = HostileIdp::start(Script {
+        discovery_issuer: Some("https://login.example.com".into()),
+        ..Script::default()
+    })
+    .await;
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = config_with(&idp, echo, "")(addr).replace(
+        &format!("listen = \"{addr}\""),
+        &format!("listen = \"{addr}\"\nadmin_listen = \"127.0.0.1:0\""),
+    );
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, text).unwrap();
+
+    // Off the runtime: the provider answers on this test's thread.
+    let check = |extra: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let output = binary()
+                    .args(["check", "--config"])
+                    .arg(&config)
+                    .args(extra)
+                    .output()
+                    .unwrap();
+                (
+                    output.status.code(),
+                    String::from_utf8_lossy(&output.stderr).into_owned(),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (code, stderr) = check(&[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("oidc.discovery: configuration error")
+            && stderr.contains("names the issuer \"https://login.example.com\"")
+            && stderr.contains(
+                "discovery = \"https://login.example.com/.well-known/openid-configuration\""
+            ),
+        "{stderr}"
+    );
+    assert_eq!(check(&["--offline"]).await.0, Some(0));
+
+    let proxy = RunningProxy::start(&config);
+    let admin = proxy.admin.unwrap();
+    let readyz = || async move {
+        support::raw(
+            admin,
+            "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    };
+    let wait_for = |what: &'static str, wanted: fn(u16, &str) -> bool| async move {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = readyz().await;
+            if wanted(status, &body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{what}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let body = wait_for("not ready, with the reason", |status, body| {
+        status == 503 && body.contains("configuration error")
+    })
+    .await;
+    assert!(
+        body.contains(&format!(
+            "not ready: the identity provider {} is not discovered yet",
+            idp.issuer
+        )),
+        "{body}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&http_get(admin, "/reload")).unwrap();
+    assert_eq!(status["provider"]["discovered"], false, "{status}");
+    assert!(
+        status["provider"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("names the issuer"),
+        "{status}"
+    );
+
+    // The provider's name is corrected: a later attempt succeeds and the proxy is ready.
+    idp.script(|s| s.discovery_issuer = None);
+    wait_for("ready once discovered", |status, _| status == 200).await;
+    let status: serde_json::Value = serde_json::from_str(&http_get(admin, "/reload")).unwrap();
+    assert_eq!(status["provider"]["discovered"], true, "{status}");
+}

@@ -131,6 +131,9 @@ pub struct Script {
     pub access_expires_in: u64,
     /// Bytes of filler in the discovery document (an oversized answer).
     pub discovery_padding: usize,
+    /// The issuer the discovery document names, when not this provider's own (a provider whose
+    /// public name is configured differently).
+    pub discovery_issuer: Option<String>,
     /// Bytes of filler in token answers.
     pub token_padding: usize,
 }
@@ -146,6 +149,7 @@ impl Default for Script {
             no_refresh_token: false,
             access_expires_in: 300,
             discovery_padding: 0,
+            discovery_issuer: None,
             token_padding: 0,
         }
     }
@@ -303,9 +307,12 @@ impl HostileIdp {
             "/.well-known/openid-configuration" => {
                 self.discovery_calls.fetch_add(1, Ordering::SeqCst);
                 let mut discovery = self.discovery();
-                let padding = self.state.lock().unwrap().script.discovery_padding;
-                if padding > 0 {
-                    discovery["x_filler"] = Value::String("x".repeat(padding));
+                let script = &self.state.lock().unwrap().script;
+                if script.discovery_padding > 0 {
+                    discovery["x_filler"] = Value::String("x".repeat(script.discovery_padding));
+                }
+                if let Some(issuer) = &script.discovery_issuer {
+                    discovery["issuer"] = Value::String(issuer.clone());
                 }
                 json_response(StatusCode::OK, discovery)
             }
