@@ -1,6 +1,7 @@
 //! A real browser for tests: Debian's `chromium`, headless, driven by `chromedriver` over the W3C
 //! WebDriver protocol (a few JSON calls on loopback; no client crate needed for that much).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ impl Browser {
         let port = super::closed_port().port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // A group of its own, with the browser it starts: stopping the group stops them all,
+            // even when a test panics before the session is closed.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -198,15 +202,19 @@ impl Browser {
     }
 
     /// Ends the session (closing Chromium) and the driver.
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Dropping stops whatever is left.
     }
 }
 
 impl Drop for Browser {
+    /// Stops the driver and every browser process it started (its process group), so no
+    /// Chromium outlives the test, passed or failed.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
