@@ -20,7 +20,7 @@ use crate::config::{self, Config};
 use crate::dev_idp::DevIdp;
 use crate::proxy::Proxy;
 use crate::reload::{Attempt, ReloadStatus, Reloader, StartedWith, watch};
-use crate::server::{BindError, Server, bind};
+use crate::server::{BindError, Server, bind, bind_joining};
 use crate::snapshot::{self, BuildError};
 
 /// The sockets an app serves on, bound by the caller so that it knows the addresses (port 0)
@@ -35,18 +35,56 @@ pub struct Listeners {
     pub dev_idp: Option<std::net::TcpListener>,
 }
 
+/// Where the sockets of `server.listen` and `server.admin_listen` come from.
+pub enum SocketSource {
+    /// Bound here; an address something else listens on is refused ("address in use").
+    Bind,
+    /// Bound here beside the sockets of a running Portcullis on the same addresses, which this
+    /// process replaces (`portcullis run --takeover`).
+    JoinRunning,
+}
+
 impl Listeners {
     /// Binds every address `config` names: `server.listen`, `server.admin_listen` and
     /// `[dev_idp] listen`.
     pub fn bind(config: &Config) -> Result<Self, StartError> {
-        Ok(Listeners {
-            public: config
-                .server
-                .listen
+        Self::bind_with(config, Vec::new(), SocketSource::Bind)
+    }
+
+    /// Like [`Listeners::bind`], but an address with a socket in `inherited` (passed by systemd
+    /// socket activation) uses that socket, and the others are bound as `source` says. A passed
+    /// socket on no configured address is refused: serving it would be a surprise.
+    pub fn bind_with(
+        config: &Config,
+        mut inherited: Vec<std::net::TcpListener>,
+        source: SocketSource,
+    ) -> Result<Self, StartError> {
+        let mut listener = |addr: SocketAddr| -> Result<std::net::TcpListener, StartError> {
+            let passed = inherited
                 .iter()
-                .map(|&addr| bind(addr))
-                .collect::<Result<_, _>>()?,
-            admin: config.server.admin_listen.map(bind).transpose()?,
+                .position(|socket| socket.local_addr().is_ok_and(|bound| bound == addr));
+            match (passed, &source) {
+                (Some(at), _) => Ok(inherited.swap_remove(at)),
+                (None, SocketSource::Bind) => Ok(bind(addr)?),
+                (None, SocketSource::JoinRunning) => Ok(bind_joining(addr)?),
+            }
+        };
+        let public = config
+            .server
+            .listen
+            .iter()
+            .map(|&addr| listener(addr))
+            .collect::<Result<_, _>>()?;
+        let admin = config.server.admin_listen.map(&mut listener).transpose()?;
+        if let Some(unused) = inherited.first() {
+            return Err(StartError::UnusedSocket(unused.local_addr().map_or_else(
+                |err| format!("(unknown: {err})"),
+                |addr| addr.to_string(),
+            )));
+        }
+        Ok(Listeners {
+            public,
+            admin,
             dev_idp: config
                 .dev_idp
                 .as_ref()
@@ -77,6 +115,11 @@ pub enum StartError {
     /// The first snapshot could not be built (the session store did not open).
     #[error(transparent)]
     Snapshot(#[from] BuildError),
+    /// The service manager passed a socket whose address the config does not name.
+    #[error(
+        "the service manager passed a socket on {0}, which is neither in server.listen nor server.admin_listen; name that address in the config (exactly: 0.0.0.0:443 and [::]:443 differ), or remove it from the .socket unit"
+    )]
+    UnusedSocket(String),
     /// `[dev_idp] listen` could not be bound.
     #[error("cannot listen on {} ([dev_idp]): {}", .0.addr, .0.source)]
     DevIdpBind(BindError),
@@ -100,9 +143,26 @@ pub struct AppHandle {
     reloader: Arc<Reloader>,
 }
 
+/// How a process starts, beyond its config.
+#[derive(Debug, Default, Clone)]
+pub struct StartOptions {
+    /// How long the session store may be held by another process at start (a takeover: the
+    /// process being replaced holds it until its drain ends). Zero: refuse to start at once.
+    pub store_wait: std::time::Duration,
+}
+
 impl App {
     /// Starts everything `config` asks for on `listeners`. Must run inside a tokio runtime.
     pub async fn start(config: Config, listeners: Listeners) -> Result<App, StartError> {
+        Self::start_with(config, listeners, StartOptions::default()).await
+    }
+
+    /// [`App::start`] with `options`.
+    pub async fn start_with(
+        config: Config,
+        listeners: Listeners,
+        options: StartOptions,
+    ) -> Result<App, StartError> {
         // First: the proxy's discovery would otherwise wait for it.
         let dev_idp = match (&config.dev_idp, listeners.dev_idp) {
             (Some(dev), Some(listener)) => {
@@ -117,7 +177,7 @@ impl App {
             workers: config.server.workers,
             dev_idp: config.dev_idp.clone(),
         };
-        let builder = Arc::new(snapshot::Builder::default());
+        let builder = Arc::new(snapshot::Builder::waiting_for_the_store(options.store_wait));
         let proxy = Proxy::new(builder.build(config, None).await?);
         let workers = started_with.workers;
         let reloader = Arc::new(Reloader::new(proxy.clone(), builder, started_with));

@@ -29,7 +29,7 @@ pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 
-pub use app::{App, AppHandle, Listeners};
+pub use app::{App, AppHandle, Listeners, SocketSource, StartOptions};
 pub use config::Config;
 pub use proxy::Proxy;
 pub use snapshot::Snapshot;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis::app::{App, Listeners};
+use portcullis::app::{App, Listeners, SocketSource, StartOptions};
 use portcullis::config;
 
 #[derive(Parser)]
@@ -21,6 +21,11 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = "portcullis.toml")]
         config: PathBuf,
+        /// Take over from a Portcullis running with this config: listen beside it
+        /// (`SO_REUSEPORT`), wait for its session store while it drains (send it SIGTERM), then
+        /// serve. See docs/operations.md, "Upgrades and restarts".
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate a config file: prints `ok`, or every problem (exit 1). With `[oidc]`, the
     /// provider's discovery document is fetched and checked too, unless `--offline`.
@@ -127,7 +132,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => match run(&config) {
+        Command::Run { config, takeover } => match run(&config, takeover) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("portcullis: {err}");
@@ -150,13 +155,26 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// `portcullis run`: loads the config, binds its listeners, and serves it until SIGTERM/SIGINT,
 /// reloading when the config or a file it names changes.
-fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn run(config_path: &std::path::Path, takeover: bool) -> Result<(), Box<dyn std::error::Error>> {
     let baseline = portcullis::reload::watch::Baseline::take(config_path);
     let config = config::load(config_path)?;
     let _log = portcullis::logging::init(&config.log.level);
-    let listeners = Listeners::bind(&config)?;
+    let inherited = inherited_sockets()?;
+    let (source, options) = if takeover {
+        let options = StartOptions {
+            // The process being replaced lets go of the store when its drain ends.
+            store_wait: config.server.drain_timeout + TAKEOVER_MARGIN,
+        };
+        (SocketSource::JoinRunning, options)
+    } else {
+        (SocketSource::Bind, StartOptions::default())
+    };
+    let listeners = Listeners::bind_with(&config, inherited, source)?;
+    if takeover {
+        println!("portcullis: listening beside the running process; send it SIGTERM to hand over");
+    }
     runtime()?.block_on(async {
-        let app = App::start(config, listeners).await?;
+        let app = App::start_with(config, listeners, options).await?;
         app.watch(config_path.to_owned(), baseline);
         let scheme = if app.uses_tls() { "https" } else { "http" };
         // On stdout, for people and for tests that start the binary on port 0 (which read up to
@@ -170,6 +188,26 @@ fn run(config_path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> 
         app.serve(portcullis::server::shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// How much longer than the replaced process's drain a takeover waits for the session store.
+const TAKEOVER_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Listening sockets passed by a service manager (systemd socket activation: `LISTEN_FDS`,
+/// checked against `LISTEN_PID`).
+fn inherited_sockets() -> Result<Vec<std::net::TcpListener>, Box<dyn std::error::Error>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    (0..passed.len())
+        .map(|index| {
+            passed
+                .take_tcp_listener(index)
+                .map_err(|err| format!("socket {index} passed by the service manager: {err}"))?
+                .ok_or_else(|| {
+                    format!("socket {index} passed by the service manager is not a TCP listener")
+                        .into()
+                })
+        })
+        .collect()
 }
 
 /// `portcullis check`: the config, then (unless `offline`) what the provider's discovery says.

@@ -13,7 +13,7 @@ use crate::cookies::OwnCookieNames;
 use crate::oidc::{Auth, Oidc};
 use crate::policy::PolicyPool;
 use crate::routes::RouteTable;
-use crate::session::{SessionManager, StoreError, SystemClock};
+use crate::session::{SessionManager, SledStore, StoreError, SystemClock};
 use crate::upstream::{Target, UpstreamClient, UpstreamPools};
 
 /// One resolved config, ready to serve.
@@ -176,9 +176,21 @@ pub struct Builder {
     /// The store with the `[session]` settings it was opened with (changing those needs a
     /// restart).
     sessions: Mutex<Option<(Arc<SessionManager>, SessionConfig)>>,
+    /// How long the session store may be held by another process when it is first opened:
+    /// during a takeover, the process being replaced holds it until its drain ends.
+    store_wait: Duration,
 }
 
 impl Builder {
+    /// A builder whose first opening of the session store waits up to `store_wait` while
+    /// another process holds it (`portcullis run --takeover`).
+    pub fn waiting_for_the_store(store_wait: Duration) -> Self {
+        Builder {
+            store_wait,
+            ..Builder::default()
+        }
+    }
+
     /// The snapshot of `config`. `serving` is the snapshot it replaces (`None` at start).
     ///
     /// Login: an unchanged `[oidc]` keeps the running relying party; at start, discovery begins
@@ -203,7 +215,7 @@ impl Builder {
                 } else {
                     discover(&oidc, wanted).await?;
                 }
-                let sessions = self.sessions(&config.session)?;
+                let sessions = self.sessions(&config.session).await?;
                 Some(Arc::new(Auth::new(oidc, sessions)))
             }
         };
@@ -217,15 +229,36 @@ impl Builder {
         sessions.as_ref().map(|(_, settings)| settings.clone())
     }
 
-    /// The session store, opened with `settings` the first time it is needed.
-    fn sessions(&self, settings: &SessionConfig) -> Result<Arc<SessionManager>, StoreError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((open, _)) = &*sessions {
+    /// The session store, opened with `settings` the first time it is needed; while another
+    /// process holds it, tried again every 100 ms for up to `store_wait`.
+    async fn sessions(&self, settings: &SessionConfig) -> Result<Arc<SessionManager>, StoreError> {
+        if let Some((open, _)) = &*self.sessions.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(open.clone());
         }
-        let manager = Arc::new(SessionManager::open(settings, Arc::new(SystemClock))?);
+        let give_up = std::time::Instant::now() + self.store_wait;
+        let mut said = false;
+        let manager = loop {
+            match SessionManager::open(settings, Arc::new(SystemClock)) {
+                Ok(manager) => break Arc::new(manager),
+                Err(err) if SledStore::is_in_use(&err) && std::time::Instant::now() < give_up => {
+                    if !said {
+                        tracing::info!(
+                            wait = ?self.store_wait,
+                            "the session store is held by the process being replaced; waiting for it to let go (send that process SIGTERM)"
+                        );
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        if said {
+            tracing::info!("the session store is open: taking over");
+        }
         manager.spawn_sweeper(settings.sweep_interval);
-        *sessions = Some((manager.clone(), settings.clone()));
+        *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((manager.clone(), settings.clone()));
         Ok(manager)
     }
 }

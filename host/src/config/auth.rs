@@ -576,7 +576,7 @@ fn sealing(
         .map(|(at, file)| {
             let path = base_dir.join(file);
             if let Err(problem) = secret::check_private_secret_file(&path, false) {
-                problems.add(&format!("session.previous_secret_files[{at}]"), problem);
+                problems.add(format!("session.previous_secret_files[{at}]"), problem);
             }
             path
         })

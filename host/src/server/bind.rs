@@ -35,6 +35,13 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
     bound().map_err(|source| BindError { addr, source })
 }
 
+/// Binds `addr` with `SO_REUSEPORT` beside whatever listens there already: a Portcullis being
+/// replaced (`portcullis run --takeover`), whose sockets have the option too. The kernel then
+/// shares new connections between both until the old process closes its sockets.
+pub fn bind_joining(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+    socket(addr, true).map_err(|source| BindError { addr, source })
+}
+
 /// Another socket on the address of `listener` (bound by [`bind`]), for another worker.
 pub(super) fn bind_sibling(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
     socket(addr, true).map_err(|source| BindError { addr, source })

@@ -12,6 +12,7 @@ pub mod accept;
 mod bind;
 mod idle;
 mod public;
+mod unstarted;
 mod worker;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::response::{ProxyBody, full_body};
-pub use bind::{BindError, bind};
+pub use bind::{BindError, bind, bind_joining};
 
 /// Bound listeners, ready to serve. Binding and serving are separate so callers (tests, `run`)
 /// learn the actual addresses (port 0) before traffic starts.

@@ -14,6 +14,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+
+use super::unstarted::{FirstRequest, Unstarted};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -95,6 +97,7 @@ pub(super) async fn accept_loop(
     listener: TcpListener,
     proxy: Proxy,
     graceful: &GracefulShutdown,
+    unstarted: &Unstarted,
     open: OpenConnections,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -124,13 +127,20 @@ pub(super) async fn accept_loop(
         };
         let proxy = proxy.clone();
         let watcher = graceful.watcher();
+        let first_request = unstarted.enter();
         tokio::spawn(async move {
             // Shared with a tunnel the connection may become (see `ConnectionHold`).
             let slot: Arc<ConnectionSlot> = Arc::new(slot);
             match tls {
                 None => {
                     let conn = ConnInfo::new(peer, false);
-                    serve_connection(stream, conn, idle_timeout, slot, proxy, watcher).await
+                    let serving = Serving {
+                        slot,
+                        proxy,
+                        watcher,
+                        first_request,
+                    };
+                    serve_connection(stream, conn, idle_timeout, serving).await
                 }
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -138,8 +148,13 @@ pub(super) async fn accept_loop(
                     {
                         Ok(Ok(tls_stream)) => {
                             let conn = ConnInfo::new(peer, true);
-                            serve_connection(tls_stream, conn, idle_timeout, slot, proxy, watcher)
-                                .await
+                            let serving = Serving {
+                                slot,
+                                proxy,
+                                watcher,
+                                first_request,
+                            };
+                            serve_connection(tls_stream, conn, idle_timeout, serving).await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
@@ -152,22 +167,34 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes, or until it has
-/// been idle (no request in flight, none started or ended) for `idle_timeout`.
-async fn serve_connection<IO>(
-    io: IO,
-    conn: ConnInfo,
-    idle_timeout: Duration,
+/// What a connection is served with besides its socket.
+struct Serving {
+    /// Its place among `server.max_connections`.
     slot: Arc<ConnectionSlot>,
     proxy: Proxy,
-    graceful: Watcher,
-) where
+    /// Tells it to close at shutdown (and counts it for the drain).
+    watcher: Watcher,
+    /// Counted as waiting for its first request until one begins.
+    first_request: FirstRequest,
+}
+
+/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one connection until it closes, or until it has
+/// been idle (no request in flight, none started or ended) for `idle_timeout`.
+async fn serve_connection<IO>(io: IO, conn: ConnInfo, idle_timeout: Duration, serving: Serving)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Serving {
+        slot,
+        proxy,
+        watcher: graceful,
+        first_request,
+    } = serving;
     let activity = idle::Activity::new();
     let requests = activity.clone();
     let peer = conn.peer;
     let service = service_fn(move |mut request: Request<Incoming>| {
+        first_request.began();
         let proxy = proxy.clone();
         let conn = conn.clone();
         let in_flight = requests.request();

@@ -14,6 +14,8 @@ use std::net::TcpListener as StdListener;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
+
+use super::unstarted::{FIRST_REQUEST_GRACE, Unstarted};
 use tokio::sync::{oneshot, watch};
 
 use super::public::{OpenConnections, accept_loop};
@@ -103,6 +105,7 @@ async fn serve(
     stop: watch::Receiver<bool>,
 ) -> bool {
     let graceful = GracefulShutdown::new();
+    let unstarted = Unstarted::default();
     let mut listeners = Vec::with_capacity(sockets.len());
     for socket in sockets {
         match socket
@@ -118,11 +121,14 @@ async fn serve(
             listener,
             proxy.clone(),
             &graceful,
+            &unstarted,
             open.clone(),
             stop.clone(),
         )
     }))
     .await;
+    // Not accepting any more; connections accepted just before may still send their request.
+    let _ = tokio::time::timeout(FIRST_REQUEST_GRACE, unstarted.none_left()).await;
     let drain_timeout = proxy.snapshot().server.drain_timeout;
     tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await

@@ -16,16 +16,37 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Ends the message of an open refused because another process holds the database's lock.
+    pub const IN_USE_HINT: &'static str = "is another Portcullis using it? One process per folder; `portcullis run --takeover` replaces a running one";
+
+    /// Whether opening failed only because another process holds the database (it may let go:
+    /// a Portcullis being replaced releases it when its drain ends).
+    pub fn is_in_use(err: &StoreError) -> bool {
+        err.0.ends_with(&format!("({})", Self::IN_USE_HINT))
+    }
+
     /// Opens (or creates) the database in folder `path`. The folder is created private (`0700`);
     /// an existing one that group or others can enter is refused with the `chmod` to run, and the
     /// files in it are made private (`0600`) whatever the umask was when they were written.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         private_folder(path)?;
         let db = sled::Config::new().path(path).open().map_err(|err| {
-            StoreError(format!(
-                "cannot open the session database at {}: {err} (is another Portcullis using it?)",
-                path.display()
-            ))
+            // sled reports its file lock held elsewhere as an I/O error of its own wording.
+            let held = matches!(&err, sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock"));
+            if held {
+                StoreError(format!(
+                    "cannot open the session database at {}: another process holds it ({})",
+                    path.display(),
+                    Self::IN_USE_HINT
+                ))
+            } else {
+                StoreError(format!(
+                    "cannot open the session database at {}: {err} (is another Portcullis using it?)",
+                    path.display()
+                ))
+            }
         })?;
         make_private(path)
             .map_err(|err| StoreError(format!("cannot make {} private: {err}", path.display())))?;

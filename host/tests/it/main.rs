@@ -27,4 +27,5 @@ mod policies;
 mod proxy;
 mod quickstart;
 mod reload;
+mod restarts;
 mod wasm_policies;

@@ -395,7 +395,7 @@ fn write_sled_config(
         dir.join("data/sessions").display()
     );
     let config_path = dir.join("portcullis.toml");
-    std::fs::write(&config_path, config(addr, &idp, echo, &sessions, "60s")).unwrap();
+    std::fs::write(&config_path, config(addr, idp, echo, &sessions, "60s")).unwrap();
     config_path
 }
 

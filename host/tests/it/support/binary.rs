@@ -30,18 +30,67 @@ impl RunningProxy {
     /// [`RunningProxy::start`] with these environment variables set. The process starts with
     /// umask 022, the usual default, whatever the test run's is.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
-        let log = std::fs::File::create(config.with_file_name("portcullis.log")).unwrap();
-        let mut child = Command::new("sh")
-            .args(["-c", "umask 022 && exec \"$@\"", "sh"])
+        Self::launch(config, env, Launch::Plain)
+    }
+
+    /// Starts it as systemd socket activation does: `socket` (kept open by the test, as systemd
+    /// keeps it across restarts) is its fd 3, with `LISTEN_FDS=1` and `LISTEN_PID` set.
+    pub fn start_activated(config: &Path, socket: &std::net::TcpListener) -> Self {
+        Self::launch(config, &[], Launch::Activated(socket))
+    }
+
+    /// Starts `portcullis run --takeover` beside a running one on `addr`; returns once it
+    /// listens there (it serves once the running one let go of the session store).
+    pub fn start_takeover(config: &Path, addr: SocketAddr) -> Self {
+        Self::launch(config, &[], Launch::Takeover(addr))
+    }
+
+    fn launch(config: &Path, env: &[(&str, &str)], how: Launch<'_>) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_file_name("portcullis.log"))
+            .unwrap();
+        let script = match how {
+            Launch::Activated(_) => {
+                "umask 022; fd=$SOCKET_FD; unset SOCKET_FD; export LISTEN_FDS=1 LISTEN_PID=$$; exec \"$@\" 3<&\"$fd\""
+            }
+            _ => "umask 022 && exec \"$@\"",
+        };
+        // bash: dash's redirections take one-digit descriptors only.
+        let mut command = Command::new("bash");
+        command
+            .args(["-c", script, "sh"])
             .arg(env!("CARGO_BIN_EXE_portcullis"))
             .args(["run", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start the portcullis binary");
+            .stderr(log);
+        match how {
+            Launch::Activated(socket) => {
+                use std::os::fd::AsRawFd;
+                command.env("SOCKET_FD", socket.as_raw_fd().to_string());
+            }
+            Launch::Takeover(_) => {
+                command.arg("--takeover");
+            }
+            Launch::Plain => {}
+        }
+        let mut child = match how {
+            // Inherited by the child: not closed when it execs, for the instant of the spawn
+            // only (every other child of this test process would inherit it too).
+            Launch::Activated(socket) => {
+                use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+                fcntl(socket, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+                let child = command.spawn();
+                fcntl(socket, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+                child
+            }
+            _ => command.spawn(),
+        }
+        .expect("start the portcullis binary");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut admin = None;
@@ -60,6 +109,11 @@ impl RunningProxy {
             }
             if let Some(url) = line.strip_prefix("portcullis: listening on http://") {
                 break url.parse().unwrap();
+            }
+            if let (Launch::Takeover(addr), true) =
+                (&how, line.starts_with("portcullis: listening beside"))
+            {
+                break *addr;
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -110,6 +164,16 @@ impl Drop for RunningProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How [`RunningProxy::launch`] starts the binary.
+#[derive(Clone, Copy)]
+enum Launch<'a> {
+    Plain,
+    /// With this listening socket as systemd passes it.
+    Activated(&'a std::net::TcpListener),
+    /// `--takeover` beside a process on this address.
+    Takeover(SocketAddr),
 }
 
 /// A blocking `GET path` to `addr`; returns the response body.
