@@ -62,17 +62,25 @@ enum PolicyCommand {
     /// Run one decision of a policy and print it as JSON. Exit 0; 1 when it differs from
     /// `--expect`; 2 when the policy fails (compile, runtime, limit) or an input is bad.
     Test {
-        /// The policy file (`.rhai` or `.wasm`).
-        file: PathBuf,
-        /// JSON object of ID-token claims, e.g. {"sub": "alice", "groups": ["admins"]}.
+        /// The policy file (`.rhai` or `.wasm`); or `--route` with `--config`.
+        file: Option<PathBuf>,
+        /// ID-token claims: JSON ('{"sub": "alice", "groups": ["admins"]}') or @file.json.
         #[arg(long)]
-        claims: PathBuf,
-        /// JSON object with method, path, query, host, headers, client_ip, route (all optional).
+        claims: String,
+        /// The request: JSON with method, path, query, host, headers, client_ip, route (all
+        /// optional), or @file.json.
         #[arg(long)]
-        request: Option<PathBuf>,
+        request: Option<String>,
         /// `key=value` for the policy's config; JSON values are parsed (`groups=["a","b"]`).
-        #[arg(long = "config", value_name = "KEY=VALUE")]
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The config file whose `--route` is tested (as `run` and `check` take it).
+        #[arg(long = "config", value_name = "FILE")]
         config: Vec<String>,
+        /// Test this route of `--config`: its policy, `policy_config`, identity headers and
+        /// limits, as the proxy decides for it.
+        #[arg(long)]
+        route: Option<String>,
         /// The decision you expect.
         #[arg(long, value_parser = ["allow", "deny", "login"])]
         expect: Option<String>,
@@ -95,18 +103,22 @@ fn main() -> ExitCode {
                     file,
                     claims,
                     request,
+                    set,
                     config,
+                    route,
                     expect,
                     timeout,
                 },
-        } => policy_test(
-            &file,
-            &claims,
-            request.as_deref(),
-            &config,
-            expect.as_deref(),
+        } => policy_test(PolicyTest {
+            file,
+            claims,
+            request,
+            set,
+            config,
+            route,
+            expect,
             timeout,
-        ),
+        }),
         Command::Demo {
             listen,
             data_dir,
@@ -248,6 +260,68 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The decision of route `name` of the config file `--config`, with its policy, `policy_config`,
+/// identity headers and limits (`--timeout` replacing `policy_limits.timeout`).
+fn route_decision(
+    args: &PolicyTest,
+    name: &str,
+    input: &portcullis::policy::tester::TestInput,
+) -> Result<portcullis::policy::Decision, portcullis::policy::tester::TestError> {
+    use portcullis::policy::tester::{self, TestError};
+    let [file] = args.config.as_slice() else {
+        return Err(TestError::Input(
+            "--route needs the config file: --config portcullis.toml".to_owned(),
+        ));
+    };
+    if !args.set.is_empty() {
+        return Err(TestError::Input(
+            "--set does not apply to --route: the route's policy_config is used".to_owned(),
+        ));
+    }
+    let path = std::path::Path::new(file);
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| TestError::Input(format!("cannot read {file}: {err}")))?;
+    let text = match args.timeout {
+        None => text,
+        Some(timeout) => with_policy_timeout(&text, timeout)
+            .map_err(|err| TestError::Input(format!("{file}: {err}")))?,
+    };
+    let loaded = config::load_text(&text, path).map_err(|err| TestError::Input(err.to_string()))?;
+    let Some(route) = loaded.routes.iter().find(|route| route.name == name) else {
+        let names: Vec<&str> = loaded
+            .routes
+            .iter()
+            .map(|route| route.name.as_str())
+            .collect();
+        return Err(TestError::Input(format!(
+            "{file} has no route {name:?}; its routes: {}",
+            names.join(", ")
+        )));
+    };
+    let Some(policy) = &route.policy else {
+        return Err(TestError::Input(format!(
+            "route {name:?} of {file} has no policy"
+        )));
+    };
+    tester::decide(&policy.policy, &policy.rules, input)
+}
+
+/// The config text with `policy_limits.timeout` set to `timeout`.
+fn with_policy_timeout(text: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let mut table: toml::Table = text.parse().map_err(|err| format!("not TOML: {err}"))?;
+    let limits = table
+        .entry("policy_limits")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(limits) = limits.as_table_mut() else {
+        return Err("policy_limits is not a table".to_owned());
+    };
+    limits.insert(
+        "timeout".to_owned(),
+        toml::Value::String(format!("{}ms", timeout.as_millis())),
+    );
+    toml::to_string(&table).map_err(|err| err.to_string())
+}
+
 /// `--timeout`: a duration like `500ms` or `2s`, longer than zero.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text) {
@@ -256,20 +330,53 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-fn policy_test(
-    file: &std::path::Path,
-    claims: &std::path::Path,
-    request: Option<&std::path::Path>,
-    config: &[String],
-    expect: Option<&str>,
+/// The arguments of `portcullis policy test`.
+struct PolicyTest {
+    file: Option<PathBuf>,
+    claims: String,
+    request: Option<String>,
+    set: Vec<String>,
+    config: Vec<String>,
+    route: Option<String>,
+    expect: Option<String>,
     timeout: Option<std::time::Duration>,
-) -> ExitCode {
+}
+
+/// `portcullis policy test`: a policy file with `--set` values, or a route of a config file.
+fn policy_test(args: PolicyTest) -> ExitCode {
+    use portcullis::policy::tester::{self, TestError, TestInput};
     // print() and debug() in the policy go to stderr.
     let _log = portcullis::logging::init("info");
-    match portcullis::policy::tester::run(file, claims, request, config, timeout) {
+    let decided = match (&args.route, &args.file) {
+        (Some(route), None) => {
+            match TestInput::read(&args.claims, args.request.as_deref(), Some(route)) {
+                Ok(input) => route_decision(&args, route, &input),
+                Err(err) => Err(err),
+            }
+        }
+        (Some(_), Some(_)) => Err(TestError::Input(
+            "give either a policy FILE or --route (with --config), not both".to_owned(),
+        )),
+        (None, Some(file)) => {
+            // Before --set and --route, --config gave the policy's values.
+            let mut set = args.set.clone();
+            if !args.config.is_empty() {
+                eprintln!(
+                    "warning: --config key=value is now --set key=value (--config names the config file of --route)"
+                );
+                set.extend(args.config.iter().cloned());
+            }
+            TestInput::read(&args.claims, args.request.as_deref(), None)
+                .and_then(|input| tester::run(file, &input, &set, args.timeout))
+        }
+        (None, None) => Err(TestError::Input(
+            "give a policy FILE, or --route NAME --config FILE".to_owned(),
+        )),
+    };
+    match decided {
         Ok(decision) => {
             println!("{}", decision.to_json());
-            match expect {
+            match args.expect.as_deref() {
                 Some(expected) if expected != decision.kind() => {
                     eprintln!(
                         "expected {expected}, the policy decided {}",

@@ -12,8 +12,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
+    load_text(&text, path)
+}
+
+/// Parses, validates and resolves `text` as the config file at `path` (which is named in errors
+/// and whose folder relative paths are taken from), e.g. a file's text with a value overridden.
+pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base_dir).map_err(|err| match err {
+    parse(text, base_dir).map_err(|err| match err {
         ParseError::Syntax(message) => ConfigError::Syntax {
             path: path.to_owned(),
             message,

@@ -20,7 +20,7 @@ pub use auth::{
     AuthMode, ClientAuth, IdentityHeaders, OidcConfig, SESSION_SECRET_ENV, Sealing, SecretSource,
     SessionConfig, StoreKind, Unauthenticated,
 };
-pub use load::{ParseError, load, parse, referenced_files};
+pub use load::{ParseError, load, load_text, parse, referenced_files};
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -1,5 +1,10 @@
-//! `portcullis policy test`: one decision of a policy file for given claims, request and config,
-//! without running the proxy.
+//! `portcullis policy test`: one decision of a policy for given claims, request and config,
+//! without running the proxy — of a policy file ([`run`]), or of a policy already loaded with its
+//! route's rules ([`decide`], for `--route`).
+//!
+//! Claims and request are JSON given inline (`'{"sub": "alice"}'`) or read from a file
+//! (`@claims.json`, as curl writes it); a plain path is still read, for scripts written before
+//! the `@`.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -60,11 +65,25 @@ impl Default for TestRequest {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T, TestError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| TestError::Input(format!("cannot read {what} {}: {err}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|err| TestError::Input(format!("{what} {} is not valid: {err}", path.display())))
+/// `--claims` or `--request`: inline JSON, `@file`, or (the old form) a file's path.
+fn read_json<T: for<'de> Deserialize<'de>>(given: &str, what: &str) -> Result<T, TestError> {
+    let from_file = |path: &str| {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| TestError::Input(format!("cannot read --{what} file {path}: {err}")))?;
+        serde_json::from_str(&text)
+            .map_err(|err| TestError::Input(format!("--{what} file {path} is not valid: {err}")))
+    };
+    if let Some(path) = given.strip_prefix('@') {
+        return from_file(path);
+    }
+    if given.trim_start().starts_with('{') || !Path::new(given).is_file() {
+        return serde_json::from_str(given).map_err(|err| {
+            TestError::Input(format!(
+                "--{what} is not a JSON object ({err}); give JSON (--{what} '{{\"sub\": \"alice\"}}') or a file (--{what} @{what}.json)"
+            ))
+        });
+    }
+    from_file(given)
 }
 
 /// Turns `key=value` arguments into the policy's `config`: values that parse as JSON are taken as
@@ -76,38 +95,51 @@ pub fn config_from_pairs(
     for pair in pairs {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| TestError::Input(format!("--config {pair:?}: expected key=value")))?;
+            .ok_or_else(|| TestError::Input(format!("--set {pair:?}: expected key=value")))?;
         let json: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
         config.insert(key.to_owned(), json);
     }
     Ok(config)
 }
 
-/// Runs one decision of the policy at `file`.
-/// `timeout` replaces `policy_limits.timeout` (a slow or busy machine, such as a shared CI
-/// runner, needs more than the proxy's default to decide as the proxy would on its own).
+/// The claims and request of a test.
+pub struct TestInput {
+    claims: serde_json::Map<String, serde_json::Value>,
+    request: TestRequest,
+}
+
+impl TestInput {
+    /// Reads `--claims` and `--request` (inline JSON or `@file`). `route` is the request's route
+    /// name when `--request` does not give one.
+    pub fn read(
+        claims: &str,
+        request: Option<&str>,
+        route: Option<&str>,
+    ) -> Result<Self, TestError> {
+        let claims = read_json(claims, "claims")?;
+        let mut request: TestRequest = match request {
+            Some(given) => read_json(given, "request")?,
+            None => TestRequest::default(),
+        };
+        if let Some(route) = route
+            && request.route == TestRequest::default().route
+        {
+            request.route = route.to_owned();
+        }
+        Ok(TestInput { claims, request })
+    }
+}
+
+/// Runs one decision of the policy at `file`, on a route with the default identity headers and
+/// `config` (`key=value` pairs) as its `policy_config`. `timeout` replaces
+/// `policy_limits.timeout` (a slow or busy machine, such as a shared CI runner, needs more than
+/// the proxy's default to decide as the proxy would on its own).
 pub fn run(
     file: &Path,
-    claims: &Path,
-    request: Option<&Path>,
+    input: &TestInput,
     config: &[String],
     timeout: Option<std::time::Duration>,
 ) -> Result<Decision, TestError> {
-    let claims: serde_json::Map<String, serde_json::Value> = read_json(claims, "claims")?;
-    let request: TestRequest = match request {
-        Some(path) => read_json(path, "request")?,
-        None => TestRequest::default(),
-    };
-    let path = CanonicalPath::parse(&request.path, false)
-        .map_err(|err| TestError::Input(format!("request path {:?}: {err}", request.path)))?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in &request.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| TestError::Input(format!("bad header name {name:?}")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
-        headers.append(name, value);
-    }
     let shown = file.display().to_string();
     let defaults = PolicyLimits::default();
     let limits = PolicyLimits {
@@ -136,7 +168,27 @@ pub fn run(
         identity_headers: Vec::new(),
         may_set_identity_headers: false,
     };
-    let input = PolicyRequest {
+    decide(&policy, &rules, input)
+}
+
+/// One decision of a loaded `policy` under `rules`, as a route with them decides.
+pub fn decide(
+    policy: &Policy,
+    rules: &OutputRules,
+    input: &TestInput,
+) -> Result<Decision, TestError> {
+    let request = &input.request;
+    let path = CanonicalPath::parse(&request.path, false)
+        .map_err(|err| TestError::Input(format!("request path {:?}: {err}", request.path)))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| TestError::Input(format!("bad header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| TestError::Input(format!("bad value for header {name}")))?;
+        headers.append(name, value);
+    }
+    let request_input = PolicyRequest {
         method: &request.method,
         path: path.decision(),
         query: &request.query,
@@ -146,8 +198,9 @@ pub fn run(
         route: &request.route,
     };
     // Claims without a subject stand for "no user" (e.g. `{}`).
-    let claims = claims
+    let claims = input
+        .claims
         .contains_key("sub")
-        .then(|| PolicyIdentity::from_json(&claims));
-    Ok(policy.decide(&input, claims.as_ref(), &rules)?)
+        .then(|| PolicyIdentity::from_json(&input.claims));
+    Ok(policy.decide(&request_input, claims.as_ref(), rules)?)
 }

@@ -577,27 +577,182 @@ mod cli {
                 .args(["policy", "test"])
                 .arg(&policy)
                 .arg("--claims")
-                .arg(&claims)
+                .arg(format!("@{}", claims.display()))
                 .arg("--request")
-                .arg(&request)
+                .arg(format!("@{}", request.display()))
                 .args(args)
                 .output()
                 .unwrap()
         };
-        let allowed = run(&["--config", "groups=[\"staff\"]"]);
+        let allowed = run(&["--set", "groups=[\"staff\"]"]);
         assert_eq!(allowed.status.code(), Some(0));
         assert_eq!(
             String::from_utf8_lossy(&allowed.stdout).trim(),
             r#"{"decision":"allow","headers":{}}"#
         );
-        let denied = run(&["--config", "group=admins", "--expect", "allow"]);
+        let denied = run(&["--set", "group=admins", "--expect", "allow"]);
         assert_eq!(denied.status.code(), Some(1));
         assert_eq!(
             String::from_utf8_lossy(&denied.stdout).trim(),
             r#"{"decision":"deny","reason":"members of admins only","status":403}"#
         );
-        let expected = run(&["--config", "group=admins", "--expect", "deny"]);
+        let expected = run(&["--set", "group=admins", "--expect", "deny"]);
         assert_eq!(expected.status.code(), Some(0));
+    }
+
+    /// Issue 17: `--claims` and `--request` said "JSON object" but read only files, and
+    /// `--config` meant policy values here but the config file in `run` and `check`. Inline JSON
+    /// and `@file` both work; a plain path and `--config key=value` still do, the latter with a
+    /// warning naming `--set`.
+    #[test]
+    fn policy_test_takes_inline_json_or_a_file_and_the_old_spellings_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = write(
+            dir.path(),
+            "bob.json",
+            r#"{"sub": "bob", "groups": ["staff"]}"#,
+        );
+        let policy = super::samples().join("require-group.rhai");
+        let decide = |args: &[&str]| {
+            let output = binary()
+                .args(["policy", "test"])
+                .arg(&policy)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        };
+        let deny = r#"{"decision":"deny","reason":"members of admins only","status":403}"#;
+        let inline = decide(&[
+            "--claims",
+            r#"{"sub": "bob", "groups": ["staff"]}"#,
+            "--request",
+            r#"{"method": "POST"}"#,
+            "--set",
+            "group=admins",
+        ]);
+        assert_eq!(
+            (inline.0, inline.1.as_str()),
+            (Some(0), deny),
+            "{}",
+            inline.2
+        );
+        let from_file = decide(&[
+            "--claims",
+            &format!("@{}", claims.display()),
+            "--set",
+            "group=admins",
+        ]);
+        assert_eq!(
+            (from_file.0, from_file.1.as_str()),
+            (Some(0), deny),
+            "{}",
+            from_file.2
+        );
+        let old = decide(&[
+            "--claims",
+            &claims.display().to_string(),
+            "--config",
+            "group=admins",
+        ]);
+        assert_eq!((old.0, old.1.as_str()), (Some(0), deny), "{}", old.2);
+        assert!(
+            old.2.contains("--config key=value is now --set key=value"),
+            "{}",
+            old.2
+        );
+        let broken = decide(&["--claims", "{\"sub\": "]);
+        assert_eq!(broken.0, Some(2));
+        assert!(
+            broken.2.contains("--claims is not a JSON object"),
+            "{}",
+            broken.2
+        );
+    }
+
+    /// Issue 17: `--route NAME --config FILE` tests a route as the proxy decides for it: its policy
+    /// file, its `policy_config` and its identity headers, from the real config.
+    #[test]
+    fn policy_test_decides_for_a_route_of_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "role.rhai",
+            "if has_group(config.group) { allow(#{ \"X-Role\": config.role, \"X-User\": claims.sub }) } else { deny(403, \"not for you\") }",
+        );
+        let config = write(
+            dir.path(),
+            "portcullis.toml",
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[headers]\n\"X-User\" = \"sub\"\n\n[[routes]]\nname = \"admin\"\npath = \"/admin\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\npolicy = \"role.rhai\"\npolicy_config = { group = \"admins\", role = \"boss\" }\n\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n",
+        );
+        let decide = |args: &[&str]| {
+            let output = binary()
+                .args(["policy", "test", "--config"])
+                .arg(&config)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            )
+        };
+        let (code, said) = decide(&[
+            "--route",
+            "admin",
+            "--claims",
+            r#"{"sub": "ann", "groups": ["admins"]}"#,
+        ]);
+        assert_eq!(code, Some(2), "{said}");
+        assert!(
+            said.contains("X-User") && said.contains("identity header"),
+            "the route's [headers] make X-User an identity header the policy may not set: {said}"
+        );
+        std::fs::write(
+            dir.path().join("role.rhai"),
+            "if has_group(config.group) { allow(#{ \"X-Role\": config.role }) } else { deny(403, \"not for you\") }",
+        )
+        .unwrap();
+        let (code, said) = decide(&[
+            "--route",
+            "admin",
+            "--claims",
+            r#"{"sub": "ann", "groups": ["admins"]}"#,
+        ]);
+        assert_eq!(code, Some(0), "{said}");
+        assert_eq!(
+            said.trim(),
+            r#"{"decision":"allow","headers":{"x-role":"boss"}}"#
+        );
+        let (code, said) = decide(&[
+            "--route",
+            "admin",
+            "--claims",
+            r#"{"sub": "bob"}"#,
+            "--expect",
+            "deny",
+        ]);
+        assert_eq!(code, Some(0), "{said}");
+        let (code, said) = decide(&["--route", "nope", "--claims", "{}"]);
+        assert_eq!(code, Some(2));
+        assert!(
+            said.contains("has no route \"nope\"; its routes: admin, open"),
+            "{said}"
+        );
+        let (code, said) = decide(&["--route", "open", "--claims", "{}"]);
+        assert_eq!(code, Some(2));
+        assert!(
+            said.contains("route \"open\"") && said.contains("has no policy"),
+            "{said}"
+        );
     }
 
     #[test]
@@ -673,41 +828,61 @@ mod cli {
                 1,
                 "expected allow, the policy decided login",
             ),
-            ("allow.rhai", "missing.json", &[], 2, "cannot read claims"),
             (
                 "allow.rhai",
-                "not-json.json",
+                "@missing.json",
+                &[],
+                2,
+                "cannot read --claims file",
+            ),
+            (
+                "allow.rhai",
+                "@not-json.json",
                 &[],
                 2,
                 "not-json.json is not valid",
             ),
             (
                 "allow.rhai",
-                "array.json",
+                "@array.json",
                 &[],
                 2,
                 "array.json is not valid",
             ),
             (
                 "allow.rhai",
+                "[1, 2]",
+                &[],
+                2,
+                "--claims is not a JSON object",
+            ),
+            (
+                "allow.rhai",
                 "claims.json",
-                &["--request", "bad-ip.json"],
+                &["--request", "@bad-ip.json"],
                 2,
                 "bad-ip.json is not valid: invalid IP address",
             ),
             (
                 "allow.rhai",
                 "claims.json",
-                &["--request", "not-json.json"],
+                &["--request", "@not-json.json"],
                 2,
                 "request",
             ),
             (
                 "allow.rhai",
                 "claims.json",
-                &["--config", "novalue"],
+                &["--set", "novalue"],
                 2,
                 "expected key=value",
+            ),
+            (
+                "allow.rhai",
+                "claims.json",
+                &["--route", "admin"],
+                2,
+                "give either a policy FILE or --route",
             ),
             (
                 "missing.rhai",
@@ -729,12 +904,10 @@ mod cli {
             let args: Vec<String> = [policy, "--claims", claims]
                 .iter()
                 .chain(extra)
-                .map(|arg| {
-                    if arg.ends_with(".json") || arg.ends_with(".rhai") {
-                        path(arg)
-                    } else {
-                        (*arg).to_owned()
-                    }
+                .map(|arg| match arg.strip_prefix('@') {
+                    Some(file) => format!("@{}", path(file)),
+                    None if arg.ends_with(".json") || arg.ends_with(".rhai") => path(arg),
+                    None => (*arg).to_owned(),
                 })
                 .collect();
             let output = binary()

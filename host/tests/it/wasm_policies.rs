@@ -534,7 +534,7 @@ mod cli {
         let denied = run(
             &policy("require_group"),
             &[
-                "--config",
+                "--set",
                 "group=admins",
                 "--expect",
                 "deny",
@@ -547,14 +547,14 @@ mod cli {
             String::from_utf8_lossy(&denied.stdout).trim(),
             r#"{"decision":"deny","reason":"members of admins only","status":403}"#
         );
-        let looping = run(&policy("hostile"), &["--config", "mode=loop"]);
+        let looping = run(&policy("hostile"), &["--set", "mode=loop"]);
         assert_eq!(looping.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&looping.stderr).contains("policy_limits.timeout"));
         // `--timeout` is the one the loop meets.
         let started = std::time::Instant::now();
         let looping = run(
             &policy("hostile"),
-            &["--config", "mode=loop", "--timeout", "400ms"],
+            &["--set", "mode=loop", "--timeout", "400ms"],
         );
         assert_eq!(looping.status.code(), Some(2));
         assert!(started.elapsed() >= std::time::Duration::from_millis(400));
