@@ -26,6 +26,9 @@ enum Command {
         /// serve. See docs/operations.md, "Upgrades and restarts".
         #[arg(long)]
         takeover: bool,
+        /// Allow a `[dev_idp]` beside an `[oidc] discovery` of another provider (development).
+        #[arg(long)]
+        dev: bool,
     },
     /// Validate a config file: prints `ok`, or every problem (exit 1). With `[oidc]`, the
     /// provider's discovery document is fetched and checked too, unless `--offline`.
@@ -36,6 +39,9 @@ enum Command {
         /// Do not contact the identity provider.
         #[arg(long)]
         offline: bool,
+        /// Allow a `[dev_idp]` beside an `[oidc] discovery` of another provider (development).
+        #[arg(long)]
+        dev: bool,
     },
     /// The quickstart: a development identity provider, a demo backend and the proxy serving
     /// examples/quickstart/portcullis.toml. Development only.
@@ -96,7 +102,11 @@ fn main() -> ExitCode {
     // files 0600 and folders 0700, whatever umask it was started with.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     match Cli::parse().command {
-        Command::Check { config, offline } => check(&config, offline),
+        Command::Check {
+            config,
+            offline,
+            dev,
+        } => check(&config, offline, dev),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -144,7 +154,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config, takeover } => match run(&config, takeover) {
+        Command::Run {
+            config,
+            takeover,
+            dev,
+        } => match run(&config, takeover, dev) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("portcullis: {err}");
@@ -167,10 +181,20 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// `portcullis run`: loads the config, binds its listeners, and serves it until SIGTERM/SIGINT,
 /// reloading when the config or a file it names changes.
-fn run(config_path: &std::path::Path, takeover: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn run(
+    config_path: &std::path::Path,
+    takeover: bool,
+    dev: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let baseline = portcullis::reload::watch::Baseline::take(config_path);
     let config = config::load(config_path)?;
+    if let (Some(problem), false) = (config.dev_idp_beside_a_real_provider(), dev) {
+        return Err(format!("{}: {problem}", config_path.display()).into());
+    }
     let _log = portcullis::logging::init(&config.log.level);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let inherited = inherited_sockets()?;
     let (source, options) = if takeover {
         let options = StartOptions {
@@ -226,7 +250,7 @@ fn inherited_sockets() -> Result<Vec<std::net::TcpListener>, Box<dyn std::error:
 /// A provider that answers with something that does not fit the config (another issuer, no
 /// discovery document) is a problem; one that cannot be reached is reported and not held
 /// against the config (it may be down, or not reachable from here).
-fn check(path: &std::path::Path, offline: bool) -> ExitCode {
+fn check(path: &std::path::Path, offline: bool, dev: bool) -> ExitCode {
     let loaded = match config::load(path) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -234,6 +258,16 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let (Some(problem), false) = (loaded.dev_idp_beside_a_real_provider(), dev) {
+        eprintln!(
+            "config file {} has 1 problem:\n  dev_idp: {problem}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    for warning in loaded.warnings() {
+        eprintln!("warning: {warning}");
+    }
     if let (Some(oidc), false) = (&loaded.oidc, offline) {
         let discovered = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -52,6 +52,39 @@ pub struct Config {
     pub dev_idp: Option<DevIdpConfig>,
 }
 
+impl Config {
+    /// What the config allows but its author probably did not mean: printed by `check` (which
+    /// still passes) and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(oidc) = &self.oidc
+            && self.session.cookie_secure
+            && oidc.redirect_uri.scheme() == "http"
+        {
+            warnings.push(format!(
+                "session.cookie_secure is true (the default) but oidc.redirect_uri is plain HTTP ({}): browsers keep Secure cookies away from plain-HTTP sites (localhost excepted), so logins fail at the callback. Serve HTTPS with an https redirect_uri, or set [session] cookie_secure = false for plain-HTTP local use",
+                oidc.redirect_uri
+            ));
+        }
+        warnings
+    }
+
+    /// Why this config must not start without `--dev`: a `[dev_idp]` (a demo provider with
+    /// public passwords) beside an `[oidc] discovery` that names another provider — a demo
+    /// section left in a real config. `None` when there is none, or when logins use it.
+    pub fn dev_idp_beside_a_real_provider(&self) -> Option<String> {
+        let (dev, oidc) = (self.dev_idp.as_ref()?, self.oidc.as_ref()?);
+        let own = format!("http://{}/.well-known/openid-configuration", dev.listen);
+        (oidc.discovery_url.as_str() != own).then(|| {
+            format!(
+                "[dev_idp] starts a demo identity provider with public passwords on {}, beside [oidc] discovery = {:?}: remove [dev_idp] from a real config, or give --dev to run both on purpose",
+                dev.listen,
+                oidc.discovery_url.as_str()
+            )
+        })
+    }
+}
+
 /// `[dev_idp]`, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevIdpConfig {

@@ -25,8 +25,12 @@ pub enum AuthError {
     /// The state is unknown, expired or already used.
     #[error("unknown, expired or replayed login state")]
     StateUnknown,
+    /// The browser sent back no login binding cookie: cookies blocked, a `Secure` cookie over
+    /// plain HTTP, or another browser.
+    #[error("the login binding cookie was not sent back")]
+    BindingMissing,
     /// The browser completing the login is not the one that started it.
-    #[error("login binding cookie missing or not matching")]
+    #[error("login binding cookie not matching")]
     BindingMismatch,
     /// The callback came without `code`.
     #[error("callback without code")]
@@ -54,6 +58,7 @@ impl AuthError {
         match self {
             AuthError::StateMissing
             | AuthError::StateUnknown
+            | AuthError::BindingMissing
             | AuthError::BindingMismatch
             | AuthError::CodeMissing => StatusCode::BAD_REQUEST,
             AuthError::ProviderDenied(_) => StatusCode::FORBIDDEN,
@@ -78,6 +83,9 @@ impl AuthError {
             | AuthError::CodeMissing => {
                 "this login link is not valid (expired, used already, or opened in another browser); please start again"
             }
+            AuthError::BindingMissing => {
+                "your browser did not send back the cookie set when this login started (cookies blocked, the login finished in another browser, or a site served over plain HTTP with secure cookies); please start again, and tell the site's operator if it keeps happening"
+            }
             AuthError::ProviderDenied(_) => "the identity provider did not log you in",
             AuthError::Login(LoginError::IdToken(_) | LoginError::CodeRefused(_)) => {
                 "the login could not be verified; please start again"
@@ -95,6 +103,7 @@ impl AuthError {
         match self {
             AuthError::StateMissing => "state_missing",
             AuthError::StateUnknown => "state_unknown",
+            AuthError::BindingMissing => "binding_missing",
             AuthError::BindingMismatch => "binding_mismatch",
             AuthError::CodeMissing => "code_missing",
             AuthError::ProviderDenied(_) => "provider_denied",
@@ -163,6 +172,16 @@ impl Auth {
             .sessions
             .take_pending(state)?
             .ok_or(AuthError::StateUnknown)?;
+        if binding.all().is_empty() {
+            // The browser reached this callback at `redirect_uri`, so that is its scheme.
+            let over_https = self.oidc.config().redirect_uri.scheme() == "https";
+            if self.sessions.config().cookie_secure && !over_https {
+                tracing::warn!(
+                    "a login's binding cookie did not come back: the callback came over plain HTTP and [session] cookie_secure = true, so browsers keep the cookie to themselves. Serve HTTPS (an https redirect_uri), or set cookie_secure = false for plain-HTTP local use"
+                );
+            }
+            return Err(AuthError::BindingMissing);
+        }
         if binding.single().map(hash_token).as_deref() != Some(pending.binding_hash.as_str()) {
             return Err(AuthError::BindingMismatch);
         }

@@ -746,3 +746,51 @@ fn check_refuses_a_session_secret_others_can_read_or_too_short() {
         "{out}"
     );
 }
+
+/// Issue 17, traps at start: a `[dev_idp]` (a demo provider with public passwords) left beside
+/// a real `[oidc] discovery` is refused by `check` and `run` unless `--dev` is given; and
+/// `cookie_secure` with a plain-HTTP `redirect_uri` passes `check` with a warning that says
+/// the fix.
+#[test]
+fn check_refuses_a_demo_provider_beside_a_real_one_and_warns_of_secure_cookies_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = |args: &[&str]| {
+        let output = binary().args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let config = write_config(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[dev_idp]\nlisten = \"127.0.0.1:18581\"\n\n[oidc]\ndiscovery = \"https://login.example.com/.well-known/openid-configuration\"\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"https://app.example.com/auth\"\n\n[session]\nstore = \"memory\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let (code, stderr) = output(&["check", "--offline", "--config", config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("dev_idp: [dev_idp] starts a demo identity provider with public passwords")
+            && stderr.contains("remove [dev_idp] from a real config, or give --dev"),
+        "{stderr}"
+    );
+    assert_eq!(
+        output(&["check", "--offline", "--dev", "--config", config]).0,
+        Some(0)
+    );
+    let (code, stderr) = output(&["run", "--config", config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("give --dev"), "{stderr}");
+
+    let plain_http = write_config(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[oidc]\ndiscovery = \"http://127.0.0.1:9/.well-known/openid-configuration\"\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"http://app.example.com/auth\"\n\n[session]\nstore = \"memory\"\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+    );
+    let plain_http = plain_http.to_str().unwrap();
+    let (code, stderr) = output(&["check", "--offline", "--config", plain_http]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: session.cookie_secure is true")
+            && stderr.contains("set [session] cookie_secure = false for plain-HTTP local use"),
+        "{stderr}"
+    );
+}

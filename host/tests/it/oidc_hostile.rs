@@ -1492,3 +1492,51 @@ async fn readiness_says_why_logins_cannot_start_and_check_reports_another_issuer
     let status: serde_json::Value = serde_json::from_str(&http_get(admin, "/reload")).unwrap();
     assert_eq!(status["provider"]["discovered"], true, "{status}");
 }
+
+/// Issue 17: with `cookie_secure = true` (the default) and a plain-HTTP `redirect_uri`, a
+/// browser keeps the `Secure` login binding cookie to itself and every login failed with a
+/// message about an expired link. The callback now says the cookie did not come back and why,
+/// and the log tells the operator the fix.
+#[tokio::test]
+async fn a_binding_cookie_that_does_not_come_back_is_explained() {
+    let log = logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let config = config_with(&idp, echo, "");
+    let proxy = start_proxy_at(
+        |addr| config(addr).replace("cookie_secure = false", "cookie_secure = true"),
+        std::path::Path::new("."),
+    )
+    .await;
+    wait_until_discovered(&proxy).await;
+    let setup = Setup { idp, proxy, log };
+    let browser = Browser::new();
+    let start = browser.get(&setup.proxy.url("/")).await;
+    assert!(
+        set_cookies(&start)
+            .iter()
+            .any(|cookie| cookie.starts_with("sess_auth_login=") && cookie.contains("Secure"))
+    );
+    let approved = browser.get(&location(&start)).await;
+    // A client that, like a browser, does not send a Secure cookie to an http:// address.
+    let callback = reqwest::Client::new()
+        .get(location(&approved))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), StatusCode::BAD_REQUEST);
+    let page = callback.text().await.unwrap();
+    assert!(
+        page.contains("did not send back the cookie set when this login started"),
+        "{page}"
+    );
+    assert!(
+        setup
+            .log
+            .own()
+            .contains("cookie_secure = false for plain-HTTP"),
+        "{}",
+        setup.log.own()
+    );
+}
