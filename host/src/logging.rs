@@ -24,6 +24,52 @@ pub const ACCESS: &str = "portcullis::access";
 /// Access-log lines waiting for the log thread before a request has to wait.
 pub const ACCESS_LOG_BACKLOG: usize = 64 * 1024;
 
+/// Dependencies kept at `warn` when `[log] level` is `info`, `debug` or `trace` without naming
+/// them: their lines describe their own internals (sled's pages, hyper's connections), not the
+/// proxy's work. Naming one (`"debug,hyper=debug"`) gives it the level written.
+const QUIET_DEPENDENCIES: [&str; 10] = [
+    "sled",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+    "reqwest",
+    "wasmtime",
+    "cranelift_codegen",
+    "notify",
+];
+
+/// The filter of a `[log] level` directive list, with [`QUIET_DEPENDENCIES`] at `warn` unless
+/// named.
+fn config_filter(level: &str) -> EnvFilter {
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    let global = directives.iter().rev().find(|d| !d.contains('='));
+    let chatty = global
+        .is_some_and(|g| matches!(g.to_ascii_lowercase().as_str(), "info" | "debug" | "trace"));
+    let named = |dependency: &str| {
+        directives.iter().any(|directive| {
+            let target = directive
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .split('[')
+                .next()
+                .unwrap_or("");
+            target == dependency || target.starts_with(&format!("{dependency}::"))
+        })
+    };
+    let mut filter = EnvFilter::new(level);
+    if chatty {
+        for dependency in QUIET_DEPENDENCIES.into_iter().filter(|d| !named(d)) {
+            if let Ok(directive) = format!("{dependency}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
+}
+
 /// Swaps the filter of the installed subscriber; absent when `RUST_LOG` fixed the filter.
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
@@ -38,7 +84,7 @@ pub struct LogGuard {
 pub fn init(level: &str) -> LogGuard {
     let from_env = EnvFilter::try_from_default_env().ok();
     let fixed = from_env.is_some();
-    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(level)));
+    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| config_filter(level)));
     let (access_writer, access_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(ACCESS_LOG_BACKLOG)
@@ -71,7 +117,32 @@ pub fn init(level: &str) -> LogGuard {
 /// Applies a reloaded `[log] level` (a validated directive). Does nothing when `RUST_LOG` is set
 /// or logging was not set up by [`init`].
 pub fn set_level(level: &str) {
-    if let (Some(handle), Ok(filter)) = (FILTER.get(), EnvFilter::try_new(level)) {
-        let _ = handle.reload(filter);
+    if let (Some(handle), Ok(_)) = (FILTER.get(), EnvFilter::try_new(level)) {
+        let _ = handle.reload(config_filter(level));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_stay_at_warn_unless_named() {
+        let shown = |level: &str| config_filter(level).to_string();
+        let info = shown("info");
+        assert!(
+            info.contains("sled=warn") && info.contains("hyper=warn"),
+            "{info}"
+        );
+        let named = shown("debug,hyper=debug");
+        assert!(
+            named.contains("hyper=debug") && !named.contains("hyper=warn"),
+            "{named}"
+        );
+        assert!(
+            named.contains("hyper_util=warn"),
+            "only the one named: {named}"
+        );
+        assert!(!shown("error").contains("sled="), "never louder than asked");
     }
 }

@@ -202,7 +202,7 @@ impl Auth {
             .sessions
             .create(self.session_from(tokens, None))
             .await?;
-        tracing::info!(sub = ?live.session.claims.get("sub"), "login completed; new session");
+        tracing::info!(sub = live.session.subject(), "login completed; new session");
         let mut response = redirect(&pending.return_to);
         let headers = response.headers_mut();
         // The login binding stays: other tabs of this browser may be logging in with it.
@@ -249,7 +249,7 @@ impl Auth {
                     }
                 }
             }
-            tracing::info!(sub = ?live.session.claims.get("sub"), "logged out");
+            tracing::info!(sub = live.session.subject(), "logged out");
         }
         let id_token = match ended.as_slice() {
             [live] => Some(live.session.id_token.as_str()),

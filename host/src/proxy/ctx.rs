@@ -80,6 +80,17 @@ pub struct RequestCtx {
     pub set_cookies: Vec<HeaderValue>,
     /// Headers the route's policy set for the upstream request.
     pub policy_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Why Portcullis itself refused the request, when it did: for the access log.
+    pub refusal: Option<Refusal>,
+}
+
+/// A refusal for the access log: what decided it, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// `deny`, `login` (sent to log in), or `policy_error`.
+    pub decision: &'static str,
+    /// The policy's reason, or what was missing.
+    pub reason: String,
 }
 
 impl RequestCtx {

@@ -32,7 +32,7 @@ use crate::response::{BoxError, ProxyBody, empty_body};
 use crate::session::Session;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, ConnectionHold, PooledBody, SendError, limited_body};
-pub use ctx::{ConnInfo, RequestCtx};
+pub use ctx::{ConnInfo, Refusal, RequestCtx};
 use error::ProxyError;
 pub use flow::Flow;
 
@@ -94,6 +94,7 @@ impl Proxy {
             session: None,
             set_cookies: Vec::new(),
             policy_headers: Vec::new(),
+            refusal: None,
         };
         let mut response = match run_phases(&mut ctx, request).await {
             Ok(response) => response,
@@ -257,6 +258,10 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
     if ctx.session.is_some() || mode == AuthMode::Optional {
         return Ok(Flow::Continue);
     }
+    ctx.refusal = Some(Refusal {
+        decision: "login",
+        reason: "no session".to_owned(),
+    });
     Ok(Flow::Respond(auth.unauthenticated(
         request.headers(),
         &ctx.own_cookies.binding,
@@ -308,18 +313,38 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
     }
     .inspect_err(|err| {
         tracing::warn!(request_id = ?ctx.request_id, route = %route.config.name, error = %err, "policy failed; request refused");
-    })?;
+    });
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(err) => {
+            ctx.refusal = Some(Refusal {
+                decision: "policy_error",
+                reason: "the policy failed (see the warning with this request_id)".to_owned(),
+            });
+            return Err(err.into());
+        }
+    };
     match decision {
         Decision::Allow { headers } => {
             ctx.policy_headers = headers;
             Ok(Flow::Continue)
         }
-        Decision::Deny { status, reason } => Ok(Flow::Respond(denied(
-            status,
-            reason.as_deref(),
-            ctx.response_format,
-        ))),
+        Decision::Deny { status, reason } => {
+            ctx.refusal = Some(Refusal {
+                decision: "deny",
+                reason: reason.clone().unwrap_or_else(|| "-".to_owned()),
+            });
+            Ok(Flow::Respond(denied(
+                status,
+                reason.as_deref(),
+                ctx.response_format,
+            )))
+        }
         Decision::Login => {
+            ctx.refusal = Some(Refusal {
+                decision: "login",
+                reason: "the policy asks for a login".to_owned(),
+            });
             let Some(auth) = ctx.auth.clone() else {
                 return Err(ProxyError::Policy(PolicyError {
                     file: route_policy.policy.file().to_owned(),
@@ -617,6 +642,12 @@ fn log(ctx: &RequestCtx, status: StatusCode) {
         .as_ref()
         .map(CanonicalPath::decision)
         .unwrap_or("-");
+    let user = ctx
+        .session
+        .as_ref()
+        .map_or("-", |live| live.session.subject());
+    // Two decimals: a log line is read by people.
+    let duration_ms = (ctx.started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
     tracing::info!(
         target: "portcullis::access",
         request_id = ?ctx.request_id,
@@ -624,9 +655,12 @@ fn log(ctx: &RequestCtx, status: StatusCode) {
         host = ctx.host.as_deref().unwrap_or("-"),
         path,
         route,
+        user,
         status = status.as_u16(),
         upstream_status = ctx.upstream_status.map(|s| s.as_u16()),
-        duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms,
         peer = %ctx.conn.peer.ip(),
+        decision = ctx.refusal.as_ref().map(|refusal| refusal.decision),
+        reason = ctx.refusal.as_ref().map(|refusal| refusal.reason.as_str()),
     );
 }

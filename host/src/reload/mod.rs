@@ -38,6 +38,17 @@ pub enum Trigger {
     InProcess,
 }
 
+impl Trigger {
+    /// Its name, as `GET /reload` shows it (`file-change`), for the log too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::FileChange => "file-change",
+            Trigger::Signal => "signal",
+            Trigger::InProcess => "in-process",
+        }
+    }
+}
+
 /// The reload state shown by `GET /reload` on the admin listener.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadStatus {
@@ -87,11 +98,15 @@ impl ReloadStatus {
         self.loaded_at = now();
         self.restart_required = restart_required.clone();
         if restart_required.is_empty() {
-            tracing::info!(generation = self.generation, ?trigger, "config reloaded");
+            tracing::info!(
+                generation = self.generation,
+                trigger = trigger.as_str(),
+                "config reloaded"
+            );
         } else {
             tracing::warn!(
                 generation = self.generation,
-                ?trigger,
+                trigger = trigger.as_str(),
                 restart_required = restart_required.join(", "),
                 "config reloaded; these changes take effect only after a restart"
             );
@@ -110,7 +125,7 @@ impl ReloadStatus {
         self.failed_reloads += 1;
         tracing::error!(
             generation = self.generation,
-            ?trigger,
+            trigger = trigger.as_str(),
             "reload refused, still serving generation {}: {error}",
             self.generation
         );

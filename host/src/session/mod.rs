@@ -121,6 +121,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// The user's `sub` claim, for logs (`-` when it is not a string).
+    pub fn subject(&self) -> &str {
+        self.claims
+            .get("sub")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("-")
+    }
+
     /// The claims as policies see them, converted once per session.
     pub fn policy_claims(&self) -> &PolicyIdentity {
         self.policy_claims

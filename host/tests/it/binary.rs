@@ -794,3 +794,71 @@ fn check_refuses_a_demo_provider_beside_a_real_one_and_warns_of_secure_cookies_o
         "{stderr}"
     );
 }
+
+/// Issue 17, logs an operator can read: the access log names the user (`-` without a session)
+/// and, when Portcullis refused the request itself, the decision and its reason; durations are
+/// rounded; dependencies' internals stay out of an `info` log.
+#[tokio::test]
+async fn the_access_log_says_who_and_why_a_request_was_refused() {
+    let echo = echo::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deny.rhai"),
+        "if request.path == \"/private\" { deny(403, \"staff only\") } else { allow() }",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}\npolicy = \"deny.rhai\"\n\n[log]\nlevel = \"info\"\n",
+            one_route(echo, "")
+        ),
+    );
+    let proxy = RunningProxy::start(&config);
+    assert_eq!(
+        get(&format!("http://{}/private", proxy.addr), &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(&format!("http://{}/open", proxy.addr), &[])
+            .await
+            .status,
+        200
+    );
+    proxy.terminate();
+    assert!(proxy.exited().await.success());
+    let log = std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap();
+    let line = |path: &str| {
+        log.lines()
+            .find(|line| line.contains("portcullis::access") && line.contains(path))
+            .unwrap_or_else(|| panic!("no access line for {path}: {log}"))
+            .to_owned()
+    };
+    let refused = line("/private");
+    assert!(
+        refused.contains("user=\"-\"")
+            && refused.contains("decision=\"deny\"")
+            && refused.contains("reason=\"staff only\""),
+        "{refused}"
+    );
+    let served = line("/open");
+    assert!(!served.contains("decision="), "{served}");
+    let duration = served
+        .split("duration_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(
+        duration
+            .split('.')
+            .nth(1)
+            .is_none_or(|decimals| decimals.len() <= 2),
+        "rounded: {duration}"
+    );
+    assert!(
+        !log.contains(" sled::") && !log.contains(" hyper::"),
+        "{log}"
+    );
+}

@@ -1540,3 +1540,37 @@ async fn a_binding_cookie_that_does_not_come_back_is_explained() {
         setup.log.own()
     );
 }
+
+/// Issue 17: the access log names the signed-in user by `sub`, and a request sent to log in is
+/// logged with that decision.
+#[tokio::test]
+async fn the_access_log_names_the_user_and_the_login_decision() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    assert_eq!(
+        browser.get_api(&setup.proxy.url("/who")).await.status(),
+        StatusCode::OK
+    );
+    let anonymous = Browser::new();
+    assert_eq!(
+        anonymous.get(&setup.proxy.url("/anonymous")).await.status(),
+        StatusCode::FOUND
+    );
+    let log = setup.log.own();
+    let line = |path: &str| {
+        log.lines()
+            .find(|line| line.contains("portcullis::access") && line.contains(path))
+            .unwrap_or_else(|| panic!("no access line for {path}: {log}"))
+            .to_owned()
+    };
+    let who = line("/who");
+    assert!(who.contains("user=\"alice\""), "{who}");
+    let sent = line("/anonymous");
+    assert!(
+        sent.contains("user=\"-\"")
+            && sent.contains("decision=\"login\"")
+            && sent.contains("reason=\"no session\""),
+        "{sent}"
+    );
+}
