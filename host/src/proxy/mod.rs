@@ -99,7 +99,10 @@ impl Proxy {
         let mut response = match run_phases(&mut ctx, request).await {
             Ok(response) => response,
             Err(err) => {
-                if err.status().is_server_error() {
+                // A policy failure was logged where it happened, with its route and file: one
+                // line per failure.
+                if matches!(err, ProxyError::Policy(_)) {
+                } else if err.status().is_server_error() {
                     tracing::warn!(request_id = ?ctx.request_id, error = %err, "request failed");
                 } else {
                     tracing::debug!(request_id = ?ctx.request_id, error = %err, "request refused");

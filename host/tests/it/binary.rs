@@ -635,6 +635,8 @@ async fn a_decision_waiting_past_its_deadline_fails_closed_with_500() {
         refusals, 40,
         "each refusal logged with route and file:\n{log}"
     );
+    // Once each (issue 17: a second, generic "request failed" line followed every one).
+    assert!(!log.contains("request failed"), "{log}");
 }
 
 /// A config whose sessions live in sled at `<dir>/sessions` (the provider is never reached: the
