@@ -45,7 +45,7 @@ struct SeenRoutes {
     /// Route name → index of the route that has it.
     names: HashMap<String, usize>,
     /// (host, path) → index of the route that answers there.
-    places: HashMap<(Option<HostPattern>, String), usize>,
+    places: HashMap<(Option<HostPattern>, String), String>,
     /// `upstream_ca` as written → the bundle read from it.
     ca_bundles: HashMap<String, Arc<CaBundle>>,
 }
@@ -78,12 +78,22 @@ fn validate_route(
     seen: &mut SeenRoutes,
     problems: &mut Problems,
 ) -> Option<RouteConfig> {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let taken = raw
+        .name
+        .as_ref()
+        .is_some_and(|name| seen.names.contains_key(name));
     let name = route_name(raw.name, i, &mut seen.names, problems);
+    // Problems name the route as its author does: `routes["admin"]`, by index only when it has
+    // no usable name of its own (none, a malformed one, or an earlier route's).
+    let label = match &name {
+        Some(name) if !taken => format!("routes[{name:?}]"),
+        _ => format!("routes[{i}]"),
+    };
+    let key = |field: &str| format!("{label}.{field}");
     let host = route_host(raw.host.as_deref(), &key("host"), problems);
     let path = route_path(raw.path.as_deref(), context, &key("path"), problems);
     if raw.host.is_none() || host.is_some() {
-        claim_place(i, &host, &path, &mut seen.places, problems);
+        claim_place(&label, &host, &path, &mut seen.places, problems);
     }
     let upstream = route_upstream(raw.upstream.as_deref(), &key("upstream"), problems);
     let upstream_ca = raw.upstream_ca.and_then(|file| {
@@ -131,7 +141,7 @@ fn validate_route(
         policy_keys,
         identity_headers.as_deref(),
         context,
-        i,
+        &label,
         problems,
     )?;
     Some(RouteConfig {
@@ -195,18 +205,18 @@ fn route_path(
 /// Takes the route's (host, path) place; a problem when an earlier route has it, since only one
 /// of them could ever match.
 fn claim_place(
-    i: usize,
+    label: &str,
     host: &Option<HostPattern>,
     path: &Option<String>,
-    places: &mut HashMap<(Option<HostPattern>, String), usize>,
+    places: &mut HashMap<(Option<HostPattern>, String), String>,
     problems: &mut Problems,
 ) {
     if let Some(path) = path
-        && let Some(first) = places.insert((host.clone(), path.clone()), i)
+        && let Some(first) = places.insert((host.clone(), path.clone()), label.to_owned())
     {
         problems.add(
-            format!("routes[{i}]"),
-            format!("same host and path as routes[{first}]; only one of them could ever match"),
+            label,
+            format!("same host and path as {first}; only one of them could ever match"),
         );
     }
 }
@@ -296,12 +306,12 @@ fn route_policy(
     keys: PolicyKeys,
     identity_headers: Option<&IdentityHeaders>,
     context: &RouteContext,
-    i: usize,
+    label: &str,
     problems: &mut Problems,
 ) -> Option<Option<RoutePolicy>> {
     match (keys.policy, identity_headers) {
         (Some(file), Some(identity_headers)) => {
-            let key = format!("routes[{i}].policy");
+            let key = format!("{label}.policy");
             let written = policies::RoutePolicyKeys {
                 key: &key,
                 file: &file,
@@ -317,7 +327,7 @@ fn route_policy(
         }
         (None, _) if keys.policy_config.is_some() => {
             problems.add(
-                format!("routes[{i}].policy_config"),
+                format!("{label}.policy_config"),
                 "given, but the route has no policy",
             );
             Some(None)

@@ -206,9 +206,9 @@ fn check_lists_every_problem_and_exits_1() {
     for expected in [
         "has 4 problems:",
         "server.listen[0]: not an address like",
-        "routes[0].upstream: not a URL: \"htp:/x\"",
+        "routes[\"a\"].upstream: not a URL: \"htp:/x\"",
         "routes[1].name: \"a\" is already the name of routes[0]",
-        "routes[1]: same host and path as routes[0]",
+        "routes[1]: same host and path as routes[\"a\"]",
     ] {
         assert!(
             stderr.contains(expected),
@@ -399,7 +399,7 @@ auth = "none"
         if status["failed_reloads"].as_u64() >= Some(1)
             && status["last_attempt"]["error"]
                 .as_str()
-                .is_some_and(|error| error.contains("routes[0].auth"))
+                .is_some_and(|error| error.contains("routes[\"app\"].auth"))
         {
             break status;
         }
@@ -413,13 +413,13 @@ auth = "none"
     assert_eq!(status["last_attempt"]["result"], "failed", "{status}");
     let error = status["last_attempt"]["error"].as_str().unwrap();
     for expected in [
-        "routes[0].auth: route \"app\" needs a login (it has no auth key, and \"required\" is the default), but there is no [oidc] section",
-        "routes[1].auth: route \"api\" has auth = \"required\", but there is no [oidc] section",
+        "routes[\"app\"].auth: route \"app\" needs a login (it has no auth key, and \"required\" is the default), but there is no [oidc] section",
+        "routes[\"api\"].auth: route \"api\" has auth = \"required\", but there is no [oidc] section",
         "write auth = \"none\" if the route is meant to be open to everyone",
     ] {
         assert!(error.contains(expected), "missing {expected:?} in {error}");
     }
-    assert!(!error.contains("routes[2]"), "{error}");
+    assert!(!error.contains("routes[\"public\"]"), "{error}");
 
     // Still protected by the running config; the open route still open.
     assert_eq!(fetch(proxy.addr, "/", "application/json").await.0, 401);
@@ -453,7 +453,10 @@ auth = "none"
         .await
         .unwrap();
     assert_eq!(code, Some(1), "run must refuse the config: {stderr}");
-    assert!(stderr.contains("routes[0].auth: route \"app\""), "{stderr}");
+    assert!(
+        stderr.contains("routes[\"app\"].auth: route \"app\""),
+        "{stderr}"
+    );
     drop(proxy);
 }
 

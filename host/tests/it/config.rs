@@ -141,11 +141,11 @@ fn case_insensitive_routes_fold_route_and_login_paths() {
         panic!("routes differing only in case must be refused");
     };
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0].key, "routes[1]");
+    assert_eq!(problems[0].key, "routes[\"other\"]");
     assert!(
         problems[0]
             .message
-            .contains("same host and path as routes[0]"),
+            .contains("same host and path as routes[\"admin\"]"),
         "{problems:?}"
     );
 }

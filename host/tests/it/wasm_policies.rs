@@ -640,7 +640,7 @@ group = "admins"
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
         let config = config_with_cache(dir.path(), "shared");
         let err = portcullis::config::load(&config).unwrap_err().to_string();
-        assert!(err.contains("routes[0].policy"), "{err}");
+        assert!(err.contains("routes[\"guarded\"].policy"), "{err}");
         assert!(err.contains("chmod go-w"), "{err}");
         assert_eq!(cache_entries(&cache), 0, "nothing written there");
     }
