@@ -41,6 +41,8 @@ pub struct OidcConfig {
     pub logout_id_token_hint: bool,
     /// Revoke tokens at logout.
     pub revoke_tokens_on_logout: bool,
+    /// Serve `/.portcullis/whoami` on routes that do not say otherwise.
+    pub whoami: bool,
     /// Extra authorization-request parameters.
     pub authorization_params: Vec<(String, String)>,
     /// Scopes requested at login (contains `openid`).
@@ -309,6 +311,7 @@ pub(super) fn validate_oidc(
         revoke_tokens_on_logout: raw
             .revoke_tokens_on_logout
             .unwrap_or(defaults::OIDC_REVOKE_TOKENS_ON_LOGOUT),
+        whoami: raw.whoami.unwrap_or(defaults::OIDC_WHOAMI),
         authorization_params,
         scopes,
         renew_access_token_on_expiry: raw

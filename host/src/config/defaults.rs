@@ -82,6 +82,8 @@ defaults! {
     "oidc.logout_id_token_hint" => OIDC_LOGOUT_ID_TOKEN_HINT: bool = true;
     /// Revoke tokens at the provider on logout.
     "oidc.revoke_tokens_on_logout" => OIDC_REVOKE_TOKENS_ON_LOGOUT: bool = true;
+    /// Serve `/.portcullis/whoami` (the signed-in user's claims and identity headers).
+    "oidc.whoami" => OIDC_WHOAMI: bool = false;
     /// Scopes requested at login.
     "oidc.scopes" => OIDC_SCOPES: &[&str] = &["openid", "email", "profile"];
     /// Refresh access tokens before they expire.
@@ -182,6 +184,7 @@ const WITHOUT_VALUE: &[(&str, &str)] = &[
     ("routes.max_request_body", "server.max_request_body"),
     ("routes.headers", "[headers]"),
     ("routes.policy", "none"),
+    ("routes.whoami", "`[oidc] whoami`"),
     ("routes.policy_config", "{}"),
     ("policy_limits.threads", "the machine's cores"),
     ("server.workers", "the cores the process may use"),

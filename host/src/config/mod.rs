@@ -171,6 +171,8 @@ pub struct RouteConfig {
     pub identity_headers: Arc<IdentityHeaders>,
     /// Send the access token upstream as `Authorization: Bearer`.
     pub forward_access_token: bool,
+    /// Serve `/.portcullis/whoami` here; `None`: as `[oidc] whoami` says.
+    pub whoami: Option<bool>,
     /// The route's policy, compiled, with the rules its output must follow.
     pub policy: Option<RoutePolicy>,
 }

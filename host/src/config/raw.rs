@@ -132,6 +132,9 @@ pub struct RawOidc {
     pub logout_id_token_hint: Option<bool>,
     /// Revoke the refresh (or access) token at the provider on logout.
     pub revoke_tokens_on_logout: Option<bool>,
+    /// Serve `/.portcullis/whoami` on every route (the signed-in user's claims and identity
+    /// headers); a route's `whoami` decides for it.
+    pub whoami: Option<bool>,
     /// Extra parameters for the authorization request, e.g. `{ prompt = "consent" }`. Optional.
     pub authorization_params: Option<BTreeMap<String, String>>,
     /// Scopes requested at login; must contain `openid`.
@@ -268,6 +271,8 @@ pub struct RawRoute {
     pub headers: Option<BTreeMap<String, String>>,
     /// Send `Authorization: Bearer <access token>` upstream.
     pub forward_access_token: Option<bool>,
+    /// Serve `/.portcullis/whoami` on this route (default: `[oidc] whoami`).
+    pub whoami: Option<bool>,
     /// Policy deciding each request (`.rhai` or `.wasm`), relative to the config file. Optional.
     pub policy: Option<String>,
     /// Table handed to the policy as `config` (absent: empty).

@@ -131,6 +131,12 @@ fn validate_route(
         &key("forward_access_token"),
         problems,
     );
+    if raw.whoami == Some(true) && auth == Some(AuthMode::None) {
+        problems.add(
+            key("whoami"),
+            "needs auth = \"required\" or \"optional\" (without a login there is no one to show)",
+        );
+    }
     let policy_keys = PolicyKeys {
         policy: raw.policy,
         policy_config: raw.policy_config,
@@ -157,6 +163,7 @@ fn validate_route(
         auth: auth?,
         identity_headers: identity_headers?,
         forward_access_token,
+        whoami: raw.whoami,
         policy,
     })
 }

@@ -12,6 +12,7 @@ pub mod ctx;
 pub mod error;
 pub mod flow;
 pub mod headers;
+pub mod whoami;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,6 +149,9 @@ where
         return Err(ProxyError::NoRoute);
     }
     if let Flow::Respond(response) = authenticate(ctx, &request).await? {
+        return Ok(response);
+    }
+    if let Some(response) = whoami::answer(ctx) {
         return Ok(response);
     }
     if let Flow::Respond(response) = authorize(ctx, &mut request).await? {

@@ -1574,3 +1574,57 @@ async fn the_access_log_names_the_user_and_the_login_decision() {
         "{sent}"
     );
 }
+
+/// Issue 17: `check` cannot know that a provider sends no group claim; `/.portcullis/whoami`
+/// (off by default) shows the signed-in user their claims and the identity headers their route
+/// sends, never a token, before the route's policy (so a refused user can see why), and is
+/// never cached. Off, the path is the upstream's like any other.
+#[tokio::test]
+async fn whoami_shows_the_claims_and_identity_headers_when_turned_on() {
+    let on = setup_with_oidc("whoami = true").await;
+    let browser = Browser::new();
+    login(&browser, &on, "/").await;
+    let answer = browser.get_api(&on.proxy.url("/.portcullis/whoami")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let body = answer.text().await.unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["route"], "app");
+    assert_eq!(shown["claims"]["sub"], "alice");
+    assert_eq!(shown["identity_headers"]["x-auth-subject"], "alice");
+    assert!(shown.get("uri").is_none(), "answered here, not upstream");
+    for token in ["access_token", "id_token", "refresh_token", "eyJ"] {
+        assert!(!body.contains(token), "{token} shown: {body}");
+    }
+    let anonymous = Browser::new()
+        .get_api(&on.proxy.url("/.portcullis/whoami"))
+        .await;
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::UNAUTHORIZED,
+        "no session, no page"
+    );
+
+    let off = setup_with_oidc("").await;
+    let browser = Browser::new();
+    login(&browser, &off, "/").await;
+    let report = json(browser.get_api(&off.proxy.url("/.portcullis/whoami")).await).await;
+    assert_eq!(
+        report["uri"], "/.portcullis/whoami",
+        "off: the upstream's path"
+    );
+}
+
+/// A proxy on the hostile provider with `oidc_extra` in `[oidc]`.
+async fn setup_with_oidc(oidc_extra: &'static str) -> Setup {
+    let log = logs::capture();
+    let idp = HostileIdp::start(Script::default()).await;
+    let echo = echo::spawn().await;
+    let proxy = start_proxy_at(
+        config_with(&idp, echo, oidc_extra),
+        std::path::Path::new("."),
+    )
+    .await;
+    wait_until_discovered(&proxy).await;
+    Setup { idp, proxy, log }
+}
