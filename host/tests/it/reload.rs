@@ -558,6 +558,12 @@ fn sighup_reloads_the_running_binary() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(status()["last_attempt"]["trigger"], "signal");
+    // The log spells it as /reload does (issue 17: it said `trigger=Signal`).
+    let log = support::binary::read_log(&config);
+    assert!(
+        log.contains("config reloaded") && log.contains("trigger=\"signal\""),
+        "{log}"
+    );
 }
 
 /// An `upstream_ca` bundle is watched (operations.md): the CA an upstream's certificate chains to,
