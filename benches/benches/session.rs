@@ -1,6 +1,7 @@
 //! Cookie → session: a cache hit, a sled read (cache off) with 10,000 sessions stored, and a sled
 //! read with 1,000,000 stored (`PORTCULLIS_BENCH_SESSIONS` to change; the store is built once
-//! under `target/bench-data/` and reused, since filling it takes minutes).
+//! under `target/bench-data/` and reused, since filling it takes minutes). Records are sealed as
+//! the proxy keeps them, so a sled read includes opening the seal.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ fn bench_data(name: &str) -> PathBuf {
 
 fn lookups(c: &mut Criterion) {
     let mut group = c.benchmark_group("session/lookup");
-    let (cached, cookies) = store_with(10_000, &bench_data("sessions-10000"), 10_000);
+    let (cached, cookies) = store_with(10_000, &bench_data("sealed-sessions-10000"), 10_000);
     let hot = cookies[0].clone();
     cached.load(&hot).unwrap().expect("a session");
     group.bench_function("cache hit", |b| {
@@ -71,7 +72,7 @@ fn lookups(c: &mut Criterion) {
         .unwrap_or(1_000_000);
     for count in [10_000, big] {
         let name = format!("sled read, {count} stored");
-        let dir = bench_data(&format!("sessions-{count}"));
+        let dir = bench_data(&format!("sealed-sessions-{count}"));
         let (uncached, cookies) = store_with(count, &dir, 0);
         let mut next = 0;
         group.bench_function(&name, |b| {
@@ -82,6 +83,22 @@ fn lookups(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// What sealing adds to every store write and every read that misses the cache: a realistic
+/// session record (claims and three tokens, ~2 KB) sealed, and opened.
+fn sealing(c: &mut Criterion) {
+    let keys =
+        portcullis::session::SealingKeys::from_secrets(b"a bench secret of thirty-two bytes", &[]);
+    let record = serde_json::to_vec(&realistic_session()).unwrap();
+    let key = b"s0123456789abcdef0123456789abcdef";
+    let sealed = keys.seal(key, &record);
+    c.bench_function("session record: seal", |b| {
+        b.iter(|| keys.seal(black_box(key), black_box(&record)))
+    });
+    c.bench_function("session record: open", |b| {
+        b.iter(|| keys.open(black_box(key), black_box(&sealed)).unwrap())
+    });
 }
 
 fn identity_headers(c: &mut Criterion) {
@@ -100,5 +117,5 @@ fn identity_headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookups, identity_headers);
+criterion_group!(benches, lookups, sealing, identity_headers);
 criterion_main!(benches);

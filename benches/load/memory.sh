@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 say() { printf '== %s\n' "$*" >&2; }
 cargo build --release --locked -p portcullis
 for count in 100000 1000000; do
-  if [[ ! -e "target/bench-data/sessions-$count/cookies.txt" ]]; then
+  if [[ ! -e "target/bench-data/sealed-sessions-$count/cookies.txt" ]]; then
     say "building a store with $count sessions (the session bench does it)"
     PORTCULLIS_BENCH_SESSIONS=$count cargo bench --locked -p portcullis-benches --bench session -- \
       --warm-up-time 0.1 --measurement-time 0.1 "sled read" >/dev/null
@@ -21,7 +21,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 nowhere=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '| sessions stored | resident at start | after %s lookups |\n|---:|---:|---:|\n' "sampled"
 for count in 100000 1000000; do
-  store=$PWD/target/bench-data/sessions-$count
+  store=$PWD/target/bench-data/sealed-sessions-$count
   cat > "$work/portcullis.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"

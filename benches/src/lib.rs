@@ -146,8 +146,12 @@ pub fn session_config(
         cache_entries,
         sweep_interval: Duration::from_secs(60),
         sealing: portcullis::config::Sealing {
+            // Where the proxy keeps it for this store (`session.key` beside the folder), so that
+            // a store built here opens in `portcullis run` too (benches/load/memory.sh).
             current: portcullis::config::SecretSource::File(
-                path.map_or_else(std::env::temp_dir, |p| p.with_extension("key")),
+                path.and_then(Path::parent)
+                    .unwrap_or(Path::new("."))
+                    .join("session.key"),
             ),
             previous: Vec::new(),
         },
