@@ -512,7 +512,19 @@ pub(super) fn validate_session(
         "session.sweep_interval",
         raw.sweep_interval.as_deref(),
         defaults::SESSION_SWEEP_INTERVAL,
-    );
+    )
+    .filter(|interval| {
+        // More often only costs CPU (a nanosecond kept a core busy); less often than daily
+        // leaves what no one can use in the files for days.
+        let within = (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(interval);
+        if !within {
+            problems.add(
+                "session.sweep_interval",
+                format!("must be between 1s and 24h: {interval:?}"),
+            );
+        }
+        within
+    });
     let sealing = sealing(
         raw.secret_file.as_deref(),
         raw.previous_secret_files.unwrap_or_default(),

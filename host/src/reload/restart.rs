@@ -94,3 +94,66 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
     .map(|(key, _)| key.to_owned())
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Sealing, SecretSource, StoreKind};
+
+    fn opened() -> SessionConfig {
+        SessionConfig {
+            store: StoreKind::Sled(PathBuf::from("data/sessions")),
+            cookie_name: "sess".into(),
+            cookie_secure: true,
+            cookie_persistent: true,
+            cookie_domain: None,
+            renew: Duration::from_secs(3600),
+            lifetime: Duration::from_secs(86_400),
+            idle_timeout: Duration::from_secs(28_800),
+            cache_entries: 10_000,
+            sweep_interval: Duration::from_secs(60),
+            sealing: Sealing {
+                current: SecretSource::File(PathBuf::from("data/session.key")),
+                previous: Vec::new(),
+            },
+        }
+    }
+
+    /// Every `[session]` key, changed on its own, is reported by its name: a reload can change
+    /// none of them (the store and the cookies it issued were made with the old ones).
+    #[test]
+    fn every_session_key_changed_is_reported_as_needing_a_restart() {
+        let changes: [(&str, fn(&mut SessionConfig)); 11] = [
+            ("session.store / session.path", |s| {
+                s.store = StoreKind::Memory
+            }),
+            ("session.cookie_name", |s| s.cookie_name = "other".into()),
+            ("session.cookie_secure", |s| s.cookie_secure = false),
+            ("session.cookie_persistent", |s| s.cookie_persistent = false),
+            ("session.cookie_domain", |s| {
+                s.cookie_domain = Some("example.com".into())
+            }),
+            ("session.renew", |s| s.renew = Duration::from_secs(60)),
+            ("session.lifetime", |s| s.lifetime = Duration::from_secs(60)),
+            ("session.idle_timeout", |s| {
+                s.idle_timeout = Duration::from_secs(60)
+            }),
+            ("session.cache_entries", |s| s.cache_entries = 1),
+            ("session.sweep_interval", |s| {
+                s.sweep_interval = Duration::from_secs(1)
+            }),
+            ("session.secret_file / session.previous_secret_files", |s| {
+                s.sealing.previous = vec![PathBuf::from("old.key")]
+            }),
+        ];
+        assert!(sessions(&opened(), &opened()).is_empty());
+        for (key, change) in changes {
+            let mut wanted = opened();
+            change(&mut wanted);
+            assert_eq!(sessions(&opened(), &wanted), vec![key.to_owned()]);
+        }
+    }
+}

@@ -672,7 +672,8 @@ fn issued_session(callback: &reqwest::Response) -> String {
 
 /// Sessions through the proxy (oidc.md, "Sessions"): an unused session ends after `idle_timeout`,
 /// any session after `lifetime`; the cookie is re-sent once older than `renew`, with the same
-/// session; a session id planted in the browser before the login is never the one issued.
+/// session; a session id planted in the browser before the login (well-formed: 43 base64url
+/// characters, as an issued one) is never the one issued.
 #[tokio::test]
 async fn sessions_end_on_idle_timeout_and_lifetime_and_the_cookie_is_renewed_never_fixed() {
     let idle = setup_session("idle_timeout = \"2s\"").await;
@@ -681,14 +682,23 @@ async fn sessions_end_on_idle_timeout_and_lifetime_and_the_cookie_is_renewed_nev
     let mut sessions = Vec::new();
     for (name, setup) in [("idle", &idle), ("lifetime", &lifetime), ("renew", &renew)] {
         let browser = Browser::new();
-        browser.plant_cookie(&setup.proxy.url("/"), "sess_auth=planted-by-an-attacker");
+        browser.plant_cookie(
+            &setup.proxy.url("/"),
+            "sess_auth=PLANTEDbyAnAttacker0123456789abcdefghijklmn",
+        );
         let callback = login(&browser, setup, "/").await;
         let issued = issued_session(&callback);
-        assert_ne!(issued, "planted-by-an-attacker", "{name}: fixation");
+        assert_ne!(
+            issued, "PLANTEDbyAnAttacker0123456789abcdefghijklmn",
+            "{name}: fixation"
+        );
         assert_eq!(
-            get_with_cookie(&setup.proxy.url("/"), "sess_auth=planted-by-an-attacker")
-                .await
-                .status(),
+            get_with_cookie(
+                &setup.proxy.url("/"),
+                "sess_auth=PLANTEDbyAnAttacker0123456789abcdefghijklmn"
+            )
+            .await
+            .status(),
             StatusCode::FOUND,
             "{name}: the planted id is no session"
         );
@@ -1617,8 +1627,13 @@ async fn whoami_shows_the_claims_and_identity_headers_when_turned_on() {
 
 /// A proxy on the hostile provider with `oidc_extra` in `[oidc]`.
 async fn setup_with_oidc(oidc_extra: &'static str) -> Setup {
+    setup_scripted(Script::default(), oidc_extra).await
+}
+
+/// A proxy on the hostile provider playing `script`, with `oidc_extra` in `[oidc]`.
+async fn setup_scripted(script: Script, oidc_extra: &'static str) -> Setup {
     let log = logs::capture();
-    let idp = HostileIdp::start(Script::default()).await;
+    let idp = HostileIdp::start(script).await;
     let echo = echo::spawn().await;
     let proxy = start_proxy_at(
         config_with(&idp, echo, oidc_extra),
@@ -1627,4 +1642,179 @@ async fn setup_with_oidc(oidc_extra: &'static str) -> Setup {
     .await;
     wait_until_discovered(&proxy).await;
     Setup { idp, proxy, log }
+}
+
+/// The configured `clock_skew` is the one applied, on `exp` as on `iat`, and no more: with 5 s,
+/// a token expired 3 s ago is accepted and one expired 8 s ago refused (a doubled or ignored
+/// setting would flip one of them).
+#[tokio::test]
+async fn the_configured_clock_skew_is_the_bound() {
+    for (exp_in, iat_in, logged_in) in [
+        (-3, 0, true),
+        (-8, 0, false),
+        (300, 3, true),
+        (300, 8, false),
+    ] {
+        let mut script = Script::default();
+        script.login.exp_in = exp_in;
+        script.login.iat_in = iat_in;
+        let setup = setup_scripted(script, "clock_skew = \"5s\"").await;
+        let browser = Browser::new();
+        let answer = login(&browser, &setup, "/app").await;
+        let expected = if logged_in {
+            StatusCode::FOUND
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(
+            answer.status(),
+            expected,
+            "exp in {exp_in} s, iat in {iat_in} s"
+        );
+    }
+}
+
+/// A refreshed ID token is checked as a login's is (signature, issuer, audience, expiry): one
+/// that fails ends the session, even when it names the same user — it could carry other groups.
+#[tokio::test]
+async fn a_refreshed_id_token_that_fails_a_check_ends_the_session() {
+    let spoilers: [(&str, fn(&mut Recipe)); 4] = [
+        ("tampered signature", |r| {
+            r.signing = Signing::Rs256Tampered(Key::A)
+        }),
+        ("alg none", |r| r.signing = Signing::None),
+        ("another audience", |r| {
+            r.aud = Some(serde_json::json!("someone-else"))
+        }),
+        ("expired", |r| r.exp_in = -600),
+    ];
+    for (what, spoil) in spoilers {
+        let setup = setup(Script {
+            access_expires_in: 30,
+            ..Script::default()
+        })
+        .await;
+        let browser = Browser::new();
+        login(&browser, &setup, "/").await;
+        setup.idp.script(|s| {
+            let mut refreshed = Recipe::good();
+            refreshed.nonce = NonceChoice::Missing;
+            refreshed.extra = serde_json::json!({ "groups": ["admins", "root"] });
+            spoil(&mut refreshed);
+            s.refresh = Some(refreshed);
+        });
+        let answer = browser.get(&setup.proxy.url("/")).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::FOUND,
+            "{what}: sent to log in again"
+        );
+        assert!(
+            set_cookies(&answer)
+                .iter()
+                .any(|c| c.starts_with("sess_auth=;") && c.contains("Max-Age=0")),
+            "{what}: the session cookie expired"
+        );
+        assert_eq!(setup.idp.refresh_calls(), 1, "{what}: the refresh happened");
+    }
+}
+
+/// `revoke_tokens_on_logout = false` revokes nothing (on is the default, tested above).
+#[tokio::test]
+async fn logout_revokes_nothing_when_revocation_is_off() {
+    let setup = setup_with_oidc("revoke_tokens_on_logout = false").await;
+    let browser = Browser::new();
+    login(&browser, &setup, "/").await;
+    assert_eq!(
+        browser.get(&setup.proxy.url("/logout")).await.status(),
+        StatusCode::FOUND
+    );
+    assert!(setup.idp.revoked().is_empty(), "{:?}", setup.idp.revoked());
+}
+
+/// `logout_id_token_hint = false` sends the provider no `id_token_hint`.
+#[tokio::test]
+async fn logout_without_the_id_token_hint_when_it_is_off() {
+    for (extra, hinted) in [("", true), ("logout_id_token_hint = false", false)] {
+        let setup = setup_with_oidc(extra).await;
+        let browser = Browser::new();
+        login(&browser, &setup, "/").await;
+        let end_session = location(&browser.get(&setup.proxy.url("/logout")).await);
+        assert_eq!(
+            end_session.contains("id_token_hint="),
+            hinted,
+            "{extra:?}: {end_session}"
+        );
+    }
+}
+
+/// A session cookie sent twice with different values names no session (security.md): the
+/// request is anonymous and the cookie is expired, whichever of the two is valid; a logout with
+/// both ends every session they name.
+#[tokio::test]
+async fn a_session_cookie_sent_twice_is_no_session_and_logout_ends_both() {
+    let setup = setup(Script::default()).await;
+    let first = Browser::new();
+    let second = Browser::new();
+    let one = issued_session(&login(&first, &setup, "/").await);
+    let two = issued_session(&login(&second, &setup, "/").await);
+    let both = format!("sess_auth={one}; sess_auth={two}");
+    let answer = get_with_cookie(&setup.proxy.url("/"), &both).await;
+    assert_eq!(answer.status(), StatusCode::FOUND, "two values: no session");
+    let logout = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(setup.proxy.url("/logout"))
+        .header("cookie", &both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::FOUND);
+    for (name, value) in [("first", &one), ("second", &two)] {
+        let replay = get_with_cookie(&setup.proxy.url("/"), &format!("sess_auth={value}")).await;
+        assert_eq!(replay.status(), StatusCode::FOUND, "{name} session ended");
+    }
+}
+
+/// A callback whose login binding cookie comes with two different values is refused, whichever
+/// of them is right (security.md: a planted duplicate wins nothing).
+#[tokio::test]
+async fn a_callback_with_two_binding_values_is_refused() {
+    let setup = setup(Script::default()).await;
+    let browser = Browser::new();
+    let binding = |start: &reqwest::Response| {
+        set_cookies(start)
+            .iter()
+            .find_map(|c| c.strip_prefix("sess_auth_login="))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_owned)
+    };
+    // Two logins of one browser (one binding, two states): one callback for each order.
+    let first = browser.get(&setup.proxy.url("/")).await;
+    let right = binding(&first).expect("a binding cookie");
+    let second = browser.get(&setup.proxy.url("/")).await;
+    for (start, cookie) in [
+        (
+            first,
+            format!("sess_auth_login={right}; sess_auth_login=planted"),
+        ),
+        (
+            second,
+            format!("sess_auth_login=planted; sess_auth_login={right}"),
+        ),
+    ] {
+        let callback = location(&browser.get(&location(&start)).await);
+        let answer = get_with_cookie(&callback, &cookie).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{cookie}");
+        assert!(
+            setup.log.own().contains("binding_mismatch"),
+            "refused for the binding, not a used state"
+        );
+    }
+    // The same callback with the right binding alone logs in.
+    let third = browser.get(&setup.proxy.url("/")).await;
+    let callback = location(&browser.get(&location(&third)).await);
+    let answer = get_with_cookie(&callback, &format!("sess_auth_login={right}")).await;
+    assert_eq!(answer.status(), StatusCode::FOUND);
 }

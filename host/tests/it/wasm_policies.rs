@@ -451,31 +451,20 @@ fn a_pooled_instance_serves_many_decisions() {
     }
 }
 
+/// `[policy_limits] wasm_pooled_uses`, as written in a config, is what replaces a pooled
+/// instance: the counter policy keeps state in its instance (X-Uses counts the decisions of the
+/// instance that made this one), so with 3 uses an instance makes 3, then a fresh one takes over.
 #[test]
 fn a_pooled_instance_is_replaced_after_wasm_pooled_uses_decisions() {
-    // The counter policy keeps state in its instance: X-Uses counts the decisions of the
-    // instance that made this one. With 3 uses an instance makes 3, then a fresh one takes over.
-    let limits = PolicyLimits {
-        wasm_pooled_uses: 3,
-        // About reuse, not the clock: a loaded machine must not time a decision out.
-        timeout: CALM_TIMEOUT,
-        ..PolicyLimits::default()
-    };
-    let policy = Policy::Wasm(
-        WasmPolicy::compile(
-            &policy("hostile"),
-            "hostile",
-            json!({ "mode": "counter" }).as_object().unwrap(),
-            WasmOptions {
-                isolation: Isolation::Pooled,
-                limits,
-                cache: None,
-            },
-        )
-        .unwrap_or_else(|err| panic!("{err}")),
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[policy_limits]\nwasm_pooled_uses = 3\n# About reuse, not the clock: a loaded machine must not time a decision out.\ntimeout = \"10s\"\n\n[wasm]\ncache = false\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\npolicy = \"{}\"\nisolation = \"pooled\"\npolicy_config = {{ mode = \"counter\" }}\n",
+        policy("hostile").display()
     );
+    let config = portcullis::config::parse(&text, std::path::Path::new("."))
+        .unwrap_or_else(|err| panic!("{err:?}"));
+    let policy = &config.routes[0].policy.as_ref().expect("a policy").policy;
     let uses: Vec<String> = (0..7)
-        .map(|_| match decide(&policy, "GET", None) {
+        .map(|_| match decide(policy, "GET", None) {
             Ok(Decision::Allow { headers }) => headers
                 .iter()
                 .find(|(name, _)| name == "x-uses")
