@@ -122,11 +122,14 @@ mod tests {
         }
     }
 
+    /// A change to one `[session]` key, and the name it is reported under.
+    type Change = (&'static str, fn(&mut SessionConfig));
+
     /// Every `[session]` key, changed on its own, is reported by its name: a reload can change
     /// none of them (the store and the cookies it issued were made with the old ones).
     #[test]
     fn every_session_key_changed_is_reported_as_needing_a_restart() {
-        let changes: [(&str, fn(&mut SessionConfig)); 11] = [
+        let changes: [Change; 11] = [
             ("session.store / session.path", |s| {
                 s.store = StoreKind::Memory
             }),
