@@ -1678,7 +1678,8 @@ async fn the_configured_clock_skew_is_the_bound() {
 /// that fails ends the session, even when it names the same user — it could carry other groups.
 #[tokio::test]
 async fn a_refreshed_id_token_that_fails_a_check_ends_the_session() {
-    let spoilers: [(&str, fn(&mut Recipe)); 4] = [
+    type Spoiler = (&'static str, fn(&mut Recipe));
+    let spoilers: [Spoiler; 4] = [
         ("tampered signature", |r| {
             r.signing = Signing::Rs256Tampered(Key::A)
         }),
