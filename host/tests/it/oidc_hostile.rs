@@ -723,6 +723,15 @@ async fn sessions_end_on_idle_timeout_and_lifetime_and_the_cookie_is_renewed_nev
             );
         } else {
             assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{name}: ended");
+            // Ended at the proxy, not only in the client: the cookie's Max-Age (the remaining
+            // lifetime) makes a client drop it, so the value is replayed by hand.
+            let replayed =
+                get_with_cookie(&setup.proxy.url("/"), &format!("sess_auth={issued}")).await;
+            assert_eq!(
+                replayed.status(),
+                StatusCode::FOUND,
+                "{name}: ended at the proxy"
+            );
         }
     }
 }
