@@ -230,6 +230,13 @@ impl App {
     /// `server.drain_timeout`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         self.server.serve(shutdown).await;
+        // Whatever the drain wrote (a login, a logout, a pending login) is on disk before the
+        // process lets go of the store: a restart or a takeover continues from it.
+        if let Some(auth) = &self.handle.proxy.snapshot().auth
+            && let Err(err) = auth.sessions.flush().await
+        {
+            tracing::warn!(error = %err, "the session store could not be flushed at shutdown");
+        }
     }
 }
 

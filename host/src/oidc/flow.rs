@@ -239,6 +239,8 @@ impl Auth {
         }
         for live in &ended {
             self.sessions.delete(&live.id)?;
+            // Final at once, as a login is: a restart right after must not bring it back.
+            self.sessions.flush().await?;
             if self.oidc.config().revoke_tokens_on_logout {
                 match &live.session.refresh_token {
                     Some(token) => self.oidc.revoke(token, "refresh_token").await,

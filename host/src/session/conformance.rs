@@ -239,11 +239,17 @@ fn the_sled_folder_is_made_private_and_a_loose_one_is_refused() {
     drop(SledStore::open(&folder, clock.clone()).unwrap());
     assert_eq!(mode(&folder), 0o700, "created private");
 
-    // Files an earlier version left readable are made private at the next open.
+    // Files an earlier version left readable are made private at the next open; a link planted
+    // in the folder is not followed (what it points to keeps its mode).
     let db = folder.join("db");
     chmod(&db, 0o644);
+    let outside = dir.path().join("someone-elses.txt");
+    std::fs::write(&outside, "x").unwrap();
+    chmod(&outside, 0o644);
+    std::os::unix::fs::symlink(&outside, folder.join("planted")).unwrap();
     drop(reopen(&folder, &clock));
     assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&outside), 0o644, "a link's target left alone");
 
     chmod(&folder, 0o750);
     let Err(err) = SledStore::open(&folder, clock) else {

@@ -114,7 +114,12 @@ fn make_private(folder: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in std::fs::read_dir(folder)? {
         let entry = entry?;
+        // `DirEntry::metadata` does not follow symlinks: a link planted in the folder is left
+        // alone, and neither it nor what it points to is changed.
         let meta = entry.metadata()?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             let private = if meta.is_dir() { 0o700 } else { 0o600 };

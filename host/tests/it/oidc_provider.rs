@@ -422,8 +422,11 @@ async fn the_store_files_are_private_and_hold_no_token_or_claim() {
     let [alice_tokens, bob_tokens] = &issued[..] else {
         panic!("two logins, two token answers: {issued:?}");
     };
+    let alice_cookies = alice.cookie_header(&url);
     let logout = alice.get(&format!("{url}logout")).await;
     assert_eq!(logout.status(), StatusCode::FOUND);
+    // SIGTERM at once: the logout must be on disk all the same (a takeover or restart right
+    // after it must not bring the session back).
     proxy.terminate();
     assert!(proxy.exited().await.success());
 
@@ -465,6 +468,17 @@ async fn the_store_files_are_private_and_hold_no_token_or_claim() {
             "{secret:?} is in the session files"
         );
     }
+
+    let restarted = RunningProxy::start(&config_path);
+    let replayed = get_with_cookie(&url, &alice_cookies).await;
+    assert_eq!(
+        replayed.status(),
+        StatusCode::FOUND,
+        "the logout held across the restart"
+    );
+    let bob_status = bob.client.get(&url).send().await.unwrap().status();
+    assert_eq!(bob_status, StatusCode::OK, "bob's session did");
+    drop(restarted);
 
     let alice_refresh = alice_tokens.refresh_token.as_deref().unwrap();
     let bob_refresh = bob_tokens.refresh_token.as_deref().unwrap();
