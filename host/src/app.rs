@@ -149,6 +149,9 @@ pub struct StartOptions {
     /// How long the session store may be held by another process at start (a takeover: the
     /// process being replaced holds it until its drain ends). Zero: refuse to start at once.
     pub store_wait: std::time::Duration,
+    /// `--dev`: a `[dev_idp]` beside another provider's discovery is allowed, at start and at
+    /// reloads.
+    pub dev: bool,
 }
 
 impl App {
@@ -176,6 +179,7 @@ impl App {
             admin_listen: config.server.admin_listen,
             workers: config.server.workers,
             dev_idp: config.dev_idp.clone(),
+            dev: options.dev,
         };
         let builder = Arc::new(snapshot::Builder::waiting_for_the_store(options.store_wait));
         let proxy = Proxy::new(builder.build(config, None).await?);

@@ -200,10 +200,15 @@ fn run(
         let options = StartOptions {
             // The process being replaced lets go of the store when its drain ends.
             store_wait: config.server.drain_timeout + TAKEOVER_MARGIN,
+            dev,
         };
         (SocketSource::JoinRunning, options)
     } else {
-        (SocketSource::Bind, StartOptions::default())
+        let options = StartOptions {
+            dev,
+            ..StartOptions::default()
+        };
+        (SocketSource::Bind, options)
     };
     let listeners = Listeners::bind_with(&config, inherited, source)?;
     if takeover {

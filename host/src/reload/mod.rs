@@ -155,6 +155,8 @@ pub struct StartedWith {
     pub workers: usize,
     /// `[dev_idp]` as started.
     pub dev_idp: Option<DevIdpConfig>,
+    /// Started with `--dev`: a `[dev_idp]` beside another provider's discovery is allowed.
+    pub dev: bool,
 }
 
 /// Applies new configs to a running [`Proxy`]: builds the snapshot with the process's
@@ -226,6 +228,10 @@ impl Reloader {
     async fn prepare(&self, mut config: Config) -> Result<(Snapshot, Vec<String>), String> {
         let serving = self.proxy.snapshot();
         let started = &self.started_with;
+        // As `check` and `run` refuse it: a reload must not accept what a start would not.
+        if let (Some(problem), false) = (config.dev_idp_beside_a_real_provider(), started.dev) {
+            return Err(format!("dev_idp: {problem}"));
+        }
         let mut restart_required = restart::listeners(
             &started.listen,
             started.admin_listen,

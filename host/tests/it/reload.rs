@@ -884,3 +884,28 @@ async fn turning_tls_off_waits_for_a_restart() {
     let (_, answer) = support::tls::h2_get(proxy.addr, cert.roots(), "/").await;
     assert_eq!(answer.status, 200, "still TLS");
 }
+
+/// A reload accepts exactly what a start accepts (issue 17: a `[dev_idp]` left beside another
+/// provider's `discovery` was refused by `check` and `run`, but a reload applied it).
+#[tokio::test]
+async fn a_reload_refuses_a_demo_provider_beside_another_provider_as_check_does() {
+    let port = support::closed_port().port();
+    let text = |discovery: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[dev_idp]\nlisten = \"127.0.0.1:{port}\"\n\n[oidc]\n{discovery}\nclient_id = \"p\"\nclient_secret = \"s\"\nredirect_uri = \"http://127.0.0.1:1/auth\"\n\n[session]\nstore = \"memory\"\ncookie_secure = false\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n"
+        )
+    };
+    let proxy = support::start_proxy(&text("")).await;
+    let changed = portcullis::config::parse(
+        &text("discovery = \"https://login.example.com/.well-known/openid-configuration\""),
+        Path::new("."),
+    )
+    .unwrap_or_else(|err| panic!("{err:?}"));
+    let attempt = proxy.handle.as_ref().unwrap().apply(changed).await;
+    assert_eq!(attempt.result, "failed");
+    let error = attempt.error.unwrap();
+    assert!(
+        error.contains("dev_idp: [dev_idp] starts a demo identity provider with public passwords"),
+        "{error}"
+    );
+}
