@@ -65,6 +65,7 @@ impl UnknownCall {
 /// neither the policy API nor the script defines.
 pub(super) fn first_unknown_call(ast: &AST) -> Option<UnknownCall> {
     let defined: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_owned()).collect();
+    let properties = property_names(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
@@ -76,8 +77,14 @@ pub(super) fn first_unknown_call(ast: &AST) -> Option<UnknownCall> {
         };
         if let Some((call, position)) = call {
             let name = call.name.as_str();
-            // Operators (`a + b`) are calls too; they always exist.
-            let known = call.op_token.is_some() || KNOWN.contains(name) || defined.contains(name);
+            let method = matches!(path.last(), Some(ASTNode::Expr(Expr::MethodCall(..))));
+            // Operators (`a + b`) are calls too; they always exist. A method named as a property
+            // of the script's maps may call a function stored there (`m.f(2)` with
+            // `m = #{ f: |x| x * 2 }`).
+            let known = call.op_token.is_some()
+                || KNOWN.contains(name)
+                || defined.contains(name)
+                || (method && properties.contains(name));
             if !known {
                 found = Some(UnknownCall {
                     name: name.to_owned(),
@@ -90,6 +97,31 @@ pub(super) fn first_unknown_call(ast: &AST) -> Option<UnknownCall> {
         true
     });
     found
+}
+
+/// Every property name the script writes: map literal keys and `x.name` accesses.
+fn property_names(ast: &AST) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(map, _))) => {
+                names.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+                names.extend(map.1.keys().map(|key| key.to_string()));
+            }
+            // A map literal the optimizer made a constant.
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(map) = value.read_lock::<rhai::Map>() {
+                    names.extend(map.keys().map(|key| key.to_string()));
+                }
+            }
+            Some(ASTNode::Expr(Expr::Property(property, _))) => {
+                names.insert(property.2.to_string());
+            }
+            _ => {}
+        }
+        true
+    });
+    names
 }
 
 /// The known name nearest `name`, if it is within a typo's distance.
@@ -176,6 +208,8 @@ mod tests {
             "let f = |x| x + 1;\nlet n = f.call(1);\nprint(type_of(n));\nallow()",
             "let a = [1, 2];\nif a.contains(1) && a.len() == 2 { allow() } else { login() }",
             "let up = Fn(\"to_upper\");\nallow()",
+            "let m = #{ f: |x| x * 2 };\nif m.f(2) == 4 { allow() } else { deny(403) }",
+            "let m = #{};\nm.g = |x| x + 1;\nif m.g(1) == 2 { allow() } else { deny(403) }",
         ] {
             assert_eq!(compile(text), Ok(()), "{text}");
         }
