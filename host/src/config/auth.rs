@@ -562,7 +562,8 @@ fn sealing(
     let current = if std::env::var_os(SESSION_SECRET_ENV).is_some() {
         match std::env::var(SESSION_SECRET_ENV) {
             Ok(value) => {
-                if let Err(problem) = secret::check_sealing_secret(value.as_bytes()) {
+                let value = secret::sealing_secret_text(value.as_bytes());
+                if let Err(problem) = secret::check_sealing_secret(value) {
                     problems.add(SESSION_SECRET_ENV, problem);
                 }
             }

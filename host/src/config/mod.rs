@@ -57,12 +57,16 @@ impl Config {
     /// still passes) and logged at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        // Browsers treat localhost as a secure origin: Secure cookies come back there.
+        let local =
+            |url: &url::Url| matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
         if let Some(oidc) = &self.oidc
             && self.session.cookie_secure
             && oidc.redirect_uri.scheme() == "http"
+            && !local(&oidc.redirect_uri)
         {
             warnings.push(format!(
-                "session.cookie_secure is true (the default) but oidc.redirect_uri is plain HTTP ({}): browsers keep Secure cookies away from plain-HTTP sites (localhost excepted), so logins fail at the callback. Serve HTTPS with an https redirect_uri, or set [session] cookie_secure = false for plain-HTTP local use",
+                "session.cookie_secure is true (the default) but oidc.redirect_uri is plain HTTP ({}): browsers keep Secure cookies away from plain-HTTP sites, so logins fail at the callback. Serve HTTPS with an https redirect_uri, or set [session] cookie_secure = false for plain-HTTP local use",
                 oidc.redirect_uri
             ));
         }

@@ -65,7 +65,8 @@ impl ProviderHttp {
             .await
             .map_err(|err| FetchError::Unavailable(with_causes(&err)))?;
         let status = response.status();
-        if status.is_server_error() {
+        // A server error or a rate limit may pass; anything else will not by asking again.
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(FetchError::Unavailable(format!("{url} answered {status}")));
         }
         if !status.is_success() {

@@ -298,8 +298,17 @@ impl Oidc {
             })?;
         let named = metadata.issuer().as_str();
         if named != self.config.issuer {
+            // The hint quotes the issuer as written only when it is plain text (a document
+            // could carry a newline into the log, `check` and `/readyz`).
+            let hint = if named.chars().any(char::is_control) {
+                String::new()
+            } else {
+                format!(
+                    " Set `discovery = \"{named}/.well-known/openid-configuration\"`, or correct the issuer the provider is configured with (e.g. its public hostname)"
+                )
+            };
             return Err(DiscoveryError::Misconfigured(format!(
-                "the discovery document at {url} names the issuer {named:?}, but `[oidc] discovery` implies {:?}: ID tokens would name {named:?} and be refused. Set `discovery = \"{named}/.well-known/openid-configuration\"`, or correct the issuer the provider is configured with (e.g. its public hostname)",
+                "the discovery document at {url} names the issuer {named:?}, but `[oidc] discovery` implies {:?}: ID tokens would name {named:?} and be refused.{hint}",
                 self.config.issuer
             )));
         }

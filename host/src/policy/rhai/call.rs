@@ -62,8 +62,16 @@ impl Current {
                 "(further print/debug output of this decision dropped: at most {MAX_LOG_LINES} lines)"
             ));
         }
-        let mut line: String = text.chars().take(MAX_LOG_LINE_CHARS).collect();
-        if line.len() < text.len() {
+        // Control characters shown escaped: a newline from a claim must not forge a log line.
+        let mut line = String::with_capacity(text.len().min(MAX_LOG_LINE_CHARS));
+        for c in text.chars().take(MAX_LOG_LINE_CHARS) {
+            if c.is_control() {
+                line.extend(c.escape_default());
+            } else {
+                line.push(c);
+            }
+        }
+        if text.chars().nth(MAX_LOG_LINE_CHARS).is_some() {
             line.push_str("… (cut)");
         }
         Some(line)
@@ -207,5 +215,27 @@ mod tests {
         assert!(lines.last().unwrap().contains("dropped"));
         let total: usize = lines.iter().map(String::len).sum();
         assert!(total < 10_000, "{total} bytes of log for one decision");
+    }
+
+    /// A claim with a newline printed by a policy must not start a forged log line.
+    #[test]
+    fn control_characters_in_print_output_are_escaped() {
+        let current = Current {
+            identity: PolicyIdentity::anonymous(),
+            claims: Arc::new(Map::new()),
+            request: Arc::new(RequestData::default()),
+            has_request: false,
+            wanted_request: Cell::new(false),
+            route: "r".into(),
+            file: "f.rhai".into(),
+            deadline: Instant::now(),
+            logged_lines: Cell::new(0),
+        };
+        let line = current
+            .log_line("user alice\n2026-11-30T00:00:00Z  INFO portcullis::access: forged")
+            .unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("alice\\n2026"), "{line}");
+        assert_eq!(current.log_line("plain text é").unwrap(), "plain text é");
     }
 }

@@ -11,7 +11,16 @@ use crate::policy::input;
 
 impl bindings::PolicyImports for HostState {
     fn log(&mut self, level: wit::Level, message: String) {
-        let message: String = message.chars().take(4096).collect();
+        // Control characters shown escaped: a newline from a claim must not forge a log line.
+        let mut shown = String::with_capacity(message.len().min(4096));
+        for c in message.chars().take(4096) {
+            if c.is_control() {
+                shown.extend(c.escape_default());
+            } else {
+                shown.push(c);
+            }
+        }
+        let message = shown;
         let (route, file) = (&self.route, &*self.file);
         match level {
             wit::Level::Debug => {
