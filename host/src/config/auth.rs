@@ -645,6 +645,13 @@ fn cookie_name(raw: Option<String>, secure: bool, domain: bool, problems: &mut P
 
 /// The discovery URL and the issuer it implies (the URL without the well-known suffix).
 fn parse_discovery(text: &str) -> Result<(Url, String), String> {
+    let url = Url::parse(text).map_err(|_| "not an absolute URL".to_owned())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not repeated here: the message would show the password it refuses to log.
+        return Err(
+            "must not carry a user or password: a discovery document is public, and this URL is shown in logs, /readyz and /reload".to_owned(),
+        );
+    }
     let url = parse_absolute_url(text)?;
     let issuer = text
         .strip_suffix(DISCOVERY_SUFFIX)
