@@ -153,7 +153,7 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The session store could not be opened.
-    #[error("cannot open the session store: {0}")]
+    #[error("cannot open the {0}")]
     Sessions(#[from] StoreError),
     /// A changed `[oidc]`'s provider could not be discovered (reloads only).
     #[error(

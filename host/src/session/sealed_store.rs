@@ -32,7 +32,7 @@ impl SealedStore {
         let opened = self.keys.open(key, &sealed?);
         if opened.is_none() && !self.reported.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "a session record does not open with the session secrets configured; it counts as no session (that user logs in again). After a secret change, add the old one to session.previous_secret_files to keep the sessions it sealed"
+                "a session record does not open with the session secrets configured (the secret changed, or the record was altered on disk); it counts as no session (that user logs in again). After a secret change, add the old one to session.previous_secret_files to keep the sessions it sealed"
             );
         }
         opened
