@@ -129,17 +129,16 @@ pub(super) async fn accept_loop(
         let watcher = graceful.watcher();
         let first_request = unstarted.enter();
         tokio::spawn(async move {
-            // Shared with a tunnel the connection may become (see `ConnectionHold`).
-            let slot: Arc<ConnectionSlot> = Arc::new(slot);
+            let serving = Serving {
+                // Shared with a tunnel the connection may become (see `ConnectionHold`).
+                slot: Arc::new(slot),
+                proxy,
+                watcher,
+                first_request,
+            };
             match tls {
                 None => {
                     let conn = ConnInfo::new(peer, false);
-                    let serving = Serving {
-                        slot,
-                        proxy,
-                        watcher,
-                        first_request,
-                    };
                     serve_connection(stream, conn, idle_timeout, serving).await
                 }
                 Some(config) => {
@@ -148,12 +147,6 @@ pub(super) async fn accept_loop(
                     {
                         Ok(Ok(tls_stream)) => {
                             let conn = ConnInfo::new(peer, true);
-                            let serving = Serving {
-                                slot,
-                                proxy,
-                                watcher,
-                                first_request,
-                            };
                             serve_connection(tls_stream, conn, idle_timeout, serving).await
                         }
                         Ok(Err(err)) => {

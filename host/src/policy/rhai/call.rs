@@ -193,11 +193,9 @@ pub(super) enum ScriptDecision {
 mod tests {
     use super::*;
 
-    /// A script printing 60 KiB in a loop wrote megabytes of log per request: each decision gets
-    /// [`MAX_LOG_LINES`] lines of at most [`MAX_LOG_LINE_CHARS`] characters, then one notice.
-    #[test]
-    fn print_and_debug_output_is_bounded_per_decision() {
-        let current = Current {
+    /// A decision's state for an anonymous request, as the log budget sees it.
+    fn anonymous_current() -> Current {
+        Current {
             identity: PolicyIdentity::anonymous(),
             claims: Arc::new(Map::new()),
             request: Arc::new(RequestData::default()),
@@ -207,7 +205,14 @@ mod tests {
             file: "f.rhai".into(),
             deadline: Instant::now(),
             logged_lines: Cell::new(0),
-        };
+        }
+    }
+
+    /// A script printing 60 KiB in a loop wrote megabytes of log per request: each decision gets
+    /// [`MAX_LOG_LINES`] lines of at most [`MAX_LOG_LINE_CHARS`] characters, then one notice.
+    #[test]
+    fn print_and_debug_output_is_bounded_per_decision() {
+        let current = anonymous_current();
         let long = "x".repeat(60_000);
         let lines: Vec<String> = (0..1000).filter_map(|_| current.log_line(&long)).collect();
         assert_eq!(lines.len(), MAX_LOG_LINES as usize + 1);
@@ -220,17 +225,7 @@ mod tests {
     /// A claim with a newline printed by a policy must not start a forged log line.
     #[test]
     fn control_characters_in_print_output_are_escaped() {
-        let current = Current {
-            identity: PolicyIdentity::anonymous(),
-            claims: Arc::new(Map::new()),
-            request: Arc::new(RequestData::default()),
-            has_request: false,
-            wanted_request: Cell::new(false),
-            route: "r".into(),
-            file: "f.rhai".into(),
-            deadline: Instant::now(),
-            logged_lines: Cell::new(0),
-        };
+        let current = anonymous_current();
         let line = current
             .log_line("user alice\n2026-11-30T00:00:00Z  INFO portcullis::access: forged")
             .unwrap();
