@@ -67,34 +67,38 @@ enum Command {
 enum PolicyCommand {
     /// Run one decision of a policy and print it as JSON. Exit 0; 1 when it differs from
     /// `--expect`; 2 when the policy fails (compile, runtime, limit) or an input is bad.
-    Test {
-        /// The policy file (`.rhai` or `.wasm`); or `--route` with `--config`.
-        file: Option<PathBuf>,
-        /// ID-token claims: JSON ('{"sub": "alice", "groups": ["admins"]}') or @file.json.
-        #[arg(long)]
-        claims: String,
-        /// The request: JSON with method, path, query, host, headers, client_ip, route (all
-        /// optional), or @file.json.
-        #[arg(long)]
-        request: Option<String>,
-        /// `key=value` for the policy's config; JSON values are parsed (`groups=["a","b"]`).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// The config file whose `--route` is tested (as `run` and `check` take it).
-        #[arg(long = "config", value_name = "FILE")]
-        config: Vec<String>,
-        /// Test this route of `--config`: its policy, `policy_config`, identity headers and
-        /// limits, as the proxy decides for it.
-        #[arg(long)]
-        route: Option<String>,
-        /// The decision you expect.
-        #[arg(long, value_parser = ["allow", "deny", "login"])]
-        expect: Option<String>,
-        /// How long the decision may take (`policy_limits.timeout`), e.g. `500ms`; default as the
-        /// proxy's (20ms). Raise it on a busy machine such as a shared CI runner.
-        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
-        timeout: Option<std::time::Duration>,
-    },
+    Test(PolicyTest),
+}
+
+/// The arguments of `portcullis policy test`.
+#[derive(clap::Args)]
+struct PolicyTest {
+    /// The policy file (`.rhai` or `.wasm`); or `--route` with `--config`.
+    file: Option<PathBuf>,
+    /// ID-token claims: JSON ('{"sub": "alice", "groups": ["admins"]}') or @file.json.
+    #[arg(long)]
+    claims: String,
+    /// The request: JSON with method, path, query, host, headers, client_ip, route (all
+    /// optional), or @file.json.
+    #[arg(long)]
+    request: Option<String>,
+    /// `key=value` for the policy's config; JSON values are parsed (`groups=["a","b"]`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// The config file whose `--route` is tested (as `run` and `check` take it).
+    #[arg(long = "config", value_name = "FILE")]
+    config: Vec<String>,
+    /// Test this route of `--config`: its policy, `policy_config`, identity headers and
+    /// limits, as the proxy decides for it.
+    #[arg(long)]
+    route: Option<String>,
+    /// The decision you expect.
+    #[arg(long, value_parser = ["allow", "deny", "login"])]
+    expect: Option<String>,
+    /// How long the decision may take (`policy_limits.timeout`), e.g. `500ms`; default as the
+    /// proxy's (20ms). Raise it on a busy machine such as a shared CI runner.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
 }
 
 fn main() -> ExitCode {
@@ -108,27 +112,8 @@ fn main() -> ExitCode {
             dev,
         } => check(&config, offline, dev),
         Command::Policy {
-            command:
-                PolicyCommand::Test {
-                    file,
-                    claims,
-                    request,
-                    set,
-                    config,
-                    route,
-                    expect,
-                    timeout,
-                },
-        } => policy_test(PolicyTest {
-            file,
-            claims,
-            request,
-            set,
-            config,
-            route,
-            expect,
-            timeout,
-        }),
+            command: PolicyCommand::Test(args),
+        } => policy_test(args),
         Command::Demo {
             listen,
             data_dir,
@@ -367,18 +352,6 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
         Ok(duration) if !duration.is_zero() => Ok(duration),
         _ => Err(format!("not a duration like \"500ms\" or \"2s\": {text:?}")),
     }
-}
-
-/// The arguments of `portcullis policy test`.
-struct PolicyTest {
-    file: Option<PathBuf>,
-    claims: String,
-    request: Option<String>,
-    set: Vec<String>,
-    config: Vec<String>,
-    route: Option<String>,
-    expect: Option<String>,
-    timeout: Option<std::time::Duration>,
 }
 
 /// `portcullis policy test`: a policy file with `--set` values, or a route of a config file.

@@ -1418,10 +1418,7 @@ async fn readiness_says_why_logins_cannot_start_and_check_reports_another_issuer
     .await;
     let echo = echo::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = support::closed_port();
     let text = config_with(&idp, echo, "")(addr).replace(
         &format!("listen = \"{addr}\""),
         &format!("listen = \"{addr}\"\nadmin_listen = \"127.0.0.1:0\""),

@@ -130,10 +130,7 @@ async fn a_takeover_refuses_no_one_and_the_new_process_gets_the_session_store() 
     );
     let echo = echo::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = support::closed_port();
     let config = write_config(dir.path(), addr, echo);
     let started = config.clone();
     let old = tokio::task::spawn_blocking(move || RunningProxy::start(&started))
