@@ -106,7 +106,10 @@ group = "nobody"
             rhai_policy(&proxy, name, RhaiPolicy::never_remember);
         }
         let sessions = proxy.auth().expect("login is configured").sessions.clone();
-        let cookie = sessions.insert_unflushed(realistic_session()).unwrap();
+        let cookie = sessions
+            .insert_unflushed(realistic_session())
+            .await
+            .unwrap();
         (proxy, format!("session={cookie}"))
     });
     let request = |path: &str| {

@@ -145,6 +145,8 @@ pub fn session_config(
         idle_timeout: Duration::from_secs(30 * 24 * 3600),
         cache_entries,
         sweep_interval: Duration::from_secs(60),
+        // Long enough that a "cache hit" bench only hits.
+        cache_lifetime: Duration::from_secs(3600),
         sealing: portcullis::config::Sealing {
             // Where the proxy keeps it for this store (`session.key` beside the folder), so that
             // a store built here opens in `portcullis run` too (benches/load/memory.sh).

@@ -10,6 +10,7 @@ use url::Url;
 use super::check::{Problems, duration};
 use super::defaults;
 use super::raw::{RawOidc, RawSession};
+use super::redis::{self, RawRedis, RedisConfig};
 use super::secret::{self, Secret};
 use crate::canonical::CanonicalPath;
 use crate::header_ownership::{self, HeaderClass};
@@ -113,6 +114,8 @@ pub struct SessionConfig {
     pub cache_entries: usize,
     /// How often expired records are removed from the store.
     pub sweep_interval: Duration,
+    /// How long a cached session is used before the store is read again.
+    pub cache_lifetime: Duration,
     /// Where the secrets that seal records at rest come from.
     pub sealing: Sealing,
 }
@@ -121,7 +124,7 @@ pub struct SessionConfig {
 pub const SESSION_SECRET_ENV: &str = "PORTCULLIS_SESSION_SECRET";
 
 /// Where the secrets that seal session records at rest come from (used by stores that keep
-/// records outside the process: sled).
+/// records outside the process: sled, Redis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealing {
     /// The secret records are sealed with.
@@ -146,6 +149,20 @@ pub enum StoreKind {
     Sled(PathBuf),
     /// In memory; lost on restart.
     Memory,
+    /// Redis or a Redis Cluster, shared by several instances.
+    Redis(RedisConfig),
+}
+
+impl StoreKind {
+    /// Whether records are kept outside the process (and so sealed).
+    pub fn keeps_records_outside(&self) -> bool {
+        !matches!(self, StoreKind::Memory)
+    }
+
+    /// Whether several instances share the store (the secret must be shared, never made here).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StoreKind::Redis(_))
+    }
 }
 
 /// Identity headers: which header carries which claim. Lists are joined with `,`.
@@ -474,9 +491,17 @@ pub(super) fn validate_session(
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<SessionConfig> {
+    let redis = RawRedis {
+        url: raw.redis_url.as_deref(),
+        url_file: raw.redis_url_file.as_deref(),
+        nodes: raw.redis_nodes.as_deref(),
+        key_prefix: raw.key_prefix.as_deref(),
+        timeout: raw.redis_timeout.as_deref(),
+    };
     let store = session_store(
         raw.store.as_deref(),
         raw.path.as_deref(),
+        &redis,
         base_dir,
         problems,
     );
@@ -525,6 +550,23 @@ pub(super) fn validate_session(
         }
         within
     });
+    let cache_lifetime = duration(
+        problems,
+        "session.cache_lifetime",
+        raw.cache_lifetime.as_deref(),
+        defaults::SESSION_CACHE_LIFETIME,
+    )
+    .filter(|lifetime| {
+        // Longer would let a logged-out session go on working on the other instances for longer.
+        let within = *lifetime <= Duration::from_secs(60);
+        if !within {
+            problems.add(
+                "session.cache_lifetime",
+                format!("must be at most 60s: {lifetime:?}"),
+            );
+        }
+        within
+    });
     let sealing = sealing(
         raw.secret_file.as_deref(),
         raw.previous_secret_files.unwrap_or_default(),
@@ -545,6 +587,7 @@ pub(super) fn validate_session(
         idle_timeout: idle_timeout?,
         cache_entries,
         sweep_interval: sweep_interval?,
+        cache_lifetime: cache_lifetime?,
         sealing,
     })
 }
@@ -578,11 +621,30 @@ fn sealing(
                 .parent()
                 .unwrap_or(base_dir)
                 .join(defaults::SESSION_SECRET_FILE_NAME),
+            (None, Some(shared)) if shared.is_shared() => {
+                // A secret made here would be this instance's alone: every other instance's
+                // records would not open. One secret, given to all.
+                problems.add(
+                    "session.secret_file",
+                    "is required with a shared store: every instance must seal sessions with the same secret. Write 32 random bytes once (`openssl rand -base64 32 > /etc/portcullis/session.key; chmod 600 /etc/portcullis/session.key`), give every instance a copy, and name it here (or set PORTCULLIS_SESSION_SECRET)",
+                );
+                base_dir.join(defaults::SESSION_SECRET_FILE_NAME)
+            }
             (None, _) => base_dir.join(defaults::SESSION_SECRET_FILE_NAME),
         };
-        let uses_it = matches!(store, Some(StoreKind::Sled(_)));
-        if uses_it && let Err(problem) = secret::check_private_secret_file(&path, true) {
-            problems.add("session.secret_file", problem);
+        match store {
+            Some(StoreKind::Sled(_)) => {
+                if let Err(problem) = secret::check_private_secret_file(&path, true) {
+                    problems.add("session.secret_file", problem);
+                }
+            }
+            // Never created for a shared store: it must be the copy the others have.
+            Some(shared) if shared.is_shared() && secret_file.is_some() => {
+                if let Err(problem) = secret::check_private_secret_file(&path, false) {
+                    problems.add("session.secret_file", problem);
+                }
+            }
+            _ => {}
         }
         SecretSource::File(path)
     };
@@ -600,22 +662,44 @@ fn sealing(
     Sealing { current, previous }
 }
 
-/// `session.store` (and `session.path` for sled, relative to the config's folder).
+/// `session.store` (and `session.path` for sled, relative to the config's folder; the `redis_*`
+/// keys for Redis).
 fn session_store(
     store: Option<&str>,
     path: Option<&str>,
+    redis: &RawRedis<'_>,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<StoreKind> {
-    match store.unwrap_or(defaults::SESSION_STORE) {
+    let kind = store.unwrap_or(defaults::SESSION_STORE);
+    let is_redis = matches!(kind, "redis" | "redis-cluster");
+    if !is_redis && redis.any() {
+        problems.add(
+            "session.store",
+            format!(
+                "is {kind:?}, but Redis keys (`redis_url`, `redis_nodes`, `key_prefix`, …) are set: set `store = \"redis\"` (or \"redis-cluster\") to use Redis, or remove them"
+            ),
+        );
+    }
+    if is_redis && path.is_some() {
+        problems.add(
+            "session.path",
+            "is the sled folder; a Redis store has none: remove it",
+        );
+    }
+    match kind {
         "sled" => Some(StoreKind::Sled(
             base_dir.join(path.unwrap_or(defaults::SESSION_PATH)),
         )),
         "memory" => Some(StoreKind::Memory),
+        "redis" | "redis-cluster" => {
+            redis::validate(redis, kind == "redis-cluster", base_dir, problems)
+                .map(StoreKind::Redis)
+        }
         other => {
             problems.add(
                 "session.store",
-                format!("must be \"sled\" or \"memory\": {other:?}"),
+                format!("must be \"sled\", \"redis\", \"redis-cluster\" or \"memory\": {other:?}"),
             );
             None
         }

@@ -116,6 +116,13 @@ defaults! {
     "session.cache_entries" => SESSION_CACHE_ENTRIES: usize = 10_000;
     /// How often expired sessions and pending logins are removed from the store.
     "session.sweep_interval" => SESSION_SWEEP_INTERVAL: &str = "60s";
+    /// How long a cached session is used before the store is read again: with a shared store,
+    /// the bound on how long a logout on another instance takes to reach this one.
+    "session.cache_lifetime" => SESSION_CACHE_LIFETIME: &str = "1s";
+    /// What every Redis key starts with.
+    "session.key_prefix" => SESSION_KEY_PREFIX: &str = "portcullis:";
+    /// The longest a request waits for Redis to connect or to answer one command.
+    "session.redis_timeout" => SESSION_REDIS_TIMEOUT: &str = "1s";
 
     // [headers]
     /// Identity headers: seven `X-Auth-*` headers, `(header, claim)`.
@@ -173,6 +180,12 @@ const WITHOUT_VALUE: &[(&str, &str)] = &[
         "`session.key` beside `path`'s folder",
     ),
     ("session.previous_secret_files", "none"),
+    ("session.redis_url", "required with `store = \"redis\"`"),
+    ("session.redis_url_file", "none"),
+    (
+        "session.redis_nodes",
+        "required with `store = \"redis-cluster\"`",
+    ),
     ("routes.name", "required"),
     ("routes.host", "any host"),
     ("routes.upstream", "required"),

@@ -12,6 +12,7 @@ mod defaults;
 mod load;
 mod policies;
 mod raw;
+mod redis;
 mod route;
 pub mod secret;
 mod validate;
@@ -21,6 +22,7 @@ pub use auth::{
     SessionConfig, StoreKind, Unauthenticated,
 };
 pub use load::{ParseError, load, load_text, parse, referenced_files};
+pub use redis::{RedisConfig, RedisTarget, RedisUrl};
 
 use std::fmt;
 use std::net::SocketAddr;

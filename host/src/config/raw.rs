@@ -155,7 +155,8 @@ pub struct RawOidc {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
-    /// `"sled"` (on disk) or `"memory"` (lost on restart; for tests and trials).
+    /// `"sled"` (on disk), `"redis"`, `"redis-cluster"` (shared by several instances) or
+    /// `"memory"` (lost on restart; for tests and trials).
     pub store: Option<String>,
     /// Folder of the sled database, relative to the config file.
     pub path: Option<String>,
@@ -184,6 +185,18 @@ pub struct RawSession {
     pub secret_file: Option<String>,
     /// Files of earlier secrets: records they sealed still open (rotation).
     pub previous_secret_files: Option<Vec<String>>,
+    /// How long an instance uses its cached copy of a session before reading the store again.
+    pub cache_lifetime: Option<String>,
+    /// `store = "redis"`: the server's URL (`redis://` or `rediss://`).
+    pub redis_url: Option<String>,
+    /// `store = "redis"`: a file holding the URL (it may carry a password).
+    pub redis_url_file: Option<String>,
+    /// `store = "redis-cluster"`: URLs of two or more of the cluster's nodes.
+    pub redis_nodes: Option<Vec<String>>,
+    /// What every Redis key starts with.
+    pub key_prefix: Option<String>,
+    /// The longest a request waits for Redis.
+    pub redis_timeout: Option<String>,
 }
 
 /// `[server]`

@@ -12,9 +12,16 @@ use crate::config::Unauthenticated;
 use crate::cookies::CookieValues;
 use crate::response::{ProxyBody, empty_body, text_response};
 use crate::session::{
-    LiveSession, PendingLogin, Session, SessionManager, StoreError, hash_token, is_token,
-    random_token,
+    LiveSession, PendingLogin, Session, SessionId, SessionLock, SessionManager, StoreError,
+    hash_token, is_token, random_token,
 };
+
+/// The longest a request waits for another instance's refresh of its session: a little more
+/// than the provider may take to answer it.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// How often a waiting request looks whether the other instance's refresh is done.
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Why a login endpoint or an authentication refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +77,7 @@ impl AuthError {
             }
             AuthError::Login(_) => StatusCode::BAD_GATEWAY,
             AuthError::Unauthenticated(status) => *status,
-            AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,7 +101,9 @@ impl AuthError {
                 "login is not available right now; please try again later"
             }
             AuthError::Unauthenticated(_) => "login required",
-            AuthError::Store(_) => "an internal error occurred",
+            AuthError::Store(_) => {
+                "sessions cannot be checked right now (the session store is not answering); please try again in a moment"
+            }
         }
     }
 
@@ -110,7 +119,7 @@ impl AuthError {
             AuthError::Login(err) => err.reason_code(),
             AuthError::Unavailable => "provider_not_ready",
             AuthError::Unauthenticated(_) => "unauthenticated",
-            AuthError::Store(_) => "store_error",
+            AuthError::Store(_) => "store_unavailable",
         }
     }
 }
@@ -170,7 +179,8 @@ impl Auth {
         let state = params.get("state").ok_or(AuthError::StateMissing)?;
         let pending = self
             .sessions
-            .take_pending(state)?
+            .take_pending(state)
+            .await?
             .ok_or(AuthError::StateUnknown)?;
         if binding.all().is_empty() {
             // The browser reached this callback at `redirect_uri`, so that is its scheme.
@@ -233,12 +243,12 @@ impl Auth {
     pub async fn logout(&self, session: &CookieValues) -> Result<Response<ProxyBody>, AuthError> {
         let mut ended = Vec::new();
         for value in session.all() {
-            if let Some(live) = self.sessions.load(value)? {
+            if let Some(live) = self.sessions.load(value).await? {
                 ended.push(live);
             }
         }
         for live in &ended {
-            self.sessions.delete(&live.id)?;
+            self.sessions.delete(&live.id).await?;
             // Final at once, as a login is: a restart right after must not bring it back.
             self.sessions.flush().await?;
             if self.oidc.config().revoke_tokens_on_logout {
@@ -286,7 +296,7 @@ impl Auth {
         let Some(value) = session.single() else {
             return Ok(result);
         };
-        let Some(live) = self.sessions.load(value)? else {
+        let Some(live) = self.sessions.load(value).await? else {
             return Ok(result);
         };
         let Some(live) = self.refresh_if_due(live).await? else {
@@ -295,7 +305,7 @@ impl Auth {
                 .push(self.sessions.expired_session_cookie());
             return Ok(result);
         };
-        let Some((live, renew_cookie)) = self.sessions.touch(live)? else {
+        let Some((live, renew_cookie)) = self.sessions.touch(live).await? else {
             // Ended while this request was under way (a logout in another tab).
             result
                 .set_cookies
@@ -322,8 +332,8 @@ impl Auth {
             .is_some_and(|expires| expires <= self.sessions.now())
     }
 
-    /// Refreshes the tokens when they expire within the leeway: one refresh per session at a time;
-    /// requests that waited for it use its result.
+    /// Refreshes the tokens when they expire within the leeway: one refresh per session at a time,
+    /// across every instance sharing the store; requests that waited for it use its result.
     async fn refresh_if_due(&self, live: LiveSession) -> Result<Option<LiveSession>, AuthError> {
         let renew = self.oidc.config().renew_access_token_on_expiry;
         if !self.refresh_due(&live.session) {
@@ -333,29 +343,68 @@ impl Auth {
             // Nothing to renew with: the session lasts as long as its access token.
             return Ok((!self.access_expired(&live.session)).then_some(live));
         }
+        // Requests of this instance queue here, so only one of them asks the store for the lock.
         let cookie_value = live.id.cookie_value();
-        let lock = {
+        let local = {
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             refreshing.entry(cookie_value.clone()).or_default().clone()
         };
-        let guard = lock.lock().await;
-        drop(live);
-        let outcome = self.refresh_locked(&cookie_value).await;
+        let guard = local.lock().await;
+        let outcome = self.refresh_across_instances(live).await;
         drop(guard);
         {
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            if Arc::strong_count(&lock) <= 2 {
+            if Arc::strong_count(&local) <= 2 {
                 refreshing.remove(&cookie_value);
             }
         }
         outcome
     }
 
-    /// Under the session's refresh lock. Reads the session again: another request may have
-    /// refreshed it while this one waited, or the user logged out — what the store holds now is
-    /// the truth, never a copy read before waiting.
-    async fn refresh_locked(&self, cookie_value: &str) -> Result<Option<LiveSession>, AuthError> {
-        let Some(live) = self.sessions.load(cookie_value)? else {
+    /// Takes the session's lease lock in the store, or waits for whoever holds it (another
+    /// instance) to finish and uses what it wrote. What the store holds is the truth, never a
+    /// copy read before waiting: another request may have refreshed the session meanwhile, or
+    /// the user logged out.
+    async fn refresh_across_instances(
+        &self,
+        live: LiveSession,
+    ) -> Result<Option<LiveSession>, AuthError> {
+        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+        let mut waited = false;
+        loop {
+            if let Some(lock) = self.sessions.try_lock(&live.id).await? {
+                let outcome = self.refresh_locked(&lock, &live.id).await;
+                self.sessions.unlock(lock).await?;
+                return outcome;
+            }
+            if waited {
+                let Some(current) = self.sessions.load_fresh(&live.id).await? else {
+                    return Ok(None);
+                };
+                if !self.refresh_due(&current.session) {
+                    return Ok(Some(current));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                // The holder neither finished nor let go (it may have died: its lease lapses).
+                tracing::warn!(
+                    "another instance has been refreshing this session's tokens for too long; serving the current ones while they last"
+                );
+                return Ok((!self.access_expired(&live.session)).then_some(live));
+            }
+            waited = true;
+            tokio::time::sleep(REFRESH_POLL).await;
+        }
+    }
+
+    /// Under the session's lease lock. Reads the session again from the store and refreshes it
+    /// if that is still due.
+    async fn refresh_locked(
+        &self,
+        lock: &SessionLock,
+        id: &SessionId,
+    ) -> Result<Option<LiveSession>, AuthError> {
+        let Some(live) = self.sessions.load_fresh(id).await? else {
             return Ok(None);
         };
         if !self.refresh_due(&live.session) {
@@ -370,7 +419,7 @@ impl Auth {
         {
             Ok(tokens) => {
                 let updated = self.session_from(tokens, Some(session));
-                let Some(session) = self.sessions.update(&live.id, updated)? else {
+                let Some(session) = self.sessions.update(lock, &live.id, updated).await? else {
                     // Logged out while the provider answered: the new tokens are dropped.
                     tracing::info!(
                         reason = "ended_during_refresh",
@@ -386,7 +435,7 @@ impl Auth {
             }
             Err(RefreshError::Refused) => {
                 tracing::info!(reason = "refresh_refused", "the provider ended the session");
-                self.sessions.delete(&live.id)?;
+                self.sessions.delete(&live.id).await?;
                 Ok(None)
             }
             Err(RefreshError::IdToken(rejection)) => {
@@ -394,7 +443,7 @@ impl Auth {
                     reason = rejection.reason_code(),
                     "refreshed ID token refused; session ended"
                 );
-                self.sessions.delete(&live.id)?;
+                self.sessions.delete(&live.id).await?;
                 Ok(None)
             }
             Err(err @ (RefreshError::Unreachable(_) | RefreshError::Failed(_))) => {
@@ -407,7 +456,7 @@ impl Auth {
 
     /// A request without a session on a route that needs one: a redirect to log in (browsers, or
     /// everyone with `unauthenticated = "redirect"`), or a denial.
-    pub fn unauthenticated(
+    pub async fn unauthenticated(
         &self,
         headers: &HeaderMap,
         binding: &CookieValues,
@@ -430,13 +479,13 @@ impl Auth {
         if !redirect_to_login {
             return Err(AuthError::Unauthenticated(config.unauthenticated_status));
         }
-        self.start_login(binding, return_to)
+        self.start_login(binding, return_to).await
     }
 
     /// Starts a login: stores the pending login and redirects to the provider. Also used when a
     /// policy asks for a (new) login. `binding` holds the login binding cookie's values as the
     /// browser sent them.
-    pub fn start_login(
+    pub async fn start_login(
         &self,
         binding: &CookieValues,
         return_to: String,
@@ -459,7 +508,7 @@ impl Auth {
             return_to,
             binding_hash: hash_token(&binding),
         };
-        self.sessions.put_pending(&state, &pending)?;
+        self.sessions.put_pending(&state, &pending).await?;
         let mut response = redirect(start.url.as_str());
         response
             .headers_mut()

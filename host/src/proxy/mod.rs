@@ -269,11 +269,14 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
         decision: "login",
         reason: "no session".to_owned(),
     });
-    Ok(Flow::Respond(auth.unauthenticated(
-        request.headers(),
-        &ctx.own_cookies.binding,
-        return_to(ctx, request),
-    )?))
+    Ok(Flow::Respond(
+        auth.unauthenticated(
+            request.headers(),
+            &ctx.own_cookies.binding,
+            return_to(ctx, request),
+        )
+        .await?,
+    ))
 }
 
 /// Where to come back to after a login: this request's canonical path and query, on this origin.
@@ -359,10 +362,10 @@ async fn authorize<B>(ctx: &mut RequestCtx, request: &mut Request<B>) -> Result<
                     message: "login() needs an [oidc] section".into(),
                 }));
             };
-            Ok(Flow::Respond(auth.start_login(
-                &ctx.own_cookies.binding,
-                return_to(ctx, request),
-            )?))
+            Ok(Flow::Respond(
+                auth.start_login(&ctx.own_cookies.binding, return_to(ctx, request))
+                    .await?,
+            ))
         }
     }
 }

@@ -50,10 +50,14 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         idle_timeout,
         cache_entries,
         sweep_interval,
+        cache_lifetime,
         sealing,
     } = wanted;
     [
-        ("session.store / session.path", opened_with.store != *store),
+        (
+            "session.store / session.path / session.redis_* / session.key_prefix",
+            opened_with.store != *store,
+        ),
         (
             "session.cookie_name",
             opened_with.cookie_name != *cookie_name,
@@ -83,6 +87,10 @@ pub(super) fn sessions(opened_with: &SessionConfig, wanted: &SessionConfig) -> V
         (
             "session.sweep_interval",
             opened_with.sweep_interval != *sweep_interval,
+        ),
+        (
+            "session.cache_lifetime",
+            opened_with.cache_lifetime != *cache_lifetime,
         ),
         (
             "session.secret_file / session.previous_secret_files",
@@ -115,6 +123,7 @@ mod tests {
             idle_timeout: Duration::from_secs(28_800),
             cache_entries: 10_000,
             sweep_interval: Duration::from_secs(60),
+            cache_lifetime: Duration::from_secs(1),
             sealing: Sealing {
                 current: SecretSource::File(PathBuf::from("data/session.key")),
                 previous: Vec::new(),
@@ -129,10 +138,11 @@ mod tests {
     /// none of them (the store and the cookies it issued were made with the old ones).
     #[test]
     fn every_session_key_changed_is_reported_as_needing_a_restart() {
-        let changes: [Change; 11] = [
-            ("session.store / session.path", |s| {
-                s.store = StoreKind::Memory
-            }),
+        let changes: [Change; 12] = [
+            (
+                "session.store / session.path / session.redis_* / session.key_prefix",
+                |s| s.store = StoreKind::Memory,
+            ),
             ("session.cookie_name", |s| s.cookie_name = "other".into()),
             ("session.cookie_secure", |s| s.cookie_secure = false),
             ("session.cookie_persistent", |s| s.cookie_persistent = false),
@@ -147,6 +157,9 @@ mod tests {
             ("session.cache_entries", |s| s.cache_entries = 1),
             ("session.sweep_interval", |s| {
                 s.sweep_interval = Duration::from_secs(1)
+            }),
+            ("session.cache_lifetime", |s| {
+                s.cache_lifetime = Duration::from_secs(5)
             }),
             ("session.secret_file / session.previous_secret_files", |s| {
                 s.sealing.previous = vec![PathBuf::from("old.key")]

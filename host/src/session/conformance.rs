@@ -3,93 +3,108 @@
 
 use std::sync::Arc;
 
+use portcullis_test_redis::{RedisCluster, RedisServer};
+
 use super::memory::MemoryStore;
+use super::redis_store::RedisStore;
 use super::sealed_store::SealedStore;
 use super::sealing::SealingKeys;
 use super::sled_store::SledStore;
 use super::store::{Clock, ManualClock, SessionStore};
+use crate::config::{RedisConfig, RedisTarget, RedisUrl};
 
 const T0: u64 = 1_700_000_000;
 
 /// Runs every check against stores made by `make` (a fresh, empty store per call).
-fn conformance(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
-    put_get_replace_remove(make);
-    records_expire_at_their_expiry(make);
-    take_is_single_use(make);
-    sweep_removes_only_expired_records(make);
-    concurrent_takes_yield_one_value(make);
-    replace_never_revives_a_removed_record(make);
-    replace_racing_remove_never_revives(make);
+async fn conformance(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    put_get_replace_remove(make).await;
+    records_expire_at_their_expiry(make).await;
+    take_is_single_use(make).await;
+    sweep_removes_only_expired_records(make).await;
+    concurrent_takes_yield_one_value(make).await;
+    replace_never_revives_a_removed_record(make).await;
+    replace_racing_remove_never_revives(make).await;
+    put_new_is_a_lock(make).await;
 }
 
-fn put_get_replace_remove(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn put_get_replace_remove(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
     let store = make(Arc::new(ManualClock::new(T0)));
-    assert_eq!(store.get(b"k").unwrap(), None);
-    store.put(b"k", b"one", T0 + 10).unwrap();
-    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"one"[..]));
-    store.put(b"k", b"two", T0 + 10).unwrap();
-    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
-    store.put(b"empty", b"", T0 + 10).unwrap();
-    assert_eq!(store.get(b"empty").unwrap().as_deref(), Some(&b""[..]));
-    store.remove(b"k").unwrap();
-    store.remove(b"never-there").unwrap();
-    assert_eq!(store.get(b"k").unwrap(), None);
-    store.flush().unwrap();
+    assert_eq!(store.get(b"k").await.unwrap(), None);
+    store.put(b"k", b"one", T0 + 10).await.unwrap();
+    assert_eq!(store.get(b"k").await.unwrap().as_deref(), Some(&b"one"[..]));
+    store.put(b"k", b"two", T0 + 10).await.unwrap();
+    assert_eq!(store.get(b"k").await.unwrap().as_deref(), Some(&b"two"[..]));
+    store.put(b"empty", b"", T0 + 10).await.unwrap();
+    assert_eq!(
+        store.get(b"empty").await.unwrap().as_deref(),
+        Some(&b""[..])
+    );
+    store.remove(b"k").await.unwrap();
+    store.remove(b"never-there").await.unwrap();
+    assert_eq!(store.get(b"k").await.unwrap(), None);
+    store.flush().await.unwrap();
 }
 
-fn records_expire_at_their_expiry(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn records_expire_at_their_expiry(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
     let clock = Arc::new(ManualClock::new(T0));
     let store = make(clock.clone());
-    store.put(b"k", b"v", T0 + 10).unwrap();
+    store.put(b"k", b"v", T0 + 10).await.unwrap();
     clock.advance(9);
     assert!(
-        store.get(b"k").unwrap().is_some(),
+        store.get(b"k").await.unwrap().is_some(),
         "alive one second before expiry"
     );
     clock.advance(1);
-    assert_eq!(store.get(b"k").unwrap(), None, "gone at its expiry");
+    assert_eq!(store.get(b"k").await.unwrap(), None, "gone at its expiry");
     assert_eq!(
-        store.take(b"k").unwrap(),
+        store.take(b"k").await.unwrap(),
         None,
         "an expired record cannot be taken"
     );
 }
 
-fn take_is_single_use(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn take_is_single_use(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
     let store = make(Arc::new(ManualClock::new(T0)));
-    store.put(b"state", b"pending", T0 + 600).unwrap();
+    store.put(b"state", b"pending", T0 + 600).await.unwrap();
     assert_eq!(
-        store.take(b"state").unwrap().as_deref(),
+        store.take(b"state").await.unwrap().as_deref(),
         Some(&b"pending"[..])
     );
-    assert_eq!(store.take(b"state").unwrap(), None);
-    assert_eq!(store.get(b"state").unwrap(), None);
+    assert_eq!(store.take(b"state").await.unwrap(), None);
+    assert_eq!(store.get(b"state").await.unwrap(), None);
 }
 
-fn sweep_removes_only_expired_records(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn sweep_removes_only_expired_records(
+    make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>,
+) {
     let clock = Arc::new(ManualClock::new(T0));
     let store = make(clock.clone());
-    store.put(b"short-1", b"v", T0 + 5).unwrap();
-    store.put(b"short-2", b"v", T0 + 5).unwrap();
-    store.put(b"long", b"v", T0 + 100).unwrap();
-    assert_eq!(store.sweep().unwrap(), 0);
+    store.put(b"short-1", b"v", T0 + 5).await.unwrap();
+    store.put(b"short-2", b"v", T0 + 5).await.unwrap();
+    store.put(b"long", b"v", T0 + 100).await.unwrap();
+    assert_eq!(store.sweep().await.unwrap(), 0);
     clock.advance(5);
-    assert_eq!(store.sweep().unwrap(), 2);
-    assert!(store.get(b"long").unwrap().is_some());
-    assert_eq!(store.sweep().unwrap(), 0);
+    // A store whose backend drops records at their expiry by itself (Redis, tested on its own
+    // timer in `redis_drops_records_at_their_expiry`) has nothing left to sweep.
+    let expected = if store.expires_records_itself() { 0 } else { 2 };
+    assert_eq!(store.sweep().await.unwrap(), expected);
+    assert_eq!(store.get(b"short-1").await.unwrap(), None);
+    assert!(store.get(b"long").await.unwrap().is_some());
+    assert_eq!(store.sweep().await.unwrap(), 0);
 }
 
-fn concurrent_takes_yield_one_value(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn concurrent_takes_yield_one_value(
+    make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>,
+) {
     let store: Arc<dyn SessionStore> = Arc::from(make(Arc::new(ManualClock::new(T0))));
     for round in 0..20u8 {
         let key = [b'r', round];
-        store.put(&key, b"once", T0 + 600).unwrap();
-        let winners: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| store.take(&key).unwrap().is_some() as usize))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
+        store.put(&key, b"once", T0 + 600).await.unwrap();
+        let winners = at_once(4, |_| {
+            let store = store.clone();
+            async move { store.take(&key).await.unwrap().is_some() }
+        })
+        .await;
         assert_eq!(
             winners, 1,
             "round {round}: a login state must be usable exactly once"
@@ -97,100 +112,259 @@ fn concurrent_takes_yield_one_value(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn S
     }
 }
 
-fn replace_never_revives_a_removed_record(
+async fn put_new_is_a_lock(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store: Arc<dyn SessionStore> = Arc::from(make(clock.clone()));
+    assert!(store.put_new(b"lock", b"a", T0 + 20).await.unwrap());
+    assert!(
+        !store.put_new(b"lock", b"b", T0 + 20).await.unwrap(),
+        "held"
+    );
+    assert_eq!(
+        store.get(b"lock").await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+    store.remove(b"lock").await.unwrap();
+    assert!(
+        store.put_new(b"lock", b"c", T0 + 20).await.unwrap(),
+        "given back"
+    );
+    clock.advance(20);
+    assert!(
+        store.put_new(b"lock", b"d", T0 + 40).await.unwrap(),
+        "a lease that lapsed is free"
+    );
+    assert_eq!(
+        store.get(b"lock").await.unwrap().as_deref(),
+        Some(&b"d"[..])
+    );
+    for round in 0..20u8 {
+        let key = [b'l', round];
+        let winners = at_once(4, |_| {
+            let store = store.clone();
+            async move { store.put_new(&key, b"mine", T0 + 600).await.unwrap() }
+        })
+        .await;
+        assert_eq!(winners, 1, "round {round}: one lock holder at a time");
+    }
+}
+
+/// Runs `count` tasks made by `task` at once (on the test's worker threads) and counts the
+/// ones that answered `true`.
+async fn at_once<F>(count: usize, task: impl Fn(usize) -> F) -> usize
+where
+    F: std::future::Future<Output = bool> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let handles: Vec<_> = (0..count)
+        .map(|at| {
+            let barrier = barrier.clone();
+            let task = task(at);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for handle in handles {
+        winners += usize::from(handle.await.unwrap());
+    }
+    winners
+}
+
+async fn replace_never_revives_a_removed_record(
     make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>,
 ) {
     let clock = Arc::new(ManualClock::new(T0));
     let store = make(clock.clone());
     assert!(
-        !store.replace(b"k", b"v", T0 + 10).unwrap(),
+        !store.replace(b"k", b"v", T0 + 10).await.unwrap(),
         "nothing to replace"
     );
-    assert_eq!(store.get(b"k").unwrap(), None, "replace does not create");
-    store.put(b"k", b"one", T0 + 10).unwrap();
-    assert!(store.replace(b"k", b"two", T0 + 20).unwrap());
-    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
-    store.remove(b"k").unwrap();
-    assert!(!store.replace(b"k", b"three", T0 + 20).unwrap());
     assert_eq!(
-        store.get(b"k").unwrap(),
+        store.get(b"k").await.unwrap(),
+        None,
+        "replace does not create"
+    );
+    store.put(b"k", b"one", T0 + 10).await.unwrap();
+    assert!(store.replace(b"k", b"two", T0 + 20).await.unwrap());
+    assert_eq!(store.get(b"k").await.unwrap().as_deref(), Some(&b"two"[..]));
+    store.remove(b"k").await.unwrap();
+    assert!(!store.replace(b"k", b"three", T0 + 20).await.unwrap());
+    assert_eq!(
+        store.get(b"k").await.unwrap(),
         None,
         "a removed record stays removed"
     );
-    store.put(b"taken", b"v", T0 + 10).unwrap();
-    store.take(b"taken").unwrap();
-    assert!(!store.replace(b"taken", b"v", T0 + 10).unwrap());
-    store.put(b"old", b"v", T0 + 10).unwrap();
+    store.put(b"taken", b"v", T0 + 10).await.unwrap();
+    store.take(b"taken").await.unwrap();
+    assert!(!store.replace(b"taken", b"v", T0 + 10).await.unwrap());
+    store.put(b"old", b"v", T0 + 10).await.unwrap();
     clock.advance(10);
     assert!(
-        !store.replace(b"old", b"v", T0 + 100).unwrap(),
+        !store.replace(b"old", b"v", T0 + 100).await.unwrap(),
         "an expired record is gone"
     );
-    assert_eq!(store.get(b"old").unwrap(), None);
+    assert_eq!(store.get(b"old").await.unwrap(), None);
 }
 
-fn replace_racing_remove_never_revives(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>) {
+async fn replace_racing_remove_never_revives(
+    make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionStore>,
+) {
     let store: Arc<dyn SessionStore> = Arc::from(make(Arc::new(ManualClock::new(T0))));
     for round in 0..20u8 {
         let key = [b'x', round];
-        store.put(&key, b"live", T0 + 600).unwrap();
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(|| {
+        store.put(&key, b"live", T0 + 600).await.unwrap();
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
                 for _ in 0..50 {
-                    store.replace(&key, b"refreshed", T0 + 600).unwrap();
+                    store.replace(&key, b"refreshed", T0 + 600).await.unwrap();
                 }
-            });
-            scope.spawn(|| store.remove(&key).unwrap());
-            writer.join().unwrap();
-        });
+            })
+        };
+        let remover = {
+            let store = store.clone();
+            tokio::spawn(async move { store.remove(&key).await.unwrap() })
+        };
+        writer.await.unwrap();
+        remover.await.unwrap();
         assert_eq!(
-            store.get(&key).unwrap(),
+            store.get(&key).await.unwrap(),
             None,
             "round {round}: a replace racing a remove revived the record"
         );
     }
 }
 
-#[test]
-fn memory_store_conforms() {
-    conformance(&|clock| Box::new(MemoryStore::new(clock)));
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_conforms() {
+    conformance(&|clock| Box::new(MemoryStore::new(clock))).await;
 }
 
-#[test]
-fn sled_store_conforms() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_store_conforms() {
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(&|clock| {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("sessions"), clock).unwrap();
         dirs.lock().unwrap().push(dir);
         Box::new(store)
-    });
+    })
+    .await;
 }
 
-#[test]
-fn sealed_stores_conform() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_stores_conform() {
     let keys = || SealingKeys::from_secrets(b"a sealing secret of 32 bytes.....", &[]);
-    conformance(&|clock| Box::new(SealedStore::new(Arc::new(MemoryStore::new(clock)), keys())));
+    conformance(&|clock| Box::new(SealedStore::new(Arc::new(MemoryStore::new(clock)), keys())))
+        .await;
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(&|clock| {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("sessions"), clock).unwrap();
         dirs.lock().unwrap().push(dir);
         Box::new(SealedStore::new(Arc::new(store), keys()))
-    });
+    })
+    .await;
 }
 
-#[test]
-fn sled_records_survive_reopening() {
+/// A Redis store on `target`, under a key prefix of its own (a fresh, empty store per call).
+fn redis_store(target: &RedisTarget, clock: Arc<ManualClock>) -> RedisStore {
+    let config = RedisConfig {
+        target: target.clone(),
+        key_prefix: format!("conformance-{}:", crate::session::random_token()),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    RedisStore::open(&config, clock).unwrap()
+}
+
+fn server(redis: &RedisServer) -> RedisTarget {
+    RedisTarget::Server(RedisUrl::parse(&redis.url()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_conforms() {
+    let redis = RedisServer::start();
+    let target = server(&redis);
+    conformance(&|clock| Box::new(redis_store(&target, clock))).await;
+    let keys = || SealingKeys::from_secrets(b"a sealing secret of 32 bytes.....", &[]);
+    conformance(&|clock| {
+        Box::new(SealedStore::new(
+            Arc::new(redis_store(&target, clock)),
+            keys(),
+        ))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_store_conforms() {
+    let cluster = RedisCluster::start();
+    let target = RedisTarget::Cluster(
+        cluster
+            .urls()
+            .iter()
+            .map(|url| RedisUrl::parse(url).unwrap())
+            .collect(),
+    );
+    conformance(&|clock| Box::new(redis_store(&target, clock))).await;
+    // The records are spread over the three masters (the keys hash to different slots).
+    let holding = cluster
+        .nodes()
+        .iter()
+        .filter(|node| node.cli_text(&["DBSIZE"]) != "0")
+        .count();
+    assert!(holding >= 2, "records on {holding} master(s) only");
+}
+
+/// Redis's own timer drops a record at its expiry (the conformance suite moves only the store's
+/// clock): no sweeper is needed, and a record never outlives its session in Redis.
+#[tokio::test]
+async fn redis_drops_records_at_their_expiry() {
+    let redis = RedisServer::start();
+    let clock: Arc<dyn Clock> = Arc::new(super::store::SystemClock);
+    let config = RedisConfig {
+        target: server(&redis),
+        key_prefix: "expiry:".into(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let store = RedisStore::open(&config, clock.clone()).unwrap();
+    store.put(b"k", b"v", clock.now() + 1).await.unwrap();
+    store.put(b"day", b"v", clock.now() + 86_400).await.unwrap();
+    let day_ttl: i64 = redis
+        .cli_text(&["TTL", "expiry:646179"])
+        .parse()
+        .expect("a TTL");
+    assert!(
+        (86_398..=86_400).contains(&day_ttl),
+        "Redis keeps the record as long as the session: {day_ttl}s"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while redis.cli_text(&["EXISTS", "expiry:6b"]) != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis did not drop the expired record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sled_records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
     {
         let store = SledStore::open(&dir.path().join("sessions"), clock.clone()).unwrap();
-        store.put(b"k", b"kept", T0 + 60).unwrap();
-        store.flush().unwrap();
+        store.put(b"k", b"kept", T0 + 60).await.unwrap();
+        store.flush().await.unwrap();
     }
     let store = reopen(&dir.path().join("sessions"), &clock);
-    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"kept"[..]));
+    assert_eq!(
+        store.get(b"k").await.unwrap().as_deref(),
+        Some(&b"kept"[..])
+    );
 }
 
 /// Opens the store at `folder` again after it was dropped. sled's background flusher lets go of

@@ -32,8 +32,9 @@ impl MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
 impl SessionStore for MemoryStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         Ok(self
             .records()
@@ -42,13 +43,33 @@ impl SessionStore for MemoryStore {
             .map(|(_, value)| value.clone()))
     }
 
-    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+    async fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
         self.records()
             .insert(key.to_vec(), (expires_at, value.to_vec()));
         Ok(())
     }
 
-    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
+    async fn put_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut records = self.records();
+        if records.get(key).is_some_and(|record| record.0 > now) {
+            return Ok(false);
+        }
+        records.insert(key.to_vec(), (expires_at, value.to_vec()));
+        Ok(true)
+    }
+
+    async fn replace(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let mut records = self.records();
         match records.get_mut(key) {
@@ -60,7 +81,7 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         Ok(self
             .records()
@@ -69,16 +90,16 @@ impl SessionStore for MemoryStore {
             .map(|(_, value)| value))
     }
 
-    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+    async fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.records().remove(key);
         Ok(())
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn sweep(&self) -> Result<usize, StoreError> {
+    async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut records = self.records();
         let before = records.len();

@@ -7,11 +7,17 @@
 //! - A new session is flushed to disk before its cookie is sent.
 //! - Pending logins (state → nonce, PKCE verifier, where to return) live in the same store under
 //!   `"p" + SHA-256(state)` for 10 minutes and can be taken once.
-//! - Records kept outside the process (sled) are sealed ([`sealing`]): the files hold no token
-//!   and no claim.
-//! - A bounded in-memory cache sits in front of the store; this instance's writes keep it current.
+//! - A session's lease lock lives in the store too, under `"l" + SHA-256(id)`: every change to a
+//!   session record after its creation (a refresh, a touch) is made under it, so two instances
+//!   never refresh one session at once, and neither writes back a copy older than the other's.
+//! - Records kept outside the process (sled, Redis) are sealed ([`sealing`]): the store holds no
+//!   token and no claim.
+//! - A bounded in-memory cache sits in front of the store. This instance's writes keep it
+//!   current; an entry is used for at most `cache_lifetime`, which bounds how long a change made
+//!   by another instance sharing the store (a logout) takes to reach this one.
 
 mod memory;
+mod redis_store;
 mod sealed_store;
 pub mod sealing;
 mod sled_store;
@@ -24,6 +30,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
 pub use sealed_store::SealedStore;
 pub use sealing::SealingKeys;
 pub use sled_store::SledStore;
@@ -46,6 +54,10 @@ pub const PENDING_LOGIN_TTL: u64 = 600;
 
 /// `last_seen` is written at most this often per session (idle tracking without a write per request).
 const TOUCH_INTERVAL: u64 = 60;
+
+/// How long a session's lease lock holds when its holder never lets go (a process killed while
+/// refreshing): longer than a refresh may take (the provider's 10 s timeout).
+pub const LEASE: u64 = 20;
 
 /// A session id as carried by the cookie. Never logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -74,6 +86,10 @@ impl SessionId {
 
     fn store_key(&self) -> Vec<u8> {
         hashed_key(b's', &self.0)
+    }
+
+    fn lock_key(&self) -> Vec<u8> {
+        hashed_key(b'l', &self.0)
     }
 }
 
@@ -188,6 +204,19 @@ pub struct LiveSession {
     pub session: Arc<Session>,
 }
 
+/// A session in the cache, and when it was read or written.
+struct Cached {
+    session: Arc<Session>,
+    at: Instant,
+}
+
+/// A session's lease lock, held: changes to the session may be made. Give it back with
+/// [`SessionManager::unlock`]; one never given back lapses after [`LEASE`] seconds.
+#[must_use = "a lease lock is given back with SessionManager::unlock"]
+pub struct SessionLock {
+    key: Vec<u8>,
+}
+
 /// Owns ids, serialization, expiry and renewal of sessions and pending logins.
 pub struct SessionManager {
     store: Arc<dyn SessionStore>,
@@ -195,20 +224,26 @@ pub struct SessionManager {
     config: SessionConfig,
     /// `<cookie_name>_login`, made once (it is checked on every proxied request).
     binding_cookie_name: String,
-    cache: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
+    cache: Mutex<HashMap<Vec<u8>, Cached>>,
     /// Counts deletions, so a read or write that raced one does not put the deleted session back
     /// into the cache (bumped under the cache lock, after the store removed the record).
     deletions: AtomicU64,
 }
 
 impl SessionManager {
-    /// Opens the configured store; records kept on disk are sealed with the configured secrets.
+    /// Opens the configured store; records kept outside the process are sealed with the
+    /// configured secrets.
     pub fn open(config: &SessionConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let store: Arc<dyn SessionStore> = match &config.store {
             StoreKind::Sled(path) => {
                 let keys = SealingKeys::load(&config.sealing)?;
                 let sled = Arc::new(SledStore::open(path, clock.clone())?);
                 Arc::new(SealedStore::new(sled, keys))
+            }
+            StoreKind::Redis(redis) => {
+                let keys = SealingKeys::load(&config.sealing)?;
+                let redis = Arc::new(RedisStore::open(redis, clock.clone())?);
+                Arc::new(SealedStore::new(redis, keys))
             }
             StoreKind::Memory => Arc::new(MemoryStore::new(clock.clone())),
         };
@@ -247,10 +282,17 @@ impl SessionManager {
         absolute.min(idle)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<Session>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Cached>> {
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached session under `key`, if it was read or written within `cache_lifetime`.
+    fn cached(&self, key: &[u8]) -> Option<Arc<Session>> {
+        let cache = self.cache();
+        let cached = cache.get(key)?;
+        (cached.at.elapsed() < self.config.cache_lifetime).then(|| cached.session.clone())
     }
 
     fn cache_insert(&self, key: Vec<u8>, session: Arc<Session>) {
@@ -270,7 +312,7 @@ impl SessionManager {
     }
 
     fn insert_into(
-        cache: &mut HashMap<Vec<u8>, Arc<Session>>,
+        cache: &mut HashMap<Vec<u8>, Cached>,
         cache_entries: usize,
         key: Vec<u8>,
         session: Arc<Session>,
@@ -282,7 +324,13 @@ impl SessionManager {
             cache.remove(&evicted);
         }
         if cache_entries > 0 {
-            cache.insert(key, session);
+            cache.insert(
+                key,
+                Cached {
+                    session,
+                    at: Instant::now(),
+                },
+            );
         }
     }
 
@@ -294,7 +342,7 @@ impl SessionManager {
         session.cookie_issued_at = now;
         let id = SessionId::random();
         let session = Arc::new(session);
-        self.write(&id, &session)?;
+        self.write(&id, &session).await?;
         self.flush().await?;
         self.cache_insert(id.store_key(), session.clone());
         Ok(LiveSession { id, session })
@@ -303,21 +351,22 @@ impl SessionManager {
     /// Stores a new session without flushing and returns its cookie value: for filling a store
     /// with many sessions in benches (a login always goes through [`Self::create`]).
     #[cfg(feature = "bench")]
-    pub fn insert_unflushed(&self, mut session: Session) -> Result<String, StoreError> {
+    pub async fn insert_unflushed(&self, mut session: Session) -> Result<String, StoreError> {
         let now = self.now();
         session.created_at = now;
         session.last_seen = now;
         session.cookie_issued_at = now;
         let id = SessionId::random();
-        self.write(&id, &Arc::new(session))?;
+        self.write(&id, &Arc::new(session)).await?;
         Ok(id.cookie_value())
     }
 
     /// Replaces a session's content (after a refresh, a touch or a cookie renewal), only while it
     /// still exists: `None` when it ended meanwhile (a logout while a refresh was in flight), and
-    /// then it stays ended.
-    pub fn update(
+    /// then it stays ended. Call it holding the session's [`SessionLock`].
+    pub async fn update(
         &self,
+        _lock: &SessionLock,
         id: &SessionId,
         session: Session,
     ) -> Result<Option<Arc<Session>>, StoreError> {
@@ -327,7 +376,8 @@ impl SessionManager {
         let seen = self.deletions.load(Ordering::SeqCst);
         if !self
             .store
-            .replace(&key, &value, self.expires_at(&session))?
+            .replace(&key, &value, self.expires_at(&session))
+            .await?
         {
             self.cache().remove(&key);
             return Ok(None);
@@ -340,63 +390,108 @@ impl SessionManager {
         serde_json::to_vec(session).map_err(|err| StoreError(err.to_string()))
     }
 
-    fn write(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
-        self.store.put(
-            &id.store_key(),
-            &Self::encode(session)?,
-            self.expires_at(session),
-        )
-    }
-
-    /// Makes completed writes durable, off the async worker threads.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
+    async fn write(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
+        self.store
+            .put(
+                &id.store_key(),
+                &Self::encode(session)?,
+                self.expires_at(session),
+            )
             .await
-            .map_err(|err| StoreError(format!("flush task failed: {err}")))?
     }
 
-    /// The live session for a cookie value, if any. Records that do not parse are dropped with a
-    /// warning (the user logs in again).
-    pub fn load(&self, cookie_value: &str) -> Result<Option<LiveSession>, StoreError> {
+    /// Makes completed writes durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush().await
+    }
+
+    /// The live session for a cookie value, if any: from the cache when it was read within
+    /// `cache_lifetime`, else from the store.
+    pub async fn load(&self, cookie_value: &str) -> Result<Option<LiveSession>, StoreError> {
         let Some(id) = SessionId::from_cookie_value(cookie_value) else {
             return Ok(None);
         };
-        let key = id.store_key();
-        let cached = self.cache().get(&key).cloned();
-        let session = match cached {
+        let session = match self.cached(&id.store_key()) {
             Some(session) => session,
-            None => {
-                let seen = self.deletions.load(Ordering::SeqCst);
-                let Some(bytes) = self.store.get(&key)? else {
-                    return Ok(None);
-                };
-                match serde_json::from_slice::<Session>(&bytes) {
-                    Ok(session) => {
-                        let session = Arc::new(session);
-                        self.cache_if_not_deleted(seen, key.clone(), session.clone());
-                        session
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "dropping a session record that does not parse; the user will log in again"
-                        );
-                        self.store.remove(&key)?;
-                        return Ok(None);
-                    }
-                }
-            }
+            None => match self.read(&id).await? {
+                Some(session) => session,
+                None => return Ok(None),
+            },
         };
+        self.live(id, session)
+    }
+
+    /// The live session `id` as the store holds it now, never a cached copy: what changes are
+    /// made to, under the session's lock.
+    pub async fn load_fresh(&self, id: &SessionId) -> Result<Option<LiveSession>, StoreError> {
+        match self.read(id).await? {
+            Some(session) => self.live(id.clone(), session),
+            None => Ok(None),
+        }
+    }
+
+    /// `session` if it has not ended by its lifetimes.
+    fn live(
+        &self,
+        id: SessionId,
+        session: Arc<Session>,
+    ) -> Result<Option<LiveSession>, StoreError> {
         if self.expires_at(&session) <= self.now() {
-            self.cache().remove(&key);
+            self.cache().remove(&id.store_key());
             return Ok(None);
         }
         Ok(Some(LiveSession { id, session }))
     }
 
+    /// Reads a session from the store and caches it. Records that do not parse are dropped with
+    /// a warning (the user logs in again).
+    async fn read(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let key = id.store_key();
+        let seen = self.deletions.load(Ordering::SeqCst);
+        let Some(bytes) = self.store.get(&key).await? else {
+            self.cache().remove(&key);
+            return Ok(None);
+        };
+        match serde_json::from_slice::<Session>(&bytes) {
+            Ok(session) => {
+                let session = Arc::new(session);
+                self.cache_if_not_deleted(seen, key, session.clone());
+                Ok(Some(session))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "dropping a session record that does not parse; the user will log in again"
+                );
+                self.store.remove(&key).await?;
+                self.cache().remove(&key);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takes the session's lease lock if no one holds it (in this instance or another sharing the
+    /// store); `None` when someone does.
+    pub async fn try_lock(&self, id: &SessionId) -> Result<Option<SessionLock>, StoreError> {
+        let key = id.lock_key();
+        let taken = self.store.put_new(&key, b"", self.now() + LEASE).await?;
+        Ok(taken.then_some(SessionLock { key }))
+    }
+
+    /// Gives a lease lock back.
+    pub async fn unlock(&self, lock: SessionLock) -> Result<(), StoreError> {
+        self.store.remove(&lock.key).await
+    }
+
     /// Records activity and renews the cookie when due. Returns the session to use and whether a
     /// `Set-Cookie` must be sent; `None` when the session ended meanwhile.
-    pub fn touch(&self, live: LiveSession) -> Result<Option<(LiveSession, bool)>, StoreError> {
+    ///
+    /// The write is made under the session's lock, to the record as the store holds it now (never
+    /// a cached copy that another instance's refresh has replaced). When someone else holds the
+    /// lock (a refresh), this request writes nothing: the next one will.
+    pub async fn touch(
+        &self,
+        live: LiveSession,
+    ) -> Result<Option<(LiveSession, bool)>, StoreError> {
         let now = self.now();
         let renew_cookie =
             now.saturating_sub(live.session.cookie_issued_at) >= self.config.renew.as_secs();
@@ -405,12 +500,30 @@ impl SessionManager {
         if !renew_cookie && !stale {
             return Ok(Some((live, false)));
         }
-        let mut session = (*live.session).clone();
+        let Some(lock) = self.try_lock(&live.id).await? else {
+            return Ok(Some((live, false)));
+        };
+        let touched = self.touch_locked(&lock, live, renew_cookie).await;
+        self.unlock(lock).await?;
+        touched
+    }
+
+    async fn touch_locked(
+        &self,
+        lock: &SessionLock,
+        live: LiveSession,
+        renew_cookie: bool,
+    ) -> Result<Option<(LiveSession, bool)>, StoreError> {
+        let Some(current) = self.load_fresh(&live.id).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let mut session = (*current.session).clone();
         session.last_seen = now;
         if renew_cookie {
             session.cookie_issued_at = now;
         }
-        let Some(session) = self.update(&live.id, session)? else {
+        let Some(session) = self.update(lock, &live.id, session).await? else {
             return Ok(None);
         };
         Ok(Some((
@@ -423,9 +536,9 @@ impl SessionManager {
     }
 
     /// Ends a session (logout, refused refresh).
-    pub fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = id.store_key();
-        let removed = self.store.remove(&key);
+        let removed = self.store.remove(&key).await;
         // After the store removal: a read or write that started before it sees the count move.
         let mut cache = self.cache();
         self.deletions.fetch_add(1, Ordering::SeqCst);
@@ -434,25 +547,31 @@ impl SessionManager {
     }
 
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].
-    pub fn put_pending(&self, state: &str, pending: &PendingLogin) -> Result<(), StoreError> {
+    pub async fn put_pending(&self, state: &str, pending: &PendingLogin) -> Result<(), StoreError> {
         let value = serde_json::to_vec(pending).map_err(|err| StoreError(err.to_string()))?;
-        self.store.put(
-            &hashed_key(b'p', state.as_bytes()),
-            &value,
-            self.now() + PENDING_LOGIN_TTL,
-        )
+        self.store
+            .put(
+                &hashed_key(b'p', state.as_bytes()),
+                &value,
+                self.now() + PENDING_LOGIN_TTL,
+            )
+            .await
     }
 
     /// Takes the pending login of a state: at most once, and only within its 10 minutes.
-    pub fn take_pending(&self, state: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let Some(bytes) = self.store.take(&hashed_key(b'p', state.as_bytes()))? else {
+    pub async fn take_pending(&self, state: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let Some(bytes) = self.store.take(&hashed_key(b'p', state.as_bytes())).await? else {
             return Ok(None);
         };
         Ok(serde_json::from_slice(&bytes).ok())
     }
 
-    /// Removes expired sessions and pending logins every `interval`, for as long as the process runs.
-    pub fn spawn_sweeper(self: &Arc<Self>, interval: std::time::Duration) {
+    /// Removes expired sessions and pending logins every `interval`, for as long as the process
+    /// runs — unless the store drops them by itself (Redis).
+    pub fn spawn_sweeper(self: &Arc<Self>, interval: Duration) {
+        if self.store.expires_records_itself() {
+            return;
+        }
         let manager = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -462,14 +581,12 @@ impl SessionManager {
                 let Some(manager) = manager.upgrade() else {
                     return;
                 };
-                let store = manager.store.clone();
-                match tokio::task::spawn_blocking(move || store.sweep()).await {
-                    Ok(Ok(removed)) if removed > 0 => {
+                match manager.store.sweep().await {
+                    Ok(removed) if removed > 0 => {
                         tracing::debug!(removed, "swept expired sessions")
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => tracing::warn!(error = %err, "session sweep failed"),
-                    Err(err) => tracing::warn!(error = %err, "session sweep task failed"),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "session sweep failed"),
                 }
             }
         });
@@ -555,6 +672,7 @@ mod tests {
             idle_timeout: Duration::from_secs(8 * 3600),
             cache_entries: 2,
             sweep_interval: Duration::from_secs(60),
+            cache_lifetime: Duration::from_secs(3600),
             sealing: crate::config::Sealing {
                 current: crate::config::SecretSource::Env,
                 previous: Vec::new(),
@@ -586,12 +704,13 @@ mod tests {
         let live = manager.create(session()).await.unwrap();
         let value = live.id.cookie_value();
         assert_eq!(value.len(), 43);
-        let loaded = manager.load(&value).unwrap().expect("session");
+        let loaded = manager.load(&value).await.unwrap().expect("session");
         assert_eq!(loaded.session.claims["sub"], "alice");
-        assert!(manager.load("not-a-session-id").unwrap().is_none());
+        assert!(manager.load("not-a-session-id").await.unwrap().is_none());
         assert!(
             manager
                 .load(&SessionId::random().cookie_value())
+                .await
                 .unwrap()
                 .is_none()
         );
@@ -604,7 +723,11 @@ mod tests {
         let idle = manager.create(session()).await.unwrap();
         clock.advance(8 * 3600);
         assert!(
-            manager.load(&idle.id.cookie_value()).unwrap().is_none(),
+            manager
+                .load(&idle.id.cookie_value())
+                .await
+                .unwrap()
+                .is_none(),
             "idle for 8h"
         );
 
@@ -613,13 +736,20 @@ mod tests {
             clock.advance(5 * 3600);
             let live = manager
                 .load(&active.id.cookie_value())
+                .await
                 .unwrap()
                 .expect("active within idle timeout");
-            manager.touch(live).unwrap().expect("still live");
+            manager.touch(live).await.unwrap().expect("still live");
         }
         // 25h after creation: past the 24h lifetime although never idle.
         clock.advance(5 * 3600);
-        assert!(manager.load(&active.id.cookie_value()).unwrap().is_none());
+        assert!(
+            manager
+                .load(&active.id.cookie_value())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -627,10 +757,10 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let manager = manager(clock.clone());
         let live = manager.create(session()).await.unwrap();
-        let (live, renewed) = manager.touch(live).unwrap().unwrap();
+        let (live, renewed) = manager.touch(live).await.unwrap().unwrap();
         assert!(!renewed);
         clock.advance(3600);
-        let (_, renewed) = manager.touch(live).unwrap().unwrap();
+        let (_, renewed) = manager.touch(live).await.unwrap().unwrap();
         assert!(renewed);
     }
 
@@ -688,10 +818,13 @@ mod tests {
         let manager =
             SessionManager::with_store(store.clone(), manager(clock.clone()).config.clone(), clock);
         let id = SessionId::random();
-        store.put(&id.store_key(), b"{not json", 2_000_000).unwrap();
-        assert!(manager.load(&id.cookie_value()).unwrap().is_none());
+        store
+            .put(&id.store_key(), b"{not json", 2_000_000)
+            .await
+            .unwrap();
+        assert!(manager.load(&id.cookie_value()).await.unwrap().is_none());
         assert!(
-            store.get(&id.store_key()).unwrap().is_none(),
+            store.get(&id.store_key()).await.unwrap().is_none(),
             "the bad record is removed"
         );
     }
@@ -704,10 +837,17 @@ mod tests {
         // A refresh read the session, then the user logged out before it wrote the new tokens.
         let mut refreshed = (*live.session).clone();
         refreshed.access_token = "new".into();
-        manager.delete(&live.id).unwrap();
-        assert!(manager.update(&live.id, refreshed).unwrap().is_none());
+        manager.delete(&live.id).await.unwrap();
+        let lock = manager.try_lock(&live.id).await.unwrap().expect("free");
         assert!(
-            manager.load(&value).unwrap().is_none(),
+            manager
+                .update(&lock, &live.id, refreshed)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            manager.load(&value).await.unwrap().is_none(),
             "logged out for good"
         );
     }
@@ -722,20 +862,20 @@ mod tests {
             return_to: "/x".into(),
             binding_hash: "b".into(),
         };
-        manager.put_pending("state-1", &pending).unwrap();
-        manager.put_pending("state-2", &pending).unwrap();
-        manager.put_pending("state-3", &pending).unwrap();
-        assert!(manager.take_pending("state-1").unwrap().is_some());
+        manager.put_pending("state-1", &pending).await.unwrap();
+        manager.put_pending("state-2", &pending).await.unwrap();
+        manager.put_pending("state-3", &pending).await.unwrap();
+        assert!(manager.take_pending("state-1").await.unwrap().is_some());
         assert!(
-            manager.take_pending("state-1").unwrap().is_none(),
+            manager.take_pending("state-1").await.unwrap().is_none(),
             "replayed state"
         );
         // Ten minutes, as oidc.md promises: a login may take 9 minutes 59 seconds, not 10.
         clock.advance(599);
-        assert!(manager.take_pending("state-2").unwrap().is_some());
+        assert!(manager.take_pending("state-2").await.unwrap().is_some());
         clock.advance(1);
         assert!(
-            manager.take_pending("state-3").unwrap().is_none(),
+            manager.take_pending("state-3").await.unwrap().is_none(),
             "expired state"
         );
     }

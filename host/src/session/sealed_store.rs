@@ -39,33 +39,57 @@ impl SealedStore {
     }
 }
 
+#[async_trait::async_trait]
 impl SessionStore for SealedStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.open(key, self.inner.get(key)?))
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.open(key, self.inner.get(key).await?))
     }
 
-    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
-        self.inner.put(key, &self.keys.seal(key, value), expires_at)
+    async fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+        self.inner
+            .put(key, &self.keys.seal(key, value), expires_at)
+            .await
     }
 
-    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
+    async fn put_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .put_new(key, &self.keys.seal(key, value), expires_at)
+            .await
+    }
+
+    async fn replace(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
         self.inner
             .replace(key, &self.keys.seal(key, value), expires_at)
+            .await
     }
 
-    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.open(key, self.inner.take(key)?))
+    async fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.open(key, self.inner.take(key).await?))
     }
 
-    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.inner.remove(key)
+    async fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.remove(key).await
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
     }
 
-    fn sweep(&self) -> Result<usize, StoreError> {
-        self.inner.sweep()
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        self.inner.sweep().await
+    }
+
+    fn expires_records_itself(&self) -> bool {
+        self.inner.expires_records_itself()
     }
 }

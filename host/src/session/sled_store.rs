@@ -68,7 +68,7 @@ impl SledStore {
             Some(_) => Ok(None),
             None => {
                 tracing::warn!("dropping a corrupted session-store record");
-                self.remove(key)?;
+                self.db.remove(key).map_err(io)?;
                 Ok(None)
             }
         }
@@ -132,28 +132,64 @@ fn make_private(folder: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A stored record: 8 bytes big-endian expiry, then the value.
+fn encode(value: &[u8], expires_at: UnixTime) -> Vec<u8> {
+    let mut record = Vec::with_capacity(8 + value.len());
+    record.extend_from_slice(&expires_at.to_be_bytes());
+    record.extend_from_slice(value);
+    record
+}
+
 fn io(err: sled::Error) -> StoreError {
     StoreError(err.to_string())
 }
 
+#[async_trait::async_trait]
 impl SessionStore for SledStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let record = self.db.get(key).map_err(io)?;
         self.live(key, record)
     }
 
-    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
-        let mut record = Vec::with_capacity(8 + value.len());
-        record.extend_from_slice(&expires_at.to_be_bytes());
-        record.extend_from_slice(value);
-        self.db.insert(key, record).map_err(io)?;
+    async fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError> {
+        self.db.insert(key, encode(value, expires_at)).map_err(io)?;
         Ok(())
     }
 
-    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError> {
-        let mut record = Vec::with_capacity(8 + value.len());
-        record.extend_from_slice(&expires_at.to_be_bytes());
-        record.extend_from_slice(value);
+    async fn put_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let record = encode(value, expires_at);
+        // Compare-and-swap against what was read: absent, or a record whose expiry passed.
+        loop {
+            let current = self.db.get(key).map_err(io)?;
+            let live = current
+                .as_deref()
+                .and_then(Self::decode)
+                .is_some_and(|(current_expiry, _)| current_expiry > self.clock.now());
+            if live {
+                return Ok(false);
+            }
+            let swapped = self
+                .db
+                .compare_and_swap(key, current, Some(record.as_slice()))
+                .map_err(io)?;
+            if swapped.is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
+    async fn replace(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let record = encode(value, expires_at);
         // Compare-and-swap against the record read: a concurrent remove makes the swap fail, and
         // the next read finds nothing to replace.
         loop {
@@ -175,38 +211,50 @@ impl SessionStore for SledStore {
         }
     }
 
-    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let record = self.db.remove(key).map_err(io)?;
         self.live(key, record)
     }
 
-    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+    async fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.db.remove(key).map_err(io)?;
         Ok(())
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)?;
+    async fn flush(&self) -> Result<(), StoreError> {
+        // A flush waits for the disk: off the async worker threads.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush().map_err(io))
+            .await
+            .map_err(|err| StoreError(format!("flush task failed: {err}")))??;
         Ok(())
     }
 
-    fn sweep(&self) -> Result<usize, StoreError> {
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        // A sweep reads every record: off the async worker threads.
+        let db = self.db.clone();
         let now = self.clock.now();
-        let mut removed = 0;
-        for entry in self.db.iter() {
-            let (key, record) = entry.map_err(io)?;
-            let expired = Self::decode(&record).is_none_or(|(expires_at, _)| expires_at <= now);
-            // Remove only if unchanged since read: a concurrent renewal must not be lost.
-            if expired
-                && self
-                    .db
-                    .compare_and_swap(&key, Some(&record), None as Option<&[u8]>)
-                    .map_err(io)?
-                    .is_ok()
-            {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        tokio::task::spawn_blocking(move || sweep(&db, now))
+            .await
+            .map_err(|err| StoreError(format!("sweep task failed: {err}")))?
     }
+}
+
+/// Removes the records of `db` whose expiry is at or before `now`; returns how many.
+fn sweep(db: &sled::Db, now: UnixTime) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for entry in db.iter() {
+        let (key, record) = entry.map_err(io)?;
+        let expired = SledStore::decode(&record).is_none_or(|(expires_at, _)| expires_at <= now);
+        // Remove only if unchanged since read: a concurrent renewal must not be lost.
+        if expired
+            && db
+                .compare_and_swap(&key, Some(&record), None as Option<&[u8]>)
+                .map_err(io)?
+                .is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

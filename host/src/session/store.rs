@@ -58,23 +58,45 @@ pub struct StoreError(pub String);
 
 /// Bytes with an expiry. A record whose expiry has passed is gone for every reader, whether or not
 /// a sweep has removed it yet.
+///
+/// Async because a store may be across the network (Redis); local stores answer at once.
+#[async_trait::async_trait]
 pub trait SessionStore: Send + Sync {
     /// The value under `key`, if present and not expired.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores `value` under `key` until `expires_at`, replacing what was there.
-    fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError>;
+    async fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError>;
+    /// Stores `value` under `key` only when no live record is there, and says whether it did.
+    /// Atomic: of two concurrent calls for one key, at most one succeeds (a lease lock).
+    async fn put_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Replaces the value under `key` only while a live record is there, and says whether it did.
     /// Atomic against [`remove`](Self::remove) and [`take`](Self::take): once a record is removed
     /// no `replace` brings it back (a refresh finishing after a logout must not revive the
     /// session).
-    fn replace(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<bool, StoreError>;
+    async fn replace(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Removes `key` and returns its value if it was present and not expired. Atomic: of two
     /// concurrent takes of one key, at most one gets the value (single-use login states).
-    fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Removes `key` (no error when absent).
-    fn remove(&self, key: &[u8]) -> Result<(), StoreError>;
-    /// Makes every completed write durable (a no-op for memory).
-    fn flush(&self) -> Result<(), StoreError>;
-    /// Removes expired records; returns how many.
-    fn sweep(&self) -> Result<usize, StoreError>;
+    async fn remove(&self, key: &[u8]) -> Result<(), StoreError>;
+    /// Makes every completed write durable (a no-op for memory, and for Redis, whose writes are
+    /// as durable as its persistence settings make them once acknowledged).
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// Removes expired records; returns how many. A store whose backend expires records by
+    /// itself (Redis) removes none here: see [`Self::expires_records_itself`].
+    async fn sweep(&self) -> Result<usize, StoreError>;
+    /// Whether the backend drops expired records by itself (no sweeper needed).
+    fn expires_records_itself(&self) -> bool {
+        false
+    }
 }

@@ -1,0 +1,264 @@
+//! `[session] store = "redis" | "redis-cluster"`: where the shared store is and how long to wait
+//! for it. Every message names its key and what to do; none shows a URL (it may hold a password).
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::check::{Problems, duration};
+use super::defaults;
+
+/// A shared Redis store, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// One server, or the nodes of a cluster.
+    pub target: RedisTarget,
+    /// What every key of this deployment starts with (several deployments may share a Redis).
+    pub key_prefix: String,
+    /// The longest a request waits for Redis (to connect, or to answer one command).
+    pub timeout: Duration,
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `store = "redis"`: one server (or a proxy in front of several).
+    Server(RedisUrl),
+    /// `store = "redis-cluster"`: nodes of one Redis Cluster; the client finds the others.
+    Cluster(Vec<RedisUrl>),
+}
+
+/// A `redis://` or `rediss://` URL. May carry a password: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// A `redis://` or `rediss://` URL with a host; the message (which never repeats the URL)
+    /// says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        redis_url(text)
+    }
+
+    /// The URL itself, for the Redis client only (never a log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl([redacted])")
+    }
+}
+
+/// The `[session]` keys of a Redis store, as written.
+pub(super) struct RawRedis<'a> {
+    pub url: Option<&'a str>,
+    pub url_file: Option<&'a str>,
+    pub nodes: Option<&'a [String]>,
+    pub key_prefix: Option<&'a str>,
+    pub timeout: Option<&'a str>,
+}
+
+impl RawRedis<'_> {
+    /// Whether any Redis key is written (they mean nothing for another store).
+    pub fn any(&self) -> bool {
+        self.url.is_some()
+            || self.url_file.is_some()
+            || self.nodes.is_some()
+            || self.key_prefix.is_some()
+            || self.timeout.is_some()
+    }
+}
+
+/// `store = "redis"` (`cluster` false) or `"redis-cluster"`: every key checked.
+pub(super) fn validate(
+    raw: &RawRedis<'_>,
+    cluster: bool,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<RedisConfig> {
+    let target = if cluster {
+        cluster_target(raw, problems)
+    } else {
+        server_target(raw, base_dir, problems)
+    };
+    let key_prefix = raw.key_prefix.unwrap_or(defaults::SESSION_KEY_PREFIX);
+    let prefix_ok = key_prefix.len() <= 64 && key_prefix.bytes().all(|b| b.is_ascii_graphic());
+    if !prefix_ok {
+        problems.add(
+            "session.key_prefix",
+            format!(
+                "use at most 64 visible ASCII characters, no spaces (e.g. \"portcullis:\"): {key_prefix:?}"
+            ),
+        );
+    }
+    let timeout = duration(
+        problems,
+        "session.redis_timeout",
+        raw.timeout,
+        defaults::SESSION_REDIS_TIMEOUT,
+    )
+    .filter(|timeout| {
+        let within = (Duration::from_millis(10)..=Duration::from_secs(60)).contains(timeout);
+        if !within {
+            problems.add(
+                "session.redis_timeout",
+                format!("must be between 10ms and 60s: {timeout:?}"),
+            );
+        }
+        within
+    });
+    Some(RedisConfig {
+        target: target?,
+        key_prefix: prefix_ok.then(|| key_prefix.to_owned())?,
+        timeout: timeout?,
+    })
+}
+
+fn server_target(
+    raw: &RawRedis<'_>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<RedisTarget> {
+    if raw.nodes.is_some() {
+        problems.add(
+            "session.redis_nodes",
+            "lists the nodes of a Redis Cluster: set `store = \"redis-cluster\"`, or use `redis_url` for one server",
+        );
+    }
+    let (key, text) = match (raw.url, raw.url_file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                "session.redis_url",
+                "set either `redis_url` or `redis_url_file`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            problems.add(
+                "session.redis_url",
+                "is required with `store = \"redis\"`: e.g. \"redis://127.0.0.1:6379\" (or `redis_url_file` naming a private file that holds the URL with its password)",
+            );
+            return None;
+        }
+        (Some(url), None) => ("session.redis_url", url.to_owned()),
+        (None, Some(file)) => (
+            "session.redis_url_file",
+            problems.check("session.redis_url_file", read_url_file(base_dir, file))?,
+        ),
+    };
+    problems
+        .check(key, redis_url(&text))
+        .map(RedisTarget::Server)
+}
+
+fn cluster_target(raw: &RawRedis<'_>, problems: &mut Problems) -> Option<RedisTarget> {
+    if raw.url.is_some() || raw.url_file.is_some() {
+        problems.add(
+            "session.redis_url",
+            "names one server: with `store = \"redis-cluster\"` list the cluster's nodes in `redis_nodes`",
+        );
+    }
+    let Some(nodes) = raw.nodes else {
+        problems.add(
+            "session.redis_nodes",
+            "is required with `store = \"redis-cluster\"`: e.g. [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\", \"redis://10.0.0.3:6379\"]",
+        );
+        return None;
+    };
+    if nodes.len() < 2 {
+        problems.add(
+            "session.redis_nodes",
+            format!(
+                "lists {} node(s); a Redis Cluster has at least three masters: list two or more of them, so that the proxy finds the cluster while one is down (or use `store = \"redis\"` for a single server)",
+                nodes.len()
+            ),
+        );
+        return None;
+    }
+    let urls: Vec<Option<RedisUrl>> = nodes
+        .iter()
+        .enumerate()
+        .map(|(at, node)| problems.check(format!("session.redis_nodes[{at}]"), redis_url(node)))
+        .collect();
+    urls.into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(RedisTarget::Cluster)
+}
+
+/// A `redis://` or `rediss://` URL with a host. The message never repeats the URL.
+fn redis_url(text: &str) -> Result<RedisUrl, String> {
+    const FORM: &str = "redis://[user:password@]host:port[/db] or rediss://… for TLS";
+    let url = Url::parse(text.trim())
+        .map_err(|err| format!("is not a URL ({err}); write it as {FORM}"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "has the scheme {:?}; write it as {FORM}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("names no host; write it as {FORM}"));
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        return Err(format!(
+            "ends in a path that is not a database number; write it as {FORM}"
+        ));
+    }
+    Ok(RedisUrl(text.trim().to_owned()))
+}
+
+/// `redis_url_file`: a file only its owner can read, holding the URL (and its password).
+fn read_url_file(base_dir: &Path, file: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = base_dir.join(file);
+    let meta = std::fs::metadata(&path).map_err(|err| {
+        format!(
+            "cannot read {}: {err}; write the URL (e.g. redis://:password@host:6379) into it, readable by Portcullis's user only",
+            path.display()
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} can be read by group or others (mode {mode:o}) and may hold a password; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(format!(
+            "{} is empty; write the Redis URL into it",
+            path.display()
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_repeating_them() {
+        assert!(redis_url("redis://127.0.0.1:6379").is_ok());
+        assert!(redis_url("rediss://:pw@redis.example:6380/2").is_ok());
+        for bad in [
+            "http://:hunter2@127.0.0.1:6379",
+            "redis://:hunter2@/",
+            "127.0.0.1:6379",
+            "redis://:hunter2@host/not-a-db",
+        ] {
+            let message = redis_url(bad).unwrap_err();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("redis://"), "{message}");
+        }
+    }
+}
