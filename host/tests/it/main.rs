@@ -28,4 +28,5 @@ mod proxy;
 mod quickstart;
 mod reload;
 mod restarts;
+mod shared_sessions;
 mod wasm_policies;

@@ -13,7 +13,8 @@ use support::binary::read_log;
 use support::browser::{Browser, get_with_cookie, json, location};
 use support::echo::{self, received_header};
 use support::real_idp::{
-    CLIENT_SECRET, IdpOptions, RealIdp, confirm_logout_at_provider, log_in_at_provider,
+    CLIENT_SECRET, IdpOptions, RealIdp, confirm_logout_at_provider, log_in, log_in_at_provider,
+    wait_for_login_page,
 };
 use support::{TestProxy, start_proxy_on};
 
@@ -68,32 +69,6 @@ async fn setup(options: IdpOptions, leeway: &str) -> Setup {
     let proxy = start_proxy_on(listener, &text, Path::new(".")).await;
     wait_for_login_page(&proxy.url("/")).await;
     Setup { idp, proxy }
-}
-
-/// Waits until discovery finished: a browser request is then redirected to the provider.
-async fn wait_for_login_page(url: &str) {
-    let browser = Browser::new();
-    for _ in 0..200 {
-        if let Ok(answer) = browser
-            .client
-            .get(url)
-            .header("accept", "text/html")
-            .send()
-            .await
-            && answer.status() == StatusCode::FOUND
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the proxy at {url} never offered a login");
-}
-
-/// Logs `user` in starting from `path`; returns the callback's answer.
-async fn log_in(browser: &Browser, proxy_url: &str, user: &str) -> reqwest::Response {
-    let start = browser.get(proxy_url).await;
-    assert_eq!(start.status(), StatusCode::FOUND, "not sent to log in");
-    log_in_at_provider(browser, location(&start), user).await
 }
 
 #[tokio::test]

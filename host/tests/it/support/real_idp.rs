@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::json;
@@ -156,6 +157,32 @@ impl Drop for RealIdp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until discovery finished: a browser request is then redirected to the provider.
+pub async fn wait_for_login_page(url: &str) {
+    let browser = Browser::new();
+    for _ in 0..200 {
+        if let Ok(answer) = browser
+            .client
+            .get(url)
+            .header("accept", "text/html")
+            .send()
+            .await
+            && answer.status() == StatusCode::FOUND
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the proxy at {url} never offered a login");
+}
+
+/// Logs `user` in starting from `path`; returns the callback's answer.
+pub async fn log_in(browser: &Browser, proxy_url: &str, user: &str) -> reqwest::Response {
+    let start = browser.get(proxy_url).await;
+    assert_eq!(start.status(), StatusCode::FOUND, "not sent to log in");
+    log_in_at_provider(browser, location(&start), user).await
 }
 
 /// Follows a login from the provider's authorization URL to Portcullis's callback answer, filling
