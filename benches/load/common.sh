@@ -38,12 +38,12 @@ make_cert() {
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 }
 
-# portcullis_config PORT IDP_PORT [SCHEME] → the [server]…[session] part of a config with the
-# development provider (no access log, as nginx in these runs); routes follow. SCHEME `https`
-# terminates TLS with make_cert's certificate. The session store is the port's own, so two
-# instances can run side by side.
+# portcullis_config PORT IDP_PORT [SCHEME] [STORE] → the [server]…[session] part of a config with
+# the development provider (no access log, as nginx in these runs); routes follow. SCHEME `https`
+# terminates TLS with make_cert's certificate. The session store is the port's own sled folder, so
+# two instances can run side by side; STORE replaces it (e.g. the lines of a Redis store).
 portcullis_config() {
-  local scheme=${3:-http}
+  local scheme=${3:-http} store=${4:-path = \"$work/sessions-$1\"}
   cat <<TOML
 [server]
 listen = "127.0.0.1:$1"
@@ -56,7 +56,7 @@ client_id = "load"
 client_secret = "load-secret"
 redirect_uri = "$scheme://127.0.0.1:$1/auth"
 [session]
-path = "$work/sessions-$1"
+$store
 cookie_name = "session"
 cookie_secure = false
 TOML

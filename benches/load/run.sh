@@ -5,7 +5,8 @@
 # hyper's server and hyper-util's pooled client with nothing else, and (o) `spike-proxy`, issue
 # #15's spike (hyper's server and client driven in one task per connection on a current-thread
 # runtime), for what hyper costs and what Portcullis's own work costs; and (h) Portcullis with a Rhai policy that reads the request, so it runs on every request
-# (e's runs once per session). TLS, nginx and a second Portcullis terminating it on the same
+# (e's runs once per session), and (p) e's route with the sessions in Redis (`store = "redis"`, a
+# redis-server on the backend's core). TLS, nginx and a second Portcullis terminating it on the same
 # self-signed certificate: HTTP/1.1 with wrk (i nginx, j Portcullis without login, k logged in with
 # require-group.rhai) and HTTP/2 with h2load, 32 connections × 4 streams (l, m, n likewise). The
 # proxy under test runs on core 0; the client and the backend on core 1. Interleaved repetitions;
@@ -14,8 +15,8 @@
 #   benches/load/run.sh            5 repetitions of 10 s per row, plus a 60 s memory run (~14 min)
 #   benches/load/run.sh --quick    2 repetitions of 2 s, 5 s memory run (~1.5 minutes once built)
 #
-# Installs wrk, h2load (nghttp2-client), nginx and libnginx-mod-http-lua (Debian) and the
-# wasm32-wasip2 target when missing. Writes benches/load/results.md.
+# Installs wrk, h2load (nghttp2-client), nginx, libnginx-mod-http-lua and redis-server (Debian) and
+# the wasm32-wasip2 target when missing. Writes benches/load/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -24,9 +25,9 @@ if [[ "${1:-}" == "--quick" ]]; then duration=2 memory_duration=5 repetitions=2;
 
 say() { printf '== %s\n' "$*" >&2; }
 if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || ! command -v nginx >/dev/null \
-    || [[ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ]]; then
-  say "installing wrk, h2load, nginx and libnginx-mod-http-lua"
-  apt-get update -q && apt-get install -y -q --no-install-recommends wrk nghttp2-client nginx-light libnginx-mod-http-lua
+    || ! command -v redis-server >/dev/null || [[ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ]]; then
+  say "installing wrk, h2load, nginx, libnginx-mod-http-lua and redis-server"
+  apt-get update -q && apt-get install -y -q --no-install-recommends wrk nghttp2-client nginx-light libnginx-mod-http-lua redis-server
 fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then rustup target add wasm32-wasip2; fi
 say "building Portcullis and the Wasm sample (release)"
@@ -43,6 +44,7 @@ trap cleanup EXIT
 source benches/load/common.sh
 backend_port=$(free_port) proxy_port=$(free_port) lua_port=$(free_port) portcullis_port=$(free_port) idp_port=$(free_port) bare_port=$(free_port) spike_port=$(free_port)
 tls_port=$(free_port) portcullis_tls_port=$(free_port) idp_tls_port=$(free_port)
+redis_port=$(free_port) portcullis_redis_port=$(free_port) idp_redis_port=$(free_port)
 make_cert
 session_id=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 
@@ -81,13 +83,23 @@ pids+=($portcullis_pid)
 { portcullis_config "$portcullis_tls_port" "$idp_tls_port" https; common_routes; } > "$work/portcullis-tls.toml"
 taskset -c 0 target/release/portcullis run --config "$work/portcullis-tls.toml" > "$work/portcullis-tls.out" 2> "$work/portcullis-tls.log" &
 pids+=($!)
+# Sessions in Redis: a throw-away redis-server beside the backend, and an instance of its own.
+taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+  --logfile "$work/redis.log" &
+pids+=($!)
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/shared-session.key")
+{ portcullis_config "$portcullis_redis_port" "$idp_redis_port" http \
+    "$(printf 'store = "redis"\nredis_url = "redis://127.0.0.1:%s"\nsecret_file = "%s"' "$redis_port" "$work/shared-session.key")"
+  common_routes; } > "$work/portcullis-redis.toml"
+taskset -c 0 target/release/portcullis run --config "$work/portcullis-redis.toml" > "$work/portcullis-redis.out" 2> "$work/portcullis-redis.log" &
+pids+=($!)
 taskset -c 0 target/release/bare-proxy "127.0.0.1:$bare_port" "127.0.0.1:$backend_port" > "$work/bare.out" &
 pids+=($!)
 taskset -c 0 target/release/spike-proxy "127.0.0.1:$spike_port" "127.0.0.1:$backend_port" > "$work/spike.out" &
 pids+=($!)
 for server in "http://127.0.0.1:$backend_port/" "http://127.0.0.1:$proxy_port/" "http://127.0.0.1:$lua_port/" \
     "https://127.0.0.1:$tls_port/" "http://127.0.0.1:$portcullis_port/none" "https://127.0.0.1:$portcullis_tls_port/none" \
-    "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$spike_port/"; do
+    "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$spike_port/" "http://127.0.0.1:$portcullis_redis_port/none"; do
   for _ in $(seq 100); do curl -sk -o /dev/null "$server" && continue 2; sleep 0.1; done
   echo "$server does not answer; the logs in $work:" >&2; tail -n 5 "$work"/*.log >&2; exit 1
 done
@@ -95,6 +107,8 @@ done
 say "logging in as alice through the development provider"
 portcullis_cookie=$(login_as_alice "$portcullis_port" "$idp_port" /rhai)
 [[ -n "$portcullis_cookie" ]] || { echo "login failed; log:" >&2; cat "$work/portcullis.log" >&2; exit 1; }
+redis_cookie=$(login_as_alice "$portcullis_redis_port" "$idp_redis_port" /rhai)
+[[ -n "$redis_cookie" ]] || { echo "login with the Redis store failed; log:" >&2; cat "$work/portcullis-redis.log" >&2; exit 1; }
 tls_cookie=$(login_as_alice "$portcullis_tls_port" "$idp_tls_port" /rhai https)
 [[ -n "$tls_cookie" ]] || { echo "login over TLS failed; log:" >&2; cat "$work/portcullis-tls.log" >&2; exit 1; }
 for url in "http://127.0.0.1:$portcullis_port/rhai" "http://127.0.0.1:$portcullis_port/wasm" "http://127.0.0.1:$portcullis_port/rhai-request"; do
@@ -107,10 +121,12 @@ for version in --http1.1 --http2; do
     [[ "$answer" == "200 HTTP/${version#--http}" ]] || { echo "$url answered $answer over $version" >&2; exit 1; }
   done
 done
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $redis_cookie" "http://127.0.0.1:$portcullis_redis_port/rhai")
+[[ "$status" == 200 ]] || { echo "the Redis-store instance answered $status with the session" >&2; exit 1; }
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: session=$session_id" "http://127.0.0.1:$lua_port/")
 [[ "$status" == 200 ]] || { echo "the Lua proxy answered $status" >&2; cat "$work/nginx-lua.error.log" >&2; exit 1; }
 
-rows=(a b c d e f g o h i j k l m n)
+rows=(a b c d e f g o h p i j k l m n)
 declare -A url cookie client
 for row in "${rows[@]}"; do client[$row]=wrk; done
 url[a]="http://127.0.0.1:$backend_port/"
@@ -122,6 +138,7 @@ url[f]="http://127.0.0.1:$portcullis_port/wasm";           cookie[f]=$portcullis
 url[g]="http://127.0.0.1:$bare_port/"
 url[o]="http://127.0.0.1:$spike_port/"
 url[h]="http://127.0.0.1:$portcullis_port/rhai-request";   cookie[h]=$portcullis_cookie
+url[p]="http://127.0.0.1:$portcullis_redis_port/rhai";     cookie[p]=$redis_cookie
 url[i]="https://127.0.0.1:$tls_port/"
 url[j]="https://127.0.0.1:$portcullis_tls_port/none"
 url[k]="https://127.0.0.1:$portcullis_tls_port/rhai";      cookie[k]=$tls_cookie
@@ -177,6 +194,7 @@ plain = {
     "g": "g. bare hyper server + hyper-util pooled client (`bare-proxy`, no logic)",
     "o": "o. issue #15's spike: hyper server + client in one task per connection, current-thread runtime (`spike-proxy`, no logic)",
     "h": "h. Portcullis, session + `read-only-for-viewers.rhai` (reads the request: runs every time)",
+    "p": "p. e's route with the sessions in Redis (`store = \"redis\"`: the cache in front, a Redis read per `cache_lifetime`)",
 }
 tls = {
     "i": ("i. nginx `proxy_pass`, TLS, HTTP/1.1 (wrk)", "i"),
@@ -241,7 +259,8 @@ print("\nTargets (issue #15): d ≥ 0.95 × b: **%s** (%.2f); e ≥ 0.85 × b: *
     met(e[0] >= 1.3 * c[0]), e[0] / c[0],
     met(e[2] <= 1.2 * b[2]), e[2] / b[2],
     met(f[0] >= 0.8 * b[0]), f[0] / b[0]))
-g, h, o = results["g"], results["h"], results["o"]
+g, h, o, p = results["g"], results["h"], results["o"], results["p"]
+print("\nSessions in Redis: p = %.2f × e (the same route with sled), %.2f × b." % (p[0] / e[0], p[0] / b[0]))
 print("\nhyper and tokio with nothing else: g = %.2f × b, the spike o = %.2f × b. Portcullis without login is "
       "%.2f × o, logged in with Rhai %.2f × o. Wasm against a Rhai policy that also runs on every request: f = %.2f × h."
       % (g[0]/b[0], o[0]/b[0], d[0]/o[0], e[0]/o[0], f[0]/h[0]))
