@@ -657,3 +657,43 @@ fn bad_redis_settings_are_named_with_what_to_do() {
         );
     }
 }
+
+/// `examples/ha/run.sh --check`: Redis, two instances and HAProxy in front; a login through
+/// HAProxy, the session served by both instances, one killed with `kill -9`, the other carrying
+/// on, a logout. Run with this build's binary on ports no other test uses.
+#[test]
+fn the_ha_example_logs_in_through_haproxy_and_survives_a_kill_9() {
+    let base = free_port_block(31);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ha/run.sh");
+    let output = std::process::Command::new("timeout")
+        .arg("120")
+        .arg(&script)
+        .arg("--check")
+        .env("PORTCULLIS_BIN", env!("CARGO_BIN_EXE_portcullis"))
+        .env("HA_BASE_PORT", base.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + String::from_utf8_lossy(&output.stderr).as_ref();
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("alice's session served by:"), "{text}");
+    assert!(text.contains("ha check: ok"), "{text}");
+}
+
+/// The first of `count` consecutive loopback ports that are all free now, below the ephemeral
+/// range (so that no test's client connection takes one meanwhile).
+fn free_port_block(count: u16) -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for attempt in 0..200u32 {
+        let base = 12_000 + ((seed / 1000 + attempt * 7919) % 18_000) as u16;
+        let all_free = (base..base + count)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of {count} free ports");
+}
