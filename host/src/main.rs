@@ -280,8 +280,31 @@ fn check(path: &std::path::Path, offline: bool, dev: bool) -> ExitCode {
             ),
         }
     }
+    if !offline && let Err(err) = shared_store_answers(&loaded.session) {
+        eprintln!("note: the session store was not checked ({err}); `--offline` skips this step");
+    }
     println!("ok");
     ExitCode::SUCCESS
+}
+
+/// Whether a shared session store (Redis) answers, as `run` will reach it. A local store (sled)
+/// is not opened: a running instance holds it.
+fn shared_store_answers(session: &config::SessionConfig) -> Result<(), String> {
+    if !session.store.is_shared() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| err.to_string())?;
+    runtime.block_on(async {
+        let sessions = portcullis::session::SessionManager::open(
+            session,
+            std::sync::Arc::new(portcullis::session::SystemClock),
+        )
+        .map_err(|err| err.to_string())?;
+        sessions.probe().await.map_err(|err| err.to_string())
+    })
 }
 
 /// The decision of route `name` of the config file `--config`, with its policy, `policy_config`,

@@ -546,6 +546,11 @@ impl SessionManager {
         removed
     }
 
+    /// Whether the store answers (one read of a key no record has).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.store.get(b"probe").await.map(drop)
+    }
+
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].
     pub async fn put_pending(&self, state: &str, pending: &PendingLogin) -> Result<(), StoreError> {
         let value = serde_json::to_vec(pending).map_err(|err| StoreError(err.to_string()))?;
@@ -850,6 +855,41 @@ mod tests {
             manager.load(&value).await.unwrap().is_none(),
             "logged out for good"
         );
+    }
+
+    /// Two instances over one store: B's touch (its cached copy is from before A's refresh) must
+    /// not write B's old tokens over A's new ones, and a touch never waits for the lock a refresh
+    /// holds.
+    #[tokio::test]
+    async fn a_touch_never_writes_back_an_older_copy_than_the_store_has() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let config = manager(clock.clone()).config.clone();
+        let a = SessionManager::with_store(store.clone(), config.clone(), clock.clone());
+        let b = SessionManager::with_store(store.clone(), config, clock.clone());
+        let live = a.create(session()).await.unwrap();
+        let value = live.id.cookie_value();
+        let stale = b.load(&value).await.unwrap().expect("B has it cached");
+        clock.advance(TOUCH_INTERVAL);
+
+        let lock = a.try_lock(&live.id).await.unwrap().expect("free");
+        assert!(b.try_lock(&live.id).await.unwrap().is_none(), "one holder");
+        let mut refreshed = (*live.session).clone();
+        refreshed.access_token = "refreshed on A".into();
+        a.update(&lock, &live.id, refreshed).await.unwrap().unwrap();
+        let (untouched, _) = b.touch(stale.clone()).await.unwrap().unwrap();
+        assert_eq!(
+            untouched.session.last_seen, stale.session.last_seen,
+            "while A holds the lock, B's touch writes nothing"
+        );
+        a.unlock(lock).await.unwrap();
+
+        let (touched, _) = b.touch(stale).await.unwrap().unwrap();
+        assert_eq!(touched.session.last_seen, clock.now());
+        assert_eq!(touched.session.access_token, "refreshed on A");
+        let stored = a.load_fresh(&live.id).await.unwrap().unwrap();
+        assert_eq!(stored.session.access_token, "refreshed on A");
+        assert_eq!(stored.session.last_seen, clock.now());
     }
 
     #[tokio::test]

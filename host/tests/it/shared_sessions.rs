@@ -697,3 +697,34 @@ fn free_port_block(count: u16) -> u16 {
     }
     panic!("no block of {count} free ports");
 }
+
+/// `portcullis check` (without `--offline`) reaches the configured Redis as `run` will: silent when
+/// it answers, a note naming the session store when it does not (it may be down, or not reachable
+/// from here: not held against the config).
+#[test]
+fn check_reaches_the_redis_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path(), "session.key", "a secret of thirty-two bytes....");
+    let redis = RedisServer::start();
+    let check = |url: &str| {
+        let config = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[session]\nstore = \"redis\"\nredis_url = \"{url}\"\nredis_timeout = \"500ms\"\nsecret_file = \"{}\"\n\n[[routes]]\nname = \"app\"\nauth = \"none\"\nupstream = \"http://127.0.0.1:9\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let output = binary().args(["check", "--config"]).arg(&config).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let answering = check(&redis.url());
+    assert!(!answering.contains("session store"), "{answering}");
+    let down = check(&format!("redis://127.0.0.1:{}", closed_port().port()));
+    assert!(
+        down.contains("note: the session store was not checked"),
+        "{down}"
+    );
+}
