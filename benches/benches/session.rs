@@ -126,7 +126,7 @@ fn redis_lookups(c: &mut Criterion) {
     std::fs::write(secret.path(), "a bench secret of thirty-two bytes").unwrap();
     let manager = |cache_entries: usize| {
         let text = format!(
-            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\nsecret_file = \"{}\"\ncache_entries = {cache_entries}\ncache_lifetime = \"60s\"\nlifetime = \"30d\"\nidle_timeout = \"30d\"\n",
+            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\nsecret_file = \"{}\"\ncache_entries = {cache_entries}\ncache_lifetime = \"60s\"\nlifetime = \"30d\"\nidle_timeout = \"30d\"\n[[routes]]\nname = \"none\"\nauth = \"none\"\nupstream = \"http://127.0.0.1:9\"\n",
             redis.url(),
             secret.path().display()
         );
