@@ -704,7 +704,11 @@ fn free_port_block(count: u16) -> u16 {
 #[test]
 fn check_reaches_the_redis_it_names() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = write_secret(dir.path(), "session.key", "a secret of thirty-two bytes....");
+    let secret = write_secret(
+        dir.path(),
+        "session.key",
+        "a secret of thirty-two bytes....",
+    );
     let redis = RedisServer::start();
     let check = |url: &str| {
         let config = dir.path().join("portcullis.toml");
@@ -716,7 +720,11 @@ fn check_reaches_the_redis_it_names() {
             ),
         )
         .unwrap();
-        let output = binary().args(["check", "--config"]).arg(&config).output().unwrap();
+        let output = binary()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{output:?}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
