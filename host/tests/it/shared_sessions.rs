@@ -736,3 +736,41 @@ fn check_reaches_the_redis_it_names() {
         "{down}"
     );
 }
+
+/// docs/security.md, "Every limit": a Redis that does not answer (paused: connected, silent)
+/// costs a request `redis_timeout` at most, then a 503; once it answers again, so does the session.
+#[tokio::test]
+async fn a_silent_redis_costs_a_request_redis_timeout_then_503() {
+    let redis = RedisServer::start();
+    let pair = pair(PairOptions {
+        session: "cache_lifetime = \"100ms\"\nredis_timeout = \"300ms\"",
+        ..PairOptions::new(redis_server_lines(&redis))
+    })
+    .await;
+    let browser = Browser::new();
+    log_in(&browser, &pair.a("/"), "alice").await;
+    identity_at(&browser, &pair.a("/")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // past the cache lifetime
+    assert_eq!(
+        redis.cli_text(&["CLIENT", "PAUSE", "4000", "ALL"]),
+        "OK"
+    );
+    let asked = Instant::now();
+    let answer = browser.get_api(&pair.a("/")).await;
+    let waited = asked.elapsed();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        answer.text().await.unwrap().contains("session store"),
+        "says why"
+    );
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2000),
+        "answered after {waited:?}; redis_timeout is 300 ms"
+    );
+    redis.cli_text(&["CLIENT", "UNPAUSE"]);
+    let back = Instant::now();
+    while browser.client.get(pair.a("/")).send().await.unwrap().status() != StatusCode::OK {
+        assert!(back.elapsed() < Duration::from_secs(10), "the session did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
