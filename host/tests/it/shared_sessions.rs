@@ -774,3 +774,65 @@ async fn a_silent_redis_costs_a_request_redis_timeout_then_503() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// docs/security.md, "Every limit": a session whose lease lock another instance holds and never
+/// gives back (planted here by hand in Redis, as a process killed mid-refresh leaves it): its
+/// requests wait 12 s for that refresh, then go on with the current tokens while they are valid;
+/// nobody refreshes behind the holder's back.
+#[tokio::test]
+async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current_tokens() {
+    use base64::Engine;
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    // Tokens live 40 s and are due for refresh from 2 s after login (38 s leeway): after the
+    // 12 s wait they are still valid.
+    let pair = pair(PairOptions {
+        idp: IdpOptions {
+            access_token_ttl: 40,
+            refresh_delay_ms: 0,
+        },
+        leeway: "38s",
+        ..PairOptions::new(redis_server_lines(&redis))
+    })
+    .await;
+    let browser = Browser::new();
+    log_in(&browser, &pair.a("/"), "alice").await;
+    let cookie = browser.cookie_header(&pair.a("/"));
+    let id = cookie
+        .split("sess_shared=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("the session cookie");
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .unwrap();
+    let mut lock_key = vec![b'l'];
+    lock_key.extend_from_slice(&sha2::Sha256::digest(&id));
+    let lock_key: String = lock_key.iter().map(|byte| format!("{byte:02x}")).collect();
+    // A live lock record: its expiry (8 bytes, big-endian) far ahead; Redis keeps it 60 s.
+    let planted = redis.cli(&[
+        "SET",
+        &format!("portcullis:{lock_key}"),
+        "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}",
+        "PX",
+        "60000",
+    ]);
+    assert!(planted.status.success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let asked = Instant::now();
+    let answer = browser.client.get(pair.b("/")).send().await.unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let report = json(answer).await;
+    let issued = pair.idp.issued_tokens().await;
+    assert_eq!(
+        received_header(&report, "authorization"),
+        Some(format!("Bearer {}", issued[0].access_token)),
+        "the current token"
+    );
+    assert_eq!(pair.idp.stats().await.1, 0, "no refresh behind the holder's back");
+    assert!(
+        (Duration::from_secs(11)..Duration::from_secs(20)).contains(&waited),
+        "waited {waited:?}; the bound is 12 s"
+    );
+}
