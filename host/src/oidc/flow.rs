@@ -20,6 +20,14 @@ use crate::session::{
 /// than the provider may take to answer it.
 const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
 
+/// How a wait for the session's lease lock ended.
+enum Refreshed {
+    /// Refreshed here, or found refreshed (or ended) by the holder.
+    Done(Result<Option<LiveSession>, AuthError>),
+    /// The holder kept the lock past [`REFRESH_WAIT`]: the current tokens, while valid.
+    GaveUp(Option<LiveSession>),
+}
+
 /// How often a waiting request looks whether the other instance's refresh is done.
 const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
@@ -130,8 +138,10 @@ pub struct Auth {
     pub oidc: Arc<Oidc>,
     /// The sessions.
     pub sessions: Arc<SessionManager>,
-    /// One lock per session being refreshed (single flight).
-    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One queue per session being refreshed by this instance: its requests take turns asking the
+    /// store for the session's lease lock. It holds when the last of them gave up waiting for a
+    /// holder that never finished, so that the next ones do not wait that long again.
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>>>,
 }
 
 /// What authentication found for a request.
@@ -349,9 +359,22 @@ impl Auth {
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             refreshing.entry(cookie_value.clone()).or_default().clone()
         };
-        let guard = local.lock().await;
-        let outcome = self.refresh_across_instances(live).await;
-        drop(guard);
+        let mut gave_up = local.lock().await;
+        let recently = gave_up.is_some_and(|at| at.elapsed() < REFRESH_WAIT);
+        let outcome = if recently {
+            // The request before this one waited in vain: the holder is gone (its lease lapses
+            // by itself). Use the current tokens while they last, as it did.
+            Ok((!self.access_expired(&live.session)).then_some(live))
+        } else {
+            match self.refresh_across_instances(live).await {
+                Refreshed::GaveUp(outcome) => {
+                    *gave_up = Some(tokio::time::Instant::now());
+                    Ok(outcome)
+                }
+                Refreshed::Done(outcome) => outcome,
+            }
+        };
+        drop(gave_up);
         {
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             if Arc::strong_count(&local) <= 2 {
@@ -365,32 +388,38 @@ impl Auth {
     /// instance) to finish and uses what it wrote. What the store holds is the truth, never a
     /// copy read before waiting: another request may have refreshed the session meanwhile, or
     /// the user logged out.
-    async fn refresh_across_instances(
-        &self,
-        live: LiveSession,
-    ) -> Result<Option<LiveSession>, AuthError> {
+    async fn refresh_across_instances(&self, live: LiveSession) -> Refreshed {
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         let mut waited = false;
         loop {
-            if let Some(lock) = self.sessions.try_lock(&live.id).await? {
-                let outcome = self.refresh_locked(&lock, &live.id).await;
-                self.sessions.unlock(lock).await?;
-                return outcome;
-            }
-            if waited {
-                let Some(current) = self.sessions.load_fresh(&live.id).await? else {
-                    return Ok(None);
-                };
-                if !self.refresh_due(&current.session) {
-                    return Ok(Some(current));
+            let attempt: Result<Option<Option<LiveSession>>, AuthError> = async {
+                if let Some(lock) = self.sessions.try_lock(&live.id).await? {
+                    let outcome = self.refresh_locked(&lock, &live.id).await;
+                    self.sessions.unlock(lock).await?;
+                    return outcome.map(Some);
                 }
+                if waited {
+                    let Some(current) = self.sessions.load_fresh(&live.id).await? else {
+                        return Ok(Some(None));
+                    };
+                    if !self.refresh_due(&current.session) {
+                        return Ok(Some(Some(current)));
+                    }
+                }
+                Ok(None)
+            }
+            .await;
+            match attempt {
+                Ok(Some(outcome)) => return Refreshed::Done(Ok(outcome)),
+                Err(err) => return Refreshed::Done(Err(err)),
+                Ok(None) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 // The holder neither finished nor let go (it may have died: its lease lapses).
                 tracing::warn!(
                     "another instance has been refreshing this session's tokens for too long; serving the current ones while they last"
                 );
-                return Ok((!self.access_expired(&live.session)).then_some(live));
+                return Refreshed::GaveUp((!self.access_expired(&live.session)).then_some(live));
             }
             waited = true;
             tokio::time::sleep(REFRESH_POLL).await;
