@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, StatusCode};
 use url::Url;
 
-use super::check::{Problems, duration};
+use super::check::{Problems, duration, duration_within};
 use super::defaults;
 use super::raw::{RawOidc, RawSession};
 use super::redis::{self, RawRedis, RedisConfig};
@@ -532,41 +532,25 @@ pub(super) fn validate_session(
         defaults::SESSION_IDLE_TIMEOUT,
     );
     let cache_entries = raw.cache_entries.unwrap_or(defaults::SESSION_CACHE_ENTRIES);
-    let sweep_interval = duration(
+    // More often only costs CPU (a nanosecond kept a core busy); less often than daily leaves
+    // what no one can use in the files for days.
+    let sweep_interval = duration_within(
         problems,
         "session.sweep_interval",
         raw.sweep_interval.as_deref(),
         defaults::SESSION_SWEEP_INTERVAL,
-    )
-    .filter(|interval| {
-        // More often only costs CPU (a nanosecond kept a core busy); less often than daily
-        // leaves what no one can use in the files for days.
-        let within = (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(interval);
-        if !within {
-            problems.add(
-                "session.sweep_interval",
-                format!("must be between 1s and 24h: {interval:?}"),
-            );
-        }
-        within
-    });
-    let cache_lifetime = duration(
+        Duration::from_secs(1)..=Duration::from_secs(86_400),
+        "between 1s and 24h",
+    );
+    // Longer would let a logged-out session go on working on the other instances for longer.
+    let cache_lifetime = duration_within(
         problems,
         "session.cache_lifetime",
         raw.cache_lifetime.as_deref(),
         defaults::SESSION_CACHE_LIFETIME,
-    )
-    .filter(|lifetime| {
-        // Longer would let a logged-out session go on working on the other instances for longer.
-        let within = *lifetime <= Duration::from_secs(60);
-        if !within {
-            problems.add(
-                "session.cache_lifetime",
-                format!("must be at most 60s: {lifetime:?}"),
-            );
-        }
-        within
-    });
+        Duration::ZERO..=Duration::from_secs(60),
+        "at most 60s",
+    );
     let sealing = sealing(
         raw.secret_file.as_deref(),
         raw.previous_secret_files.unwrap_or_default(),

@@ -55,6 +55,24 @@ pub(super) fn duration(
     problems.check(key, parse_duration(text.unwrap_or(default)))
 }
 
+/// The duration at `key` as [`duration`] reads it, which must also lie in `range`; the message
+/// says the range as written in `bounds` ("between 1s and 24h").
+pub(super) fn duration_within(
+    problems: &mut Problems,
+    key: &str,
+    text: Option<&str>,
+    default: &str,
+    range: std::ops::RangeInclusive<Duration>,
+    bounds: &str,
+) -> Option<Duration> {
+    let value = duration(problems, key, text, default)?;
+    if !range.contains(&value) {
+        problems.add(key, format!("must be {bounds}: {value:?}"));
+        return None;
+    }
+    Some(value)
+}
+
 /// The size in bytes at `key`: `text` when written, else `default` (written the same way).
 pub(super) fn size(
     problems: &mut Problems,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::check::{Problems, duration};
+use super::check::{Problems, duration_within};
 use super::defaults;
 
 /// A shared Redis store, resolved.
@@ -95,22 +95,14 @@ pub(super) fn validate(
             ),
         );
     }
-    let timeout = duration(
+    let timeout = duration_within(
         problems,
         "session.redis_timeout",
         raw.timeout,
         defaults::SESSION_REDIS_TIMEOUT,
-    )
-    .filter(|timeout| {
-        let within = (Duration::from_millis(10)..=Duration::from_secs(60)).contains(timeout);
-        if !within {
-            problems.add(
-                "session.redis_timeout",
-                format!("must be between 10ms and 60s: {timeout:?}"),
-            );
-        }
-        within
-    });
+        Duration::from_millis(10)..=Duration::from_secs(60),
+        "between 10ms and 60s",
+    );
     Some(RedisConfig {
         target: target?,
         key_prefix: prefix_ok.then(|| key_prefix.to_owned())?,
@@ -214,7 +206,6 @@ fn redis_url(text: &str) -> Result<RedisUrl, String> {
 
 /// `redis_url_file`: a file only its owner can read, holding the URL (and its password).
 fn read_url_file(base_dir: &Path, file: &str) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
     let path = base_dir.join(file);
     let meta = std::fs::metadata(&path).map_err(|err| {
         format!(
@@ -222,14 +213,7 @@ fn read_url_file(base_dir: &Path, file: &str) -> Result<String, String> {
             path.display()
         )
     })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} can be read by group or others (mode {mode:o}) and may hold a password; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
+    super::secret::owner_only(&path, &meta)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let url = text.trim();

@@ -89,15 +89,10 @@ pub fn sealing_secret_text(bytes: &[u8]) -> &[u8] {
     bytes.strip_suffix(b"\r").unwrap_or(bytes)
 }
 
-/// A secret file that exists must be readable by its owner only and hold a long enough secret.
-/// `may_be_missing`: a missing file is fine (it is created at start).
-pub fn check_private_secret_file(path: &Path, may_be_missing: bool) -> Result<(), String> {
+/// A file holding a secret (`meta` its metadata) must be readable by its owner only: the message
+/// gives the `chmod` to run.
+pub fn owner_only(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && may_be_missing => return Ok(()),
-        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
-    };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -106,6 +101,18 @@ pub fn check_private_secret_file(path: &Path, may_be_missing: bool) -> Result<()
             path.display()
         ));
     }
+    Ok(())
+}
+
+/// A secret file that exists must be readable by its owner only and hold a long enough secret.
+/// `may_be_missing`: a missing file is fine (it is created at start).
+pub fn check_private_secret_file(path: &Path, may_be_missing: bool) -> Result<(), String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && may_be_missing => return Ok(()),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    owner_only(path, &meta)?;
     let bytes =
         std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     check_sealing_secret(sealing_secret_text(&bytes))
