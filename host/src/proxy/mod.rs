@@ -279,12 +279,19 @@ async fn authenticate<B>(ctx: &mut RequestCtx, request: &Request<B>) -> Result<F
     ))
 }
 
+/// The longest place to come back to that a pending login keeps. Every browser request without a
+/// session stores one for 10 minutes, so its size is what anyone can make the store hold: a
+/// longer path and query (a link people follow is far shorter) comes back to the path alone, or
+/// to `/`.
+const RETURN_TO_MAX: usize = 2048;
+
 /// Where to come back to after a login: this request's canonical path and query, on this origin.
 fn return_to<B>(ctx: &RequestCtx, request: &Request<B>) -> String {
     let path = ctx.path.as_ref().map_or("/", CanonicalPath::forward);
     match request.uri().query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
+        Some(query) if path.len() + 1 + query.len() <= RETURN_TO_MAX => format!("{path}?{query}"),
+        _ if path.len() <= RETURN_TO_MAX => path.to_owned(),
+        _ => "/".to_owned(),
     }
 }
 

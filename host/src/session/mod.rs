@@ -487,7 +487,8 @@ impl SessionManager {
     ///
     /// The write is made under the session's lock, to the record as the store holds it now (never
     /// a cached copy that another instance's refresh has replaced). When someone else holds the
-    /// lock (a refresh), this request writes nothing: the next one will.
+    /// lock (a refresh), or the store refuses the write (full), this request writes nothing: the
+    /// next one will.
     pub async fn touch(
         &self,
         live: LiveSession,
@@ -500,12 +501,27 @@ impl SessionManager {
         if !renew_cookie && !stale {
             return Ok(Some((live, false)));
         }
-        let Some(lock) = self.try_lock(&live.id).await? else {
-            return Ok(Some((live, false)));
+        // A touch that cannot be written (a full or read-only store) is skipped, not fatal: the
+        // session is still good, and the next request tries again.
+        let lock = match self.try_lock(&live.id).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Ok(Some((live, false))),
+            Err(err) => {
+                tracing::debug!(error = %err, "session activity not recorded this time");
+                return Ok(Some((live, false)));
+            }
         };
-        let touched = self.touch_locked(&lock, live, renew_cookie).await;
-        self.unlock(lock).await?;
-        touched
+        let touched = self.touch_locked(&lock, live.clone(), renew_cookie).await;
+        if let Err(err) = self.unlock(lock).await {
+            tracing::debug!(error = %err, "a session lock not given back; it lapses by itself");
+        }
+        match touched {
+            Err(err) => {
+                tracing::debug!(error = %err, "session activity not recorded this time");
+                Ok(Some((live, false)))
+            }
+            touched => touched,
+        }
     }
 
     async fn touch_locked(

@@ -855,3 +855,70 @@ async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current
         "no refresh behind the holder's back"
     );
 }
+
+/// Every browser request without a session stores a pending login for 10 minutes: what one
+/// request can make Redis hold is bounded (a 60 KB path is not kept), and the user still comes
+/// back to the site after logging in (to the path alone when path and query are too long, to `/`
+/// when the path is).
+#[tokio::test]
+async fn a_pending_login_stays_small_whatever_the_request_path() {
+    let redis = RedisServer::start();
+    let pair = pair(PairOptions::new(redis_server_lines(&redis))).await;
+    let cases = [
+        (format!("/{}", "a".repeat(60_000)), "/".to_owned()),
+        (
+            format!("/reports?{}", "q=1&".repeat(1000)),
+            "/reports".to_owned(),
+        ),
+        (
+            "/reports?month=11".to_owned(),
+            "/reports?month=11".to_owned(),
+        ),
+    ];
+    for (asked, comes_back_to) in cases {
+        let browser = Browser::new();
+        let start = browser.get(&pair.a(&asked)).await;
+        assert_eq!(start.status(), StatusCode::FOUND);
+        let largest = redis
+            .cli_text(&["--scan"])
+            .lines()
+            .map(|key| redis.cli_text(&["STRLEN", key]).parse::<usize>().unwrap())
+            .max()
+            .unwrap();
+        assert!(largest < 3 * 1024, "a record of {largest} bytes");
+        let callback = log_in_at_provider(&browser, location(&start), "alice").await;
+        assert_eq!(callback.headers()["location"], comes_back_to.as_str());
+    }
+}
+
+/// A full Redis (`noeviction`: writes refused) stops new logins, not the sessions it holds: their
+/// activity is not recorded meanwhile, and they go on being served.
+#[tokio::test]
+async fn a_full_redis_refuses_logins_and_keeps_serving_sessions() {
+    let redis = RedisServer::start_with(&["maxmemory-policy noeviction"]);
+    // Activity is recorded every 2 s (a tenth of the idle timeout): soon due in this test.
+    let pair = pair(PairOptions {
+        session: "idle_timeout = \"20s\"\ncache_lifetime = \"100ms\"",
+        ..PairOptions::new(redis_server_lines(&redis))
+    })
+    .await;
+    let browser = Browser::new();
+    log_in(&browser, &pair.a("/"), "alice").await;
+    assert_eq!(redis.cli_text(&["CONFIG", "SET", "maxmemory", "1"]), "OK");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for url in [pair.a("/"), pair.b("/")] {
+        assert_eq!(
+            identity_at(&browser, &url).await[0].as_deref(),
+            Some("alice"),
+            "{url}"
+        );
+    }
+    let newcomer = Browser::new();
+    assert_eq!(
+        newcomer.get(&pair.a("/")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a login cannot start while Redis refuses writes"
+    );
+    assert_eq!(redis.cli_text(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
+    assert_eq!(newcomer.get(&pair.a("/")).await.status(), StatusCode::FOUND);
+}
