@@ -16,9 +16,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
 use super::store::{Clock, SessionStore, StoreError, UnixTime};
@@ -47,6 +48,24 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// Starts the message of a read that found something other than a record under a key (a list,
+/// a hash: not written by Portcullis).
+const NOT_A_RECORD: &str = "not a session record";
+
+/// A read's outcome, where a key holding something other than a record counts as no record
+/// (never a 503 for that cookie for good, logout included).
+fn record_or_none(
+    read: Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match read {
+        Err(err) if err.0.starts_with(NOT_A_RECORD) => {
+            tracing::warn!(error = %err, "a Redis key of this deployment holds something Portcullis did not write; it counts as no session");
+            Ok(None)
+        }
+        read => read,
+    }
+}
+
 /// A [`SessionStore`] in Redis.
 pub struct RedisStore {
     link: Link,
@@ -64,10 +83,19 @@ enum Link {
 }
 
 /// A cluster client and its connection, once made.
+///
+/// The connection is made by a task of its own, which a request's timeout does not cancel: the
+/// client waits for every listed node (each up to `redis_timeout`), and a node that never answers
+/// (a host whose packets are dropped) would otherwise make every attempt end at the request's
+/// timeout, for good. Requests wait for the attempt in flight, within their own timeout.
 struct LazyCluster {
     client: redis::cluster::ClusterClient,
-    connection: OnceCell<ClusterConnection>,
+    connection: Arc<OnceCell<ClusterConnection>>,
+    attempt: std::sync::Mutex<Option<Attempt>>,
 }
+
+/// A connection attempt in flight (or ended): its outcome, for every request that waits for it.
+type Attempt = Shared<BoxFuture<'static, Result<ClusterConnection, String>>>;
 
 impl RedisStore {
     /// A store on the configured Redis. Connects on first use: a Redis that is down at start is
@@ -111,7 +139,8 @@ impl RedisStore {
                 })?;
                 Link::Cluster(Box::new(LazyCluster {
                     client,
-                    connection: OnceCell::new(),
+                    connection: Arc::new(OnceCell::new()),
+                    attempt: std::sync::Mutex::new(None),
                 }))
             }
         };
@@ -129,28 +158,33 @@ impl RedisStore {
     async fn connection(&self) -> Result<Connection, StoreError> {
         match &self.link {
             Link::Server(manager) => Ok(Connection::Server(manager.clone())),
-            Link::Cluster(cluster) => {
-                let connection = cluster
-                    .connection
-                    .get_or_try_init(|| cluster.client.get_async_connection())
-                    .await
-                    .map_err(|err| StoreError(format!("cannot reach the Redis Cluster: {err}")))?;
-                Ok(Connection::Cluster(connection.clone()))
-            }
+            Link::Cluster(cluster) => cluster.connection().await.map(Connection::Cluster),
         }
     }
 
-    /// Runs `command` within the timeout.
-    async fn run<T>(
+    /// Sends `request` within the timeout. An idempotent request whose connection turned out to
+    /// be broken (Redis restarted since the last command) is sent once more, on the connection
+    /// the client makes anew: the first request after an outage is answered.
+    async fn run<T: FromRedisValue>(
         &self,
         what: &str,
-        command: impl AsyncFnOnce(Connection) -> redis::RedisResult<T>,
+        request: Request<'_>,
     ) -> Result<T, StoreError> {
         let attempt = async {
-            let connection = self.connection().await?;
-            command(connection)
-                .await
-                .map_err(|err| StoreError(format!("Redis {what} failed: {err}")))
+            let mut result = request.send(self.connection().await?).await;
+            if let Err(err) = &result
+                && request.is_idempotent()
+                && (err.is_connection_dropped() || err.is_io_error())
+            {
+                result = request.send(self.connection().await?).await;
+            }
+            result.map_err(|err| {
+                if err.code() == Some("WRONGTYPE") {
+                    StoreError(format!("{NOT_A_RECORD}: Redis {what} failed: {err}"))
+                } else {
+                    StoreError(format!("Redis {what} failed: {err}"))
+                }
+            })
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
@@ -202,18 +236,46 @@ impl RedisStore {
         let redis_key = self.redis_key(key);
         let (record, ttl_ms) = self.record(value, expires_at);
         let now = self.clock.now();
-        let done: i64 = self
-            .run(what, async |mut connection| {
-                script
-                    .key(&redis_key)
-                    .arg(&record)
-                    .arg(ttl_ms)
-                    .arg(now)
-                    .invoke_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let mut invocation = script.key(&redis_key);
+        invocation.arg(&record).arg(ttl_ms).arg(now);
+        let done: i64 = self.run(what, Request::Script(invocation)).await?;
         Ok(done == 1)
+    }
+}
+
+impl LazyCluster {
+    /// The cluster connection: the one made, or the outcome of the attempt in flight (one is
+    /// started when none is, or the last one failed).
+    async fn connection(&self) -> Result<ClusterConnection, StoreError> {
+        if let Some(connection) = self.connection.get() {
+            return Ok(connection.clone());
+        }
+        let attempt = {
+            let mut attempt = self.attempt.lock().unwrap_or_else(|p| p.into_inner());
+            let failed = attempt
+                .as_ref()
+                .and_then(|attempt| attempt.peek())
+                .is_some_and(Result::is_err);
+            if attempt.is_none() || failed {
+                let client = self.client.clone();
+                let made = self.connection.clone();
+                let task = tokio::spawn(async move {
+                    let connection = client
+                        .get_async_connection()
+                        .await
+                        .map_err(|err| format!("cannot reach the Redis Cluster: {err}"))?;
+                    let _ = made.set(connection.clone());
+                    Ok(connection)
+                });
+                let outcome = async move {
+                    task.await
+                        .map_err(|err| format!("the Redis Cluster connection task failed: {err}"))?
+                };
+                *attempt = Some(outcome.boxed().shared());
+            }
+            attempt.clone().expect("an attempt was just made")
+        };
+        attempt.await.map_err(StoreError)
     }
 }
 
@@ -221,14 +283,9 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let redis_key = self.redis_key(key);
-        let record: Option<Vec<u8>> = self
-            .run("GET", async |mut connection| {
-                redis::cmd("GET")
-                    .arg(&redis_key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let mut get = redis::cmd("GET");
+        get.arg(&redis_key);
+        let record = record_or_none(self.run("GET", Request::Idempotent(get)).await)?;
         Ok(self.live(record))
     }
 
@@ -238,16 +295,9 @@ impl SessionStore for RedisStore {
             return self.remove(key).await;
         }
         let (record, ttl_ms) = self.record(value, expires_at);
-        self.run("SET", async |mut connection| {
-            redis::cmd("SET")
-                .arg(&redis_key)
-                .arg(&record)
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async::<()>(&mut connection)
-                .await
-        })
-        .await
+        let mut set = redis::cmd("SET");
+        set.arg(&redis_key).arg(&record).arg("PX").arg(ttl_ms);
+        self.run("SET", Request::Idempotent(set)).await
     }
 
     async fn put_new(
@@ -272,26 +322,18 @@ impl SessionStore for RedisStore {
 
     async fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let redis_key = self.redis_key(key);
-        let record: Option<Vec<u8>> = self
-            .run("GETDEL", async |mut connection| {
-                redis::cmd("GETDEL")
-                    .arg(&redis_key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        // Not sent twice: a first GETDEL that did reach Redis took the record.
+        let mut take = redis::cmd("GETDEL");
+        take.arg(&redis_key);
+        let record = record_or_none(self.run("GETDEL", Request::Once(take)).await)?;
         Ok(self.live(record))
     }
 
     async fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         let redis_key = self.redis_key(key);
-        self.run("DEL", async |mut connection| {
-            redis::cmd("DEL")
-                .arg(&redis_key)
-                .query_async::<()>(&mut connection)
-                .await
-        })
-        .await
+        let mut del = redis::cmd("DEL");
+        del.arg(&redis_key);
+        self.run("DEL", Request::Idempotent(del)).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -307,6 +349,31 @@ impl SessionStore for RedisStore {
 
     fn expires_records_itself(&self) -> bool {
         true
+    }
+}
+
+/// What is sent to Redis, and whether sending it twice does what sending it once does.
+enum Request<'a> {
+    /// GET, SET, DEL.
+    Idempotent(Cmd),
+    /// GETDEL: a second one finds nothing.
+    Once(Cmd),
+    /// The conditional writes: a second one would find the first's record (not sent twice).
+    Script(ScriptInvocation<'a>),
+}
+
+impl Request<'_> {
+    fn is_idempotent(&self) -> bool {
+        matches!(self, Request::Idempotent(_))
+    }
+
+    async fn send<T: FromRedisValue>(&self, mut connection: Connection) -> redis::RedisResult<T> {
+        match self {
+            Request::Idempotent(command) | Request::Once(command) => {
+                command.query_async(&mut connection).await
+            }
+            Request::Script(invocation) => invocation.invoke_async(&mut connection).await,
+        }
     }
 }
 

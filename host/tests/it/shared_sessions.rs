@@ -560,6 +560,20 @@ async fn while_redis_is_down_sessions_get_503_open_routes_work_and_it_reconnects
         only(&after.session, &[200]) && only(&after.open, &[200]),
         "{after:?}"
     );
+
+    // Redis restarted while nobody asked: the first request after it is answered (its broken
+    // connection is noticed and made anew within that request).
+    redis.stop();
+    redis.resume();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the cache lifetime
+    for url in [pair.a("/"), pair.b("/")] {
+        let status = get_with_cookie(&url, &cookies).await.status();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{url}: the first request after a restart"
+        );
+    }
 }
 
 /// Every bad Redis setting is refused by `portcullis check` with the key and what to do, and
@@ -921,4 +935,76 @@ async fn a_full_redis_refuses_logins_and_keeps_serving_sessions() {
     );
     assert_eq!(redis.cli_text(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
     assert_eq!(newcomer.get(&pair.a("/")).await.status(), StatusCode::FOUND);
+}
+
+/// A listed cluster node that accepts connections and never answers (a host whose packets are
+/// dropped) does not keep the proxy from the cluster: the other node is enough, as
+/// docs/operations.md promises for listing two or more.
+#[tokio::test]
+async fn a_silent_cluster_node_does_not_keep_the_proxy_from_the_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never accepts
+    let lines = format!(
+        "store = \"redis-cluster\"\nredis_nodes = [\"redis://{}\", \"{}\"]\nredis_timeout = \"500ms\"",
+        silent.local_addr().unwrap(),
+        cluster.urls()[0]
+    );
+    let pair = pair(PairOptions::new(lines)).await;
+    let browser = Browser::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let start = browser.get(&pair.a("/")).await;
+        if start.status() == StatusCode::FOUND {
+            let callback = log_in_at_provider(&browser, location(&start), "alice").await;
+            assert_eq!(callback.status(), StatusCode::FOUND);
+            break;
+        }
+        assert_eq!(start.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "never reached the cluster");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        identity_at(&browser, &pair.b("/")).await[0].as_deref(),
+        Some("alice")
+    );
+    drop(silent);
+}
+
+/// A key of this deployment holding something Portcullis did not write (a list) is no session
+/// for its cookie — a login again, never a 503 for good — and logout still works.
+#[tokio::test]
+async fn a_key_of_another_type_is_no_session() {
+    use base64::Engine;
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    let pair = pair(PairOptions {
+        session: "cache_lifetime = \"100ms\"",
+        ..PairOptions::new(redis_server_lines(&redis))
+    })
+    .await;
+    let browser = Browser::new();
+    log_in(&browser, &pair.a("/"), "alice").await;
+    let cookie = browser.cookie_header(&pair.a("/"));
+    let id = cookie
+        .split("sess_shared=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap();
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .unwrap();
+    let mut key = vec![b's'];
+    key.extend_from_slice(&sha2::Sha256::digest(&id));
+    let key: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let key = format!("portcullis:{key}");
+    assert_eq!(redis.cli_text(&["DEL", &key]), "1");
+    assert_eq!(redis.cli_text(&["LPUSH", &key, "x"]), "1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(browser.get(&pair.b("/")).await.status(), StatusCode::FOUND);
+    assert_eq!(
+        browser.get(&pair.b("/logout")).await.status(),
+        StatusCode::FOUND
+    );
 }
