@@ -281,7 +281,16 @@ fn check(path: &std::path::Path, offline: bool, dev: bool) -> ExitCode {
         }
     }
     if !offline && let Err(err) = shared_store_answers(&loaded.session) {
-        eprintln!("note: the session store was not checked ({err}); `--offline` skips this step");
+        if refused_by_redis(&err) {
+            eprintln!(
+                "config file {} has 1 problem:\n  session.redis_url: Redis refused what sessions need ({err}). Check the password (or ACL user) in the URL; the user needs GET, SET, DEL, GETDEL, EVALSHA and SCRIPT LOAD on the keys starting with `key_prefix`, and Redis 6.2 or later",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "note: the session store could not be reached ({err}); `--offline` skips this step"
+        );
     }
     println!("ok");
     ExitCode::SUCCESS
@@ -305,6 +314,22 @@ fn shared_store_answers(session: &config::SessionConfig) -> Result<(), String> {
         .map_err(|err| err.to_string())?;
         sessions.probe().await.map_err(|err| err.to_string())
     })
+}
+
+/// Whether Redis answered and refused (a password, a permission, a command it lacks, not a
+/// cluster) rather than not answering.
+fn refused_by_redis(err: &str) -> bool {
+    [
+        "NOAUTH",
+        "WRONGPASS",
+        "NOPERM",
+        "NoPerm",
+        "AuthenticationFailed",
+        "unknown command",
+        "cluster support disabled",
+    ]
+    .iter()
+    .any(|refusal| err.contains(refusal))
 }
 
 /// The decision of route `name` of the config file `--config`, with its policy, `policy_config`,

@@ -257,6 +257,15 @@ impl Builder {
             tracing::info!("the session store is open: taking over");
         }
         manager.spawn_sweeper(settings.sweep_interval);
+        if settings.store.is_shared() {
+            // Said at start, where the operator looks, rather than only in the 503s that follow.
+            let probed = manager.clone();
+            tokio::spawn(async move {
+                if let Err(err) = probed.probe().await {
+                    tracing::error!(error = %err, "the session store does not work yet: requests that need a session get 503 until it does (`portcullis check` tells more)");
+                }
+            });
+        }
         *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((manager.clone(), settings.clone()));
         Ok(manager)

@@ -625,7 +625,12 @@ fn sealing(
             // Never created for a shared store: it must be the copy the others have.
             Some(shared) if shared.is_shared() && secret_file.is_some() => {
                 if let Err(problem) = secret::check_private_secret_file(&path, false) {
-                    problems.add("session.secret_file", problem);
+                    problems.add(
+                        "session.secret_file",
+                        format!(
+                            "{problem} (with a shared store it is never created: give every instance a copy of the one secret, e.g. made once with `openssl rand -base64 32`)"
+                        ),
+                    );
                 }
             }
             _ => {}

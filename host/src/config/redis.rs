@@ -142,9 +142,22 @@ fn server_target(
             problems.check("session.redis_url_file", read_url_file(base_dir, file))?,
         ),
     };
-    problems
-        .check(key, redis_url(&text))
-        .map(RedisTarget::Server)
+    let url = problems.check(key, redis_url(&text))?;
+    // What the client itself refuses (a 0.0.0.0 host, a password that is not UTF-8, unknown
+    // parameters), found now rather than by `run`.
+    problems.check(
+        key,
+        redis::Client::open(url.expose())
+            .map(drop)
+            .map_err(|err| {
+                client_refusal(
+                    &err,
+                    &[url.expose()],
+                    "write it as redis://[user:password@]host:port[/db], with a host it can connect to (not 0.0.0.0)",
+                )
+            }),
+    )?;
+    Some(RedisTarget::Server(url))
 }
 
 fn cluster_target(raw: &RawRedis<'_>, problems: &mut Problems) -> Option<RedisTarget> {
@@ -176,9 +189,47 @@ fn cluster_target(raw: &RawRedis<'_>, problems: &mut Problems) -> Option<RedisTa
         .enumerate()
         .map(|(at, node)| problems.check(format!("session.redis_nodes[{at}]"), redis_url(node)))
         .collect();
-    urls.into_iter()
-        .collect::<Option<Vec<_>>>()
-        .map(RedisTarget::Cluster)
+    let urls: Vec<RedisUrl> = urls.into_iter().collect::<Option<Vec<_>>>()?;
+    let distinct: std::collections::BTreeSet<&str> = urls.iter().map(RedisUrl::expose).collect();
+    if distinct.len() < 2 {
+        problems.add(
+            "session.redis_nodes",
+            "names one node twice: list two or more different nodes of the cluster",
+        );
+        return None;
+    }
+    let texts: Vec<&str> = urls.iter().map(RedisUrl::expose).collect();
+    problems.check(
+        "session.redis_nodes",
+        redis::cluster::ClusterClient::new(texts.clone())
+            .map(drop)
+            .map_err(|err| {
+                client_refusal(
+                    &err,
+                    &texts,
+                    "every node needs the same password and the same scheme, and a host it can connect to (not 0.0.0.0)",
+                )
+            }),
+    )?;
+    Some(RedisTarget::Cluster(urls))
+}
+
+/// The Redis client's reason for refusing a URL, without the URL or anything in it.
+fn client_refusal(err: &redis::RedisError, urls: &[&str], advice: &str) -> String {
+    let detail = err.detail().unwrap_or_default();
+    let leaks = urls.iter().any(|url| {
+        Url::parse(url).is_ok_and(|url| {
+            let password = url.password().unwrap_or_default();
+            (!password.is_empty() && detail.contains(password))
+                || (!url.username().is_empty() && detail.contains(url.username()))
+        }) || detail.contains(url)
+    });
+    let reason = if leaks || detail.is_empty() {
+        format!("{:?}", err.kind())
+    } else {
+        format!("{:?}: {detail}", err.kind())
+    };
+    format!("the Redis client refuses it ({reason}); {advice}")
 }
 
 /// A `redis://` or `rediss://` URL with a host. The message never repeats the URL.
@@ -213,6 +264,12 @@ fn read_url_file(base_dir: &Path, file: &str) -> Result<String, String> {
             path.display()
         )
     })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a file; write the URL (e.g. redis://:password@host:6379) into a file readable by Portcullis's user only, and name that",
+            path.display()
+        ));
+    }
     super::secret::owner_only(&path, &meta)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;

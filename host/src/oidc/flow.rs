@@ -110,7 +110,7 @@ impl AuthError {
             }
             AuthError::Unauthenticated(_) => "login required",
             AuthError::Store(_) => {
-                "sessions cannot be checked right now (the session store is not answering); please try again in a moment"
+                "sessions cannot be checked right now (the session store is not working); please try again in a moment"
             }
         }
     }

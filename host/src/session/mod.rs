@@ -562,9 +562,14 @@ impl SessionManager {
         removed
     }
 
-    /// Whether the store answers (one read of a key no record has).
+    /// Whether the store does what sessions need: a read, a lease taken (a conditional write),
+    /// and a record taken, on a probe key of its own.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.store.get(b"probe").await.map(drop)
+        let key = hashed_key(b'c', random_token().as_bytes());
+        self.store.get(&key).await?;
+        self.store.put_new(&key, b"", self.now() + 10).await?;
+        self.store.take(&key).await?;
+        Ok(())
     }
 
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].

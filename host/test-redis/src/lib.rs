@@ -90,7 +90,15 @@ impl RedisServer {
             .expect("start redis-server (scripts/test installs Debian's redis-server)");
         self.process = Some(process);
         let deadline = Instant::now() + START_TIMEOUT;
-        while !self.cli(&["PING"]).stdout.starts_with(b"PONG") {
+        // A server with a password answers NOAUTH: it is up all the same.
+        let answers = |server: &Self| {
+            let ping = server.cli(&["PING"]);
+            ping.stdout.starts_with(b"PONG")
+                || [&ping.stdout, &ping.stderr]
+                    .iter()
+                    .any(|out| String::from_utf8_lossy(out).contains("NOAUTH"))
+        };
+        while !answers(self) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server on port {} did not answer; its log: {}",

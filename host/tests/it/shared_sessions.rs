@@ -620,7 +620,12 @@ fn bad_redis_settings_are_named_with_what_to_do() {
         (
             "store = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nsecret_file = \"nowhere.key\"".to_owned(),
             "session.secret_file",
-            "cannot read",
+            "give every instance a copy of the one secret",
+        ),
+        (
+            format!("store = \"redis\"\nredis_url_file = \"{}\"\n{secret_line}", dir.path().display()),
+            "session.redis_url_file",
+            "is not a file",
         ),
         (
             format!("store = \"redis-cluster\"\nredis_nodes = [\"redis://127.0.0.1:7000\"]\n{secret_line}"),
@@ -631,6 +636,21 @@ fn bad_redis_settings_are_named_with_what_to_do() {
             format!("store = \"redis-cluster\"\nredis_url = \"redis://127.0.0.1:7000\"\nredis_nodes = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\n{secret_line}"),
             "session.redis_url",
             "list the cluster's nodes in `redis_nodes`",
+        ),
+        (
+            format!("store = \"redis\"\nredis_url = \"redis://:hunter2@0.0.0.0:6379\"\n{secret_line}"),
+            "session.redis_url",
+            "the Redis client refuses it",
+        ),
+        (
+            format!("store = \"redis-cluster\"\nredis_nodes = [\"redis://:hunter2@127.0.0.1:7000\", \"rediss://:hunter2@127.0.0.1:7001\"]\n{secret_line}"),
+            "session.redis_nodes",
+            "the same scheme",
+        ),
+        (
+            format!("store = \"redis-cluster\"\nredis_nodes = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7000\"]\n{secret_line}"),
+            "session.redis_nodes",
+            "names one node twice",
         ),
         (
             "store = \"sled\"\nredis_url = \"redis://127.0.0.1:6379\"".to_owned(),
@@ -712,18 +732,20 @@ fn free_port_block(count: u16) -> u16 {
     panic!("no block of {count} free ports");
 }
 
-/// `portcullis check` (without `--offline`) reaches the configured Redis as `run` will: silent when
-/// it answers, a note naming the session store when it does not (it may be down, or not reachable
-/// from here: not held against the config).
+/// `portcullis check` (without `--offline`) tries the configured Redis as `run` will use it (a
+/// read, a conditional write, a take): silent when it works; a problem naming the key and what
+/// to do when Redis refuses (a wrong or missing password), never showing the password; a note
+/// when it cannot be reached (it may be down, or not reachable from here).
 #[test]
-fn check_reaches_the_redis_it_names() {
+fn check_tries_the_redis_it_names() {
     let dir = tempfile::tempdir().unwrap();
     let secret = write_secret(
         dir.path(),
         "session.key",
         "a secret of thirty-two bytes....",
     );
-    let redis = RedisServer::start();
+    let open = RedisServer::start();
+    let guarded = RedisServer::start_with(&["requirepass the-right-pass"]);
     let check = |url: &str| {
         let config = dir.path().join("portcullis.toml");
         std::fs::write(
@@ -739,15 +761,48 @@ fn check_reaches_the_redis_it_names() {
             .arg(&config)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        let text = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !text.contains("the-right-pass") && !text.contains("hunter2"),
+            "{text}"
+        );
+        (output.status.success(), text)
     };
-    let answering = check(&redis.url());
-    assert!(!answering.contains("session store"), "{answering}");
-    let down = check(&format!("redis://127.0.0.1:{}", closed_port().port()));
+    let (ok, text) = check(&open.url());
+    assert!(ok && !text.contains("session"), "{text}");
+    let (ok, text) = check(&format!(
+        "redis://:the-right-pass@127.0.0.1:{}",
+        guarded.port()
+    ));
+    assert!(ok && !text.contains("session"), "{text}");
+    for wrong in [
+        format!("redis://:hunter2@127.0.0.1:{}", guarded.port()),
+        guarded.url(),
+    ] {
+        let (ok, text) = check(&wrong);
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains("session.redis_url: Redis refused") && text.contains("password"),
+            "{text}"
+        );
+    }
+    // The ACL user docs/operations.md gives: enough; without the scripts, refused.
+    let acl = RedisServer::start_with(&[
+        "user portcullis on >acl-pass ~portcullis:* +get +set +del +getdel +evalsha +script|load",
+        "user reader on >acl-pass ~portcullis:* +get +set +del +getdel",
+    ]);
+    let (ok, text) = check(&format!(
+        "redis://portcullis:acl-pass@127.0.0.1:{}",
+        acl.port()
+    ));
+    assert!(ok && !text.contains("session"), "{text}");
+    let (ok, text) = check(&format!("redis://reader:acl-pass@127.0.0.1:{}", acl.port()));
+    assert!(!ok && text.contains("EVALSHA and SCRIPT LOAD"), "{text}");
+    let (ok, text) = check(&format!("redis://127.0.0.1:{}", closed_port().port()));
+    assert!(ok, "{text}");
     assert!(
-        down.contains("note: the session store was not checked"),
-        "{down}"
+        text.contains("note: the session store could not be reached"),
+        "{text}"
     );
 }
 
