@@ -497,6 +497,7 @@ pub(super) fn validate_session(
         nodes: raw.redis_nodes.as_deref(),
         key_prefix: raw.key_prefix.as_deref(),
         timeout: raw.redis_timeout.as_deref(),
+        ca: raw.redis_ca.as_deref(),
     };
     let store = session_store(
         raw.store.as_deref(),

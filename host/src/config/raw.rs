@@ -197,6 +197,9 @@ pub struct RawSession {
     pub key_prefix: Option<String>,
     /// The longest a request waits for Redis.
     pub redis_timeout: Option<String>,
+    /// A PEM file of the CA certificates that verify a `rediss://` server (instead of the public
+    /// web roots).
+    pub redis_ca: Option<String>,
 }
 
 /// `[server]`

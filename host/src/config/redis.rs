@@ -19,6 +19,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// The longest a request waits for Redis (to connect, or to answer one command).
     pub timeout: Duration,
+    /// The CA certificates (PEM, as read at start) that verify a `rediss://` server; `None`: the
+    /// public web roots.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Where Redis is.
@@ -60,6 +63,7 @@ pub(super) struct RawRedis<'a> {
     pub nodes: Option<&'a [String]>,
     pub key_prefix: Option<&'a str>,
     pub timeout: Option<&'a str>,
+    pub ca: Option<&'a str>,
 }
 
 impl RawRedis<'_> {
@@ -70,6 +74,7 @@ impl RawRedis<'_> {
             || self.nodes.is_some()
             || self.key_prefix.is_some()
             || self.timeout.is_some()
+            || self.ca.is_some()
     }
 }
 
@@ -103,7 +108,14 @@ pub(super) fn validate(
         Duration::from_millis(10)..=Duration::from_secs(60),
         "between 10ms and 60s",
     );
+    let ca = raw
+        .ca
+        .and_then(|file| redis_ca(file, target.as_ref(), base_dir, problems));
+    if raw.ca.is_some() && ca.is_none() {
+        return None;
+    }
     Some(RedisConfig {
+        ca,
         target: target?,
         key_prefix: prefix_ok.then(|| key_prefix.to_owned())?,
         timeout: timeout?,
@@ -230,6 +242,33 @@ fn client_refusal(err: &redis::RedisError, urls: &[&str], advice: &str) -> Strin
         format!("{:?}: {detail}", err.kind())
     };
     format!("the Redis client refuses it ({reason}); {advice}")
+}
+
+/// `redis_ca`: a PEM bundle of CA certificates, for `rediss://` URLs only.
+fn redis_ca(
+    file: &str,
+    target: Option<&RedisTarget>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<Vec<u8>> {
+    let urls: Vec<&RedisUrl> = match target? {
+        RedisTarget::Server(url) => vec![url],
+        RedisTarget::Cluster(nodes) => nodes.iter().collect(),
+    };
+    if !urls.iter().all(|url| url.expose().starts_with("rediss://")) {
+        problems.add(
+            "session.redis_ca",
+            "verifies a TLS server: use rediss:// URLs, or remove it",
+        );
+        return None;
+    }
+    let path = base_dir.join(file);
+    problems.check(
+        "session.redis_ca",
+        crate::tls::load_ca_bundle(&path, file).and_then(|_| {
+            std::fs::read(&path).map_err(|err| format!("cannot read {file:?}: {err}"))
+        }),
+    )
 }
 
 /// A `redis://` or `rediss://` URL with a host. The message never repeats the URL.

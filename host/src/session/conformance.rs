@@ -276,6 +276,7 @@ fn redis_store(target: &RedisTarget, clock: Arc<ManualClock>) -> RedisStore {
         target: target.clone(),
         key_prefix: format!("conformance-{}:", crate::session::random_token()),
         timeout: std::time::Duration::from_secs(5),
+        ca: None,
     };
     RedisStore::open(&config, clock).unwrap()
 }
@@ -329,6 +330,7 @@ async fn redis_drops_records_at_their_expiry() {
         target: server(&redis),
         key_prefix: "expiry:".into(),
         timeout: std::time::Duration::from_secs(5),
+        ca: None,
     };
     let store = RedisStore::open(&config, clock.clone()).unwrap();
     store.put(b"k", b"v", clock.now() + 1).await.unwrap();

@@ -103,7 +103,11 @@ impl RedisStore {
     pub fn open(config: &RedisConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let link = match &config.target {
             RedisTarget::Server(url) => {
-                let client = redis::Client::open(url.expose()).map_err(|err| {
+                let client = match &config.ca {
+                    Some(ca) => redis::Client::build_with_tls(url.expose(), certificates(ca)),
+                    None => redis::Client::open(url.expose()),
+                }
+                .map_err(|err| {
                     StoreError(format!(
                         "session.redis_url is not usable ({:?})",
                         err.kind()
@@ -124,19 +128,23 @@ impl RedisStore {
                 )
             }
             RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(
+                let mut builder = redis::cluster::ClusterClient::builder(
                     nodes.iter().map(|url| url.expose().to_owned()),
-                )
-                .connection_timeout(config.timeout)
-                .response_timeout(config.timeout)
-                .retries(2)
-                .build()
-                .map_err(|err| {
-                    StoreError(format!(
-                        "session.redis_nodes are not usable ({:?})",
-                        err.kind()
-                    ))
-                })?;
+                );
+                if let Some(ca) = &config.ca {
+                    builder = builder.certs(certificates(ca));
+                }
+                let client = builder
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(|err| {
+                        StoreError(format!(
+                            "session.redis_nodes are not usable ({:?})",
+                            err.kind()
+                        ))
+                    })?;
                 Link::Cluster(Box::new(LazyCluster {
                     client,
                     connection: Arc::new(OnceCell::new()),
@@ -349,6 +357,14 @@ impl SessionStore for RedisStore {
 
     fn expires_records_itself(&self) -> bool {
         true
+    }
+}
+
+/// `redis_ca` as the client takes it: the roots that verify the server, no client certificate.
+fn certificates(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct RedisServer {
     process: Option<Child>,
     extra_config: Vec<String>,
     folder: tempfile::TempDir,
+    /// TLS only (`rediss://`): the PEM file of the CA that signed its certificate.
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -34,14 +36,43 @@ impl RedisServer {
             process: None,
             extra_config: extra_config.iter().map(|line| line.to_string()).collect(),
             folder,
+            tls_ca: None,
         };
         server.resume();
         server
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// Starts a server that speaks TLS only, with the certificate and key in these PEM files, and
+    /// `ca` (a PEM file) as what clients verify it with. Clients present no certificate.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        let folder = tempfile::tempdir().expect("a temporary folder for redis");
+        let port = free_port(false);
+        let mut server = RedisServer {
+            port,
+            process: None,
+            extra_config: vec![
+                "port 0".to_owned(),
+                format!("tls-port {port}"),
+                format!("tls-cert-file {}", cert.display()),
+                format!("tls-key-file {}", key.display()),
+                format!("tls-ca-cert-file {}", ca.display()),
+                "tls-auth-clients no".to_owned(),
+            ],
+            folder,
+            tls_ca: Some(ca.to_owned()),
+        };
+        server.resume();
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The server's port.
@@ -111,8 +142,12 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server (raw output, no cluster redirects).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            command.arg("--tls").arg("--cacert").arg(ca);
+        }
+        command
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -147,6 +182,7 @@ impl RedisCluster {
             .map(|_| {
                 let folder = tempfile::tempdir().expect("a temporary folder for redis");
                 let mut node = RedisServer {
+                    tls_ca: None,
                     port: free_port(true),
                     process: None,
                     extra_config: vec![

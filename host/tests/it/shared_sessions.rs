@@ -653,6 +653,16 @@ fn bad_redis_settings_are_named_with_what_to_do() {
             "names one node twice",
         ),
         (
+            format!("store = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nredis_ca = \"{}\"\n{secret_line}", secret.display()),
+            "session.redis_ca",
+            "use rediss:// URLs",
+        ),
+        (
+            format!("store = \"redis\"\nredis_url = \"rediss://127.0.0.1:6379\"\nredis_ca = \"{}\"\n{secret_line}", secret.display()),
+            "session.redis_ca",
+            "cannot read CA certificates",
+        ),
+        (
             "store = \"sled\"\nredis_url = \"redis://127.0.0.1:6379\"".to_owned(),
             "session.store",
             "set `store = \"redis\"`",
@@ -1062,4 +1072,49 @@ async fn a_key_of_another_type_is_no_session() {
         browser.get(&pair.b("/logout")).await.status(),
         StatusCode::FOUND
     );
+}
+
+/// `rediss://` to a Redis whose certificate comes from a private CA: with `redis_ca` naming it,
+/// two instances share their sessions over TLS; without, the server is not trusted (`check` says
+/// so in its note).
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = support::tls::TestCert::generate(certs.path(), "redis");
+    let redis = RedisServer::start_tls(&cert.cert_path, &cert.key_path, &cert.cert_path);
+    assert!(redis.url().starts_with("rediss://"));
+
+    let secret = write_secret(
+        certs.path(),
+        "session.key",
+        "a secret of thirty-two bytes....",
+    );
+    let config = certs.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[session]\nstore = \"redis\"\nredis_url = \"{}\"\nsecret_file = \"{}\"\n\n[[routes]]\nname = \"app\"\nauth = \"none\"\nupstream = \"http://127.0.0.1:9\"\n",
+            redis.url(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let output = binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("note: the session store could not be reached")
+            && text.contains("certificate"),
+        "{text}"
+    );
+
+    let lines = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nredis_ca = \"{}\"",
+        redis.url(),
+        cert.cert_path.display()
+    );
+    a_login_on_one_instance_is_a_login_on_the_other(lines).await;
 }
