@@ -17,7 +17,9 @@
 //!
 //! Keys left out of the table have no value when absent: `server.admin_listen`, `server.tls`,
 //! `oidc.client_secret`, `oidc.post_logout_redirect_uri`, `oidc.authorization_params`,
-//! `session.cookie_domain`, `session.previous_secret_files`, `routes[].host` (any host), `routes[].upstream_ca` (the public web
+//! `session.cookie_domain`, `session.previous_secret_files`, `session.redis_url_file`,
+//! `session.redis_ca` (the public web roots), `session.redis_url` and `session.redis_nodes`
+//! (required by their store), `routes[].host` (any host), `routes[].upstream_ca` (the public web
 //! roots), `routes[].policy` and `routes[].policy_config`; or they inherit another key:
 //! `routes[].response_timeout` (`server.upstream_response_timeout`), `routes[].max_request_body`
 //! (`server.max_request_body`), `routes[].headers` (`[headers]`), and `oidc.discovery` (`[dev_idp]`'s
@@ -186,6 +188,7 @@ const WITHOUT_VALUE: &[(&str, &str)] = &[
         "session.redis_nodes",
         "required with `store = \"redis-cluster\"`",
     ),
+    ("session.redis_ca", "public web roots"),
     ("routes.name", "required"),
     ("routes.host", "any host"),
     ("routes.upstream", "required"),
