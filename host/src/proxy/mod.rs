@@ -103,6 +103,10 @@ impl Proxy {
                 // A policy failure was logged where it happened, with its route and file: one
                 // line per failure.
                 if matches!(err, ProxyError::Policy(_)) {
+                } else if matches!(err, ProxyError::Auth(AuthError::Store(_))) {
+                    // The store logs its outages itself, sparingly: one line per request would
+                    // flood the log while it lasts.
+                    tracing::debug!(request_id = ?ctx.request_id, error = %err, "request failed");
                 } else if err.status().is_server_error() {
                     tracing::warn!(request_id = ?ctx.request_id, error = %err, "request failed");
                 } else {

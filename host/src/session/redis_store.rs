@@ -74,6 +74,9 @@ pub struct RedisStore {
     clock: Arc<dyn Clock>,
     put_new: Script,
     replace: Script,
+    /// Commands failed since the last one that succeeded: an outage is logged at its 1st, 2nd,
+    /// 4th, 8th… failure, and its end once.
+    failing: std::sync::atomic::AtomicU64,
 }
 
 /// The connection: made on first use, then kept (the client reconnects it by itself).
@@ -159,6 +162,7 @@ impl RedisStore {
             clock,
             put_new: Script::new(PUT_NEW),
             replace: Script::new(REPLACE),
+            failing: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -194,12 +198,34 @@ impl RedisStore {
                 }
             })
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(StoreError(format!(
                 "Redis did not answer {what} within {:?} (session.redis_timeout)",
                 self.timeout
             ))),
+        };
+        self.note(&result);
+        result
+    }
+
+    /// Logs the failures of an outage sparingly (a flood of requests must not flood the log),
+    /// and its end.
+    fn note<T>(&self, result: &Result<T, StoreError>) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Err(err) if !err.0.starts_with(NOT_A_RECORD) => {
+                let failing = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                if failing.is_power_of_two() {
+                    tracing::warn!(error = %err, failures_so_far = failing, "the session store failed; requests that need a session get 503");
+                }
+            }
+            _ => {
+                let failed = self.failing.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::info!(failures = failed, "the session store works again");
+                }
+            }
         }
     }
 

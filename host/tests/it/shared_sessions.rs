@@ -545,6 +545,21 @@ async fn while_redis_is_down_sessions_get_503_open_routes_work_and_it_reconnects
         only(&during.open, &[200]),
         "open routes during the outage: {during:?}"
     );
+    // Logged sparingly (the 1st, 2nd, 4th… failure), not once per refused request.
+    let refused = during.session.get(&503).copied().unwrap_or_default();
+    let logged: usize = ["a", "b"]
+        .iter()
+        .map(|instance| {
+            pair.log(instance)
+                .matches("the session store failed")
+                .count()
+        })
+        .sum();
+    let sparing = 2 * (usize::BITS - refused.leading_zeros()) as usize + 4;
+    assert!(
+        logged >= 2 && logged <= sparing,
+        "{logged} log lines for {refused} refused requests"
+    );
 
     redis.resume();
     // Reconnected by itself: within a few seconds, and from then on every answer is a 200.
@@ -560,6 +575,7 @@ async fn while_redis_is_down_sessions_get_503_open_routes_work_and_it_reconnects
         only(&after.session, &[200]) && only(&after.open, &[200]),
         "{after:?}"
     );
+    assert!(pair.log("a").contains("the session store works again"));
 
     // Redis restarted while nobody asked: the first request after it is answered (its broken
     // connection is noticed and made anew within that request).
