@@ -201,7 +201,7 @@ impl RedisStore {
         let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(StoreError(format!(
-                "Redis did not answer {what} within {:?} (session.redis_timeout)",
+                "Redis did not answer {what} within {:?} (session.redis_timeout; is it up, and is the URL's scheme right: rediss:// for a TLS port, redis:// for a plain one?)",
                 self.timeout
             ))),
         };
