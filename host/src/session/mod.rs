@@ -16,6 +16,7 @@
 //!   current; an entry is used for at most `cache_lifetime`, which bounds how long a change made
 //!   by another instance sharing the store (a logout) takes to reach this one.
 
+mod cache;
 mod memory;
 mod redis_store;
 mod sealed_store;
@@ -28,9 +29,8 @@ mod conformance;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,6 +39,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use cache::SessionCache;
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 pub use sealed_store::SealedStore;
@@ -204,12 +205,6 @@ pub struct LiveSession {
     pub session: Arc<Session>,
 }
 
-/// A session in the cache, and when it was read or written.
-struct Cached {
-    session: Arc<Session>,
-    at: Instant,
-}
-
 /// A session's lease lock, held: changes to the session may be made. Give it back with
 /// [`SessionManager::unlock`]; one never given back lapses after [`LEASE`] seconds.
 #[must_use = "a lease lock is given back with SessionManager::unlock"]
@@ -224,10 +219,7 @@ pub struct SessionManager {
     config: SessionConfig,
     /// `<cookie_name>_login`, made once (it is checked on every proxied request).
     binding_cookie_name: String,
-    cache: Mutex<HashMap<Vec<u8>, Cached>>,
-    /// Counts deletions, so a read or write that raced one does not put the deleted session back
-    /// into the cache (bumped under the cache lock, after the store removed the record).
-    deletions: AtomicU64,
+    cache: SessionCache,
 }
 
 impl SessionManager {
@@ -260,9 +252,8 @@ impl SessionManager {
             store,
             clock,
             binding_cookie_name: crate::cookies::binding_cookie_name(&config.cookie_name),
+            cache: SessionCache::new(config.cache_entries, config.cache_lifetime),
             config,
-            cache: Mutex::new(HashMap::new()),
-            deletions: AtomicU64::new(0),
         }
     }
 
@@ -282,58 +273,6 @@ impl SessionManager {
         absolute.min(idle)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Cached>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The cached session under `key`, if it was read or written within `cache_lifetime`.
-    fn cached(&self, key: &[u8]) -> Option<Arc<Session>> {
-        let cache = self.cache();
-        let cached = cache.get(key)?;
-        (cached.at.elapsed() < self.config.cache_lifetime).then(|| cached.session.clone())
-    }
-
-    fn cache_insert(&self, key: Vec<u8>, session: Arc<Session>) {
-        let mut cache = self.cache();
-        Self::insert_into(&mut cache, self.config.cache_entries, key, session);
-    }
-
-    /// Caches what was read or written since `deletions` was `seen`, unless a deletion came in
-    /// between (then the entry is dropped: the store is the truth).
-    fn cache_if_not_deleted(&self, seen: u64, key: Vec<u8>, session: Arc<Session>) {
-        let mut cache = self.cache();
-        if self.deletions.load(Ordering::SeqCst) == seen {
-            Self::insert_into(&mut cache, self.config.cache_entries, key, session);
-        } else {
-            cache.remove(&key);
-        }
-    }
-
-    fn insert_into(
-        cache: &mut HashMap<Vec<u8>, Cached>,
-        cache_entries: usize,
-        key: Vec<u8>,
-        session: Arc<Session>,
-    ) {
-        if cache.len() >= cache_entries
-            && !cache.contains_key(&key)
-            && let Some(evicted) = cache.keys().next().cloned()
-        {
-            cache.remove(&evicted);
-        }
-        if cache_entries > 0 {
-            cache.insert(
-                key,
-                Cached {
-                    session,
-                    at: Instant::now(),
-                },
-            );
-        }
-    }
-
     /// Stores a new session under a fresh id and flushes it to disk; the cookie may then be sent.
     pub async fn create(&self, mut session: Session) -> Result<LiveSession, StoreError> {
         let now = self.now();
@@ -344,7 +283,8 @@ impl SessionManager {
         let session = Arc::new(session);
         self.write(&id, &session).await?;
         self.flush().await?;
-        self.cache_insert(id.store_key(), session.clone());
+        self.cache
+            .insert(self.cache.epoch(), id.store_key(), session.clone());
         Ok(LiveSession { id, session })
     }
 
@@ -373,16 +313,16 @@ impl SessionManager {
         let session = Arc::new(session);
         let value = Self::encode(&session)?;
         let key = id.store_key();
-        let seen = self.deletions.load(Ordering::SeqCst);
+        let epoch = self.cache.epoch();
         if !self
             .store
             .replace(&key, &value, self.expires_at(&session))
             .await?
         {
-            self.cache().remove(&key);
+            self.cache.forget(&key);
             return Ok(None);
         }
-        self.cache_if_not_deleted(seen, key, session.clone());
+        self.cache.insert(epoch, key, session.clone());
         Ok(Some(session))
     }
 
@@ -411,7 +351,7 @@ impl SessionManager {
         let Some(id) = SessionId::from_cookie_value(cookie_value) else {
             return Ok(None);
         };
-        let session = match self.cached(&id.store_key()) {
+        let session = match self.cache.get(&id.store_key()) {
             Some(session) => session,
             None => match self.read(&id).await? {
                 Some(session) => session,
@@ -437,7 +377,7 @@ impl SessionManager {
         session: Arc<Session>,
     ) -> Result<Option<LiveSession>, StoreError> {
         if self.expires_at(&session) <= self.now() {
-            self.cache().remove(&id.store_key());
+            self.cache.forget(&id.store_key());
             return Ok(None);
         }
         Ok(Some(LiveSession { id, session }))
@@ -447,15 +387,15 @@ impl SessionManager {
     /// a warning (the user logs in again).
     async fn read(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let key = id.store_key();
-        let seen = self.deletions.load(Ordering::SeqCst);
+        let epoch = self.cache.epoch();
         let Some(bytes) = self.store.get(&key).await? else {
-            self.cache().remove(&key);
+            self.cache.forget(&key);
             return Ok(None);
         };
         match serde_json::from_slice::<Session>(&bytes) {
             Ok(session) => {
                 let session = Arc::new(session);
-                self.cache_if_not_deleted(seen, key, session.clone());
+                self.cache.insert(epoch, key, session.clone());
                 Ok(Some(session))
             }
             Err(_) => {
@@ -463,7 +403,7 @@ impl SessionManager {
                     "dropping a session record that does not parse; the user will log in again"
                 );
                 self.store.remove(&key).await?;
-                self.cache().remove(&key);
+                self.cache.forget(&key);
                 Ok(None)
             }
         }
@@ -555,10 +495,8 @@ impl SessionManager {
     pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = id.store_key();
         let removed = self.store.remove(&key).await;
-        // After the store removal: a read or write that started before it sees the count move.
-        let mut cache = self.cache();
-        self.deletions.fetch_add(1, Ordering::SeqCst);
-        cache.remove(&key);
+        // After the store removal: a read or write that started before it does not put it back.
+        self.cache.deleted(&key);
         removed
     }
 
