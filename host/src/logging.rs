@@ -40,8 +40,13 @@ const QUIET_DEPENDENCIES: [&str; 10] = [
     "notify",
 ];
 
-/// The filter of a `[log] level` directive list, with [`QUIET_DEPENDENCIES`] at `warn` unless
-/// named.
+/// Dependencies kept silent unless named, whatever the level: the Redis client logs every failed
+/// reconnect of an outage (hundreds of lines a second under load); the session store logs the
+/// outage itself, sparingly ("the session store failed", "… works again").
+const SILENT_DEPENDENCIES: [&str; 1] = ["redis"];
+
+/// The filter of a `[log] level` directive list, with [`QUIET_DEPENDENCIES`] at `warn` and
+/// [`SILENT_DEPENDENCIES`] off unless named.
 fn config_filter(level: &str) -> EnvFilter {
     let directives: Vec<&str> = level.split(',').map(str::trim).collect();
     let global = directives.iter().rev().find(|d| !d.contains('='));
@@ -60,6 +65,11 @@ fn config_filter(level: &str) -> EnvFilter {
         })
     };
     let mut filter = EnvFilter::new(level);
+    for dependency in SILENT_DEPENDENCIES.into_iter().filter(|d| !named(d)) {
+        if let Ok(directive) = format!("{dependency}=off").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     if chatty {
         for dependency in QUIET_DEPENDENCIES.into_iter().filter(|d| !named(d)) {
             if let Ok(directive) = format!("{dependency}=warn").parse() {
@@ -144,5 +154,17 @@ mod tests {
             "only the one named: {named}"
         );
         assert!(!shown("error").contains("sled="), "never louder than asked");
+    }
+
+    #[test]
+    fn the_redis_client_is_silent_unless_named() {
+        let shown = |level: &str| config_filter(level).to_string();
+        assert!(shown("warn").contains("redis=off"), "{}", shown("warn"));
+        assert!(shown("info").contains("redis=off"));
+        let named = shown("info,redis=debug");
+        assert!(
+            named.contains("redis=debug") && !named.contains("redis=off"),
+            "{named}"
+        );
     }
 }

@@ -376,8 +376,13 @@ impl Auth {
         };
         drop(gave_up);
         {
+            // Kept while a give-up is recent, so that the session's next requests know it too
+            // (a rare case: the holder died; its lease lapses within seconds).
+            let gave_up_lately = local
+                .try_lock()
+                .is_ok_and(|gave_up| gave_up.is_some_and(|at| at.elapsed() < REFRESH_WAIT));
             let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            if Arc::strong_count(&local) <= 2 {
+            if Arc::strong_count(&local) <= 2 && !gave_up_lately {
                 refreshing.remove(&cookie_value);
             }
         }
@@ -393,7 +398,17 @@ impl Auth {
         let mut waited = false;
         loop {
             let attempt: Result<Option<Option<LiveSession>>, AuthError> = async {
-                if let Some(lock) = self.sessions.try_lock(&live.id).await? {
+                let lock = match self.sessions.try_lock(&live.id).await {
+                    Ok(lock) => lock,
+                    // The store refuses writes (full): no refresh now; the tokens serve while
+                    // they are valid, as when the provider cannot be reached.
+                    Err(err) if !self.access_expired(&live.session) => {
+                        tracing::debug!(error = %err, "token refresh put off: the session store refused the lock");
+                        return Ok(Some(Some(live.clone())));
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                if let Some(lock) = lock {
                     let outcome = self.refresh_locked(&lock, &live.id).await;
                     self.sessions.unlock(lock).await?;
                     return outcome.map(Some);

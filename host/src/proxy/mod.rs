@@ -291,10 +291,15 @@ const RETURN_TO_MAX: usize = 2048;
 
 /// Where to come back to after a login: this request's canonical path and query, on this origin.
 fn return_to<B>(ctx: &RequestCtx, request: &Request<B>) -> String {
+    // As stored: JSON writes `"` and `\` as two bytes each.
+    let stored =
+        |text: &str| text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
     let path = ctx.path.as_ref().map_or("/", CanonicalPath::forward);
     match request.uri().query() {
-        Some(query) if path.len() + 1 + query.len() <= RETURN_TO_MAX => format!("{path}?{query}"),
-        _ if path.len() <= RETURN_TO_MAX => path.to_owned(),
+        Some(query) if stored(path) + 1 + stored(query) <= RETURN_TO_MAX => {
+            format!("{path}?{query}")
+        }
+        _ if stored(path) <= RETURN_TO_MAX => path.to_owned(),
         _ => "/".to_owned(),
     }
 }

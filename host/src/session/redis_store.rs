@@ -66,6 +66,46 @@ fn record_or_none(
     }
 }
 
+/// The longest the log goes without a line about a store that keeps failing (or about one that
+/// works again after failing).
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The failures not yet told, and when the log last spoke of them.
+#[derive(Default)]
+struct OutageLog {
+    untold: u64,
+    failing: bool,
+    failure_said: Option<std::time::Instant>,
+    recovery_said: Option<std::time::Instant>,
+}
+
+impl OutageLog {
+    fn failed(&mut self, err: &StoreError) {
+        self.failing = true;
+        self.untold += 1;
+        if self
+            .failure_said
+            .is_none_or(|said| said.elapsed() >= OUTAGE_LOG_INTERVAL)
+        {
+            tracing::warn!(error = %err, failures = self.untold, "the session store failed; what needs it gets a 503 (or, for a session's activity, waits for the next request)");
+            self.untold = 0;
+            self.failure_said = Some(std::time::Instant::now());
+        }
+    }
+
+    fn worked(&mut self) {
+        if self.failing
+            && self
+                .recovery_said
+                .is_none_or(|said| said.elapsed() >= OUTAGE_LOG_INTERVAL)
+        {
+            tracing::info!("the session store works again");
+            self.recovery_said = Some(std::time::Instant::now());
+        }
+        self.failing = false;
+    }
+}
+
 /// A [`SessionStore`] in Redis.
 pub struct RedisStore {
     link: Link,
@@ -74,9 +114,10 @@ pub struct RedisStore {
     clock: Arc<dyn Clock>,
     put_new: Script,
     replace: Script,
-    /// Commands failed since the last one that succeeded: an outage is logged at its 1st, 2nd,
-    /// 4th, 8th… failure, and its end once.
-    failing: std::sync::atomic::AtomicU64,
+    /// What has been said of the store's failures: at most a line per [`OUTAGE_LOG_INTERVAL`]
+    /// each way, so a flood of requests (or reads that work while writes fail) cannot flood the
+    /// log.
+    outage: std::sync::Mutex<OutageLog>,
 }
 
 /// The connection: made on first use, then kept (the client reconnects it by itself).
@@ -140,7 +181,11 @@ impl RedisStore {
                 let client = builder
                     .connection_timeout(config.timeout)
                     .response_timeout(config.timeout)
-                    .retries(2)
+                    // The client's own retries would send a GETDEL or a lock script a second time
+                    // after a dropped connection (a second GETDEL finds nothing: a login refused;
+                    // a second lock finds the first: a wait for itself). `run` retries what is
+                    // safe.
+                    .retries(0)
                     .build()
                     .map_err(|err| {
                         StoreError(format!(
@@ -162,7 +207,7 @@ impl RedisStore {
             clock,
             put_new: Script::new(PUT_NEW),
             replace: Script::new(REPLACE),
-            failing: std::sync::atomic::AtomicU64::new(0),
+            outage: std::sync::Mutex::new(OutageLog::default()),
         })
     }
 
@@ -174,9 +219,11 @@ impl RedisStore {
         }
     }
 
-    /// Sends `request` within the timeout. An idempotent request whose connection turned out to
-    /// be broken (Redis restarted since the last command) is sent once more, on the connection
-    /// the client makes anew: the first request after an outage is answered.
+    /// Sends `request` within the timeout. A request whose connection turned out to be broken
+    /// (Redis restarted since the last command) is sent once more, on the connection the client
+    /// makes anew, so the first request after an outage is answered: an idempotent one whatever
+    /// the breakage, any other only when it cannot have reached Redis (refused, or a broken pipe
+    /// on writing it).
     async fn run<T: FromRedisValue>(
         &self,
         what: &str,
@@ -185,8 +232,8 @@ impl RedisStore {
         let attempt = async {
             let mut result = request.send(self.connection().await?).await;
             if let Err(err) = &result
-                && request.is_idempotent()
-                && (err.is_connection_dropped() || err.is_io_error())
+                && (request.is_idempotent() && (err.is_connection_dropped() || err.is_io_error())
+                    || never_sent(err))
             {
                 result = request.send(self.connection().await?).await;
             }
@@ -209,23 +256,12 @@ impl RedisStore {
         result
     }
 
-    /// Logs the failures of an outage sparingly (a flood of requests must not flood the log),
-    /// and its end.
+    /// Logs the failures of an outage sparingly, and its end.
     fn note<T>(&self, result: &Result<T, StoreError>) {
-        use std::sync::atomic::Ordering;
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Err(err) if !err.0.starts_with(NOT_A_RECORD) => {
-                let failing = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
-                if failing.is_power_of_two() {
-                    tracing::warn!(error = %err, failures_so_far = failing, "the session store failed; requests that need a session get 503");
-                }
-            }
-            _ => {
-                let failed = self.failing.swap(0, Ordering::Relaxed);
-                if failed > 0 {
-                    tracing::info!(failures = failed, "the session store works again");
-                }
-            }
+            Err(err) => outage.failed(err),
+            Ok(_) => outage.worked(),
         }
     }
 
@@ -272,7 +308,14 @@ impl RedisStore {
         let now = self.clock.now();
         let mut invocation = script.key(&redis_key);
         invocation.arg(&record).arg(ttl_ms).arg(now);
-        let done: i64 = self.run(what, Request::Script(invocation)).await?;
+        let done: i64 = match self.run(what, Request::Script(invocation)).await {
+            // Something Portcullis did not write holds the key: no lock taken, nothing replaced.
+            Err(err) if err.0.starts_with(NOT_A_RECORD) => {
+                tracing::warn!(error = %err, "a Redis key of this deployment holds something Portcullis did not write");
+                0
+            }
+            done => done?,
+        };
         Ok(done == 1)
     }
 }
@@ -392,6 +435,12 @@ fn certificates(ca: &[u8]) -> redis::TlsCertificates {
         client_tls: None,
         root_cert: Some(ca.to_vec()),
     }
+}
+
+/// Whether a command that failed with `err` cannot have reached Redis: the connection was refused,
+/// or writing it found the pipe broken.
+fn never_sent(err: &redis::RedisError) -> bool {
+    err.is_connection_refusal() || err.to_string().to_ascii_lowercase().contains("broken pipe")
 }
 
 /// What is sent to Redis, and whether sending it twice does what sending it once does.

@@ -965,6 +965,11 @@ async fn a_pending_login_stays_small_whatever_the_request_path() {
             format!("/reports?{}", "q=1&".repeat(1000)),
             "/reports".to_owned(),
         ),
+        // JSON doubles `\` and `"`: what is stored is measured as stored.
+        (
+            format!("/reports?q={}", "\\".repeat(1100)),
+            "/reports".to_owned(),
+        ),
         (
             "/reports?month=11".to_owned(),
             "/reports?month=11".to_owned(),
@@ -987,13 +992,16 @@ async fn a_pending_login_stays_small_whatever_the_request_path() {
 }
 
 /// A full Redis (`noeviction`: writes refused) stops new logins, not the sessions it holds: their
-/// activity is not recorded meanwhile, and they go on being served.
+/// activity is not recorded meanwhile, a refresh waits, and they go on being served.
 #[tokio::test]
 async fn a_full_redis_refuses_logins_and_keeps_serving_sessions() {
     let redis = RedisServer::start_with(&["maxmemory-policy noeviction"]);
     // Activity is recorded every 2 s (a tenth of the idle timeout): soon due in this test.
+    // …and the access token (an hour) is due for refresh 2 s after login: a refresh cannot take
+    // its lock either, and the token serves while it is valid.
     let pair = pair(PairOptions {
         session: "idle_timeout = \"20s\"\ncache_lifetime = \"100ms\"",
+        leeway: "3598s",
         ..PairOptions::new(redis_server_lines(&redis))
     })
     .await;
