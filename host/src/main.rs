@@ -282,8 +282,16 @@ fn check(path: &std::path::Path, offline: bool, dev: bool) -> ExitCode {
     }
     if !offline && let Err(err) = shared_store_answers(&loaded.session) {
         if refused_by_redis(&err) {
+            let key = match &loaded.session.store {
+                config::StoreKind::Redis(redis)
+                    if matches!(redis.target, config::RedisTarget::Cluster(_)) =>
+                {
+                    "session.redis_nodes"
+                }
+                _ => "session.redis_url",
+            };
             eprintln!(
-                "config file {} has 1 problem:\n  session.redis_url: Redis refused what sessions need ({err}). Check the password (or ACL user) in the URL; the user needs GET, SET, DEL, GETDEL, EVALSHA and SCRIPT LOAD on the keys starting with `key_prefix`, and Redis 6.2 or later",
+                "config file {} has 1 problem:\n  {key}: Redis refused what sessions need ({err}). Check the URL's password (or ACL user) and database; the user needs GET, SET, DEL, GETDEL, EVALSHA and SCRIPT LOAD on the keys starting with `key_prefix` (and SELECT with a database number, CLUSTER SLOTS for a cluster), on Redis 6.2 or later; a single server's URL must name a master, not a replica or a cluster node",
                 path.display()
             );
             return ExitCode::FAILURE;
@@ -327,6 +335,18 @@ fn refused_by_redis(err: &str) -> bool {
         "AuthenticationFailed",
         "unknown command",
         "cluster support disabled",
+        "out of range",
+        "SELECT is not allowed",
+        "refused to switch database",
+        "no permissions",
+        "MOVED",
+        "Moved",
+        "READONLY",
+        "ReadOnly",
+        "OOM",
+        "certificate",
+        "InvalidClientConfig",
+        "not a session record",
     ]
     .iter()
     .any(|refusal| err.contains(refusal))

@@ -202,8 +202,9 @@ fn cluster_target(raw: &RawRedis<'_>, problems: &mut Problems) -> Option<RedisTa
         .map(|(at, node)| problems.check(format!("session.redis_nodes[{at}]"), redis_url(node)))
         .collect();
     let urls: Vec<RedisUrl> = urls.into_iter().collect::<Option<Vec<_>>>()?;
-    let distinct: std::collections::BTreeSet<&str> = urls.iter().map(RedisUrl::expose).collect();
-    if distinct.len() < 2 {
+    let distinct: std::collections::BTreeSet<Option<(String, u16)>> =
+        urls.iter().map(|url| node_address(url.expose())).collect();
+    if distinct.len() < urls.len() {
         problems.add(
             "session.redis_nodes",
             "names one node twice: list two or more different nodes of the cluster",
@@ -224,6 +225,16 @@ fn cluster_target(raw: &RawRedis<'_>, problems: &mut Problems) -> Option<RedisTa
             }),
     )?;
     Some(RedisTarget::Cluster(urls))
+}
+
+/// A node's host (lowercase) and port (6379 when not written): two URLs naming one node differ
+/// only in what this drops.
+fn node_address(url: &str) -> Option<(String, u16)> {
+    let url = Url::parse(url).ok()?;
+    Some((
+        url.host_str()?.to_ascii_lowercase(),
+        url.port().unwrap_or(6379),
+    ))
 }
 
 /// The Redis client's reason for refusing a URL, without the URL or anything in it.

@@ -659,15 +659,29 @@ fn response(
     Ok(Response::from_parts(parts, body))
 }
 
+/// The most of a path an access-log line shows: a line per request of a 60 KB path would let
+/// anyone fill the log 60 KB at a time.
+const LOGGED_PATH_MAX: usize = 1024;
+
 /// Phase 9, log: one access-log line per request. The path is the canonical one, without the
-/// query (queries can carry codes and tokens).
+/// query (queries can carry codes and tokens), cut at [`LOGGED_PATH_MAX`] bytes (marked `…`).
 fn log(ctx: &RequestCtx, status: StatusCode) {
     let route = ctx.route().map(|r| r.config.name.as_str()).unwrap_or("-");
-    let path = ctx
+    let full = ctx
         .path
         .as_ref()
         .map(CanonicalPath::decision)
         .unwrap_or("-");
+    let path: std::borrow::Cow<'_, str> = if full.len() <= LOGGED_PATH_MAX {
+        full.into()
+    } else {
+        let mut cut = LOGGED_PATH_MAX;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &full[..cut]).into()
+    };
+    let path = path.as_ref();
     let user = ctx
         .session
         .as_ref()

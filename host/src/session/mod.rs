@@ -500,14 +500,28 @@ impl SessionManager {
         removed
     }
 
-    /// Whether the store does what sessions need: a read, a lease taken (a conditional write),
-    /// and a record taken, on a probe key of its own.
+    /// Whether the store does what sessions need: a read, a lease taken (a conditional write), a
+    /// record taken and one removed, on a probe key of its own. Tried three times, 300 ms apart,
+    /// before it says no: a connection may be on its way (a cluster whose listed node is silent).
     pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut tries = 3;
+        loop {
+            match self.probe_once().await {
+                Err(_) if tries > 1 => {
+                    tries -= 1;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn probe_once(&self) -> Result<(), StoreError> {
         let key = hashed_key(b'c', random_token().as_bytes());
         self.store.get(&key).await?;
         self.store.put_new(&key, b"", self.now() + 10).await?;
         self.store.take(&key).await?;
-        Ok(())
+        self.store.remove(&key).await
     }
 
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].

@@ -664,7 +664,7 @@ fn bad_redis_settings_are_named_with_what_to_do() {
             "the same scheme",
         ),
         (
-            format!("store = \"redis-cluster\"\nredis_nodes = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7000\"]\n{secret_line}"),
+            format!("store = \"redis-cluster\"\nredis_nodes = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7000/\", \"redis://127.0.0.1:7001\"]\n{secret_line}"),
             "session.redis_nodes",
             "names one node twice",
         ),
@@ -816,14 +816,22 @@ fn check_tries_the_redis_it_names() {
     let acl = RedisServer::start_with(&[
         "user portcullis on >acl-pass ~portcullis:* +get +set +del +getdel +evalsha +script|load",
         "user reader on >acl-pass ~portcullis:* +get +set +del +getdel",
+        "user nodel on >acl-pass ~portcullis:* +get +set +getdel +evalsha +script|load",
     ]);
     let (ok, text) = check(&format!(
         "redis://portcullis:acl-pass@127.0.0.1:{}",
         acl.port()
     ));
     assert!(ok && !text.contains("session"), "{text}");
-    let (ok, text) = check(&format!("redis://reader:acl-pass@127.0.0.1:{}", acl.port()));
-    assert!(!ok && text.contains("EVALSHA and SCRIPT LOAD"), "{text}");
+    for refused in [
+        format!("redis://reader:acl-pass@127.0.0.1:{}", acl.port()),
+        format!("redis://nodel:acl-pass@127.0.0.1:{}", acl.port()),
+        // A database number needs SELECT, which the line does not give.
+        format!("redis://portcullis:acl-pass@127.0.0.1:{}/2", acl.port()),
+    ] {
+        let (ok, text) = check(&refused);
+        assert!(!ok && text.contains("EVALSHA and SCRIPT LOAD"), "{text}");
+    }
     let (ok, text) = check(&format!("redis://127.0.0.1:{}", closed_port().port()));
     assert!(ok, "{text}");
     assert!(
@@ -951,8 +959,8 @@ async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current
     );
 }
 
-/// Every browser request without a session stores a pending login for 10 minutes: what one
-/// request can make Redis hold is bounded (a 60 KB path is not kept), and the user still comes
+/// Every browser request without a session stores a pending login for 10 minutes (and writes an
+/// access-log line): what one request can make Redis (or the log) hold is bounded (a 60 KB path is not kept), and the user still comes
 /// back to the site after logging in (to the path alone when path and query are too long, to `/`
 /// when the path is).
 #[tokio::test]
@@ -989,6 +997,10 @@ async fn a_pending_login_stays_small_whatever_the_request_path() {
         let callback = log_in_at_provider(&browser, location(&start), "alice").await;
         assert_eq!(callback.headers()["location"], comes_back_to.as_str());
     }
+    // Nor what one request makes the log hold: the access log cuts the path.
+    let log = pair.log("a");
+    let longest = log.lines().map(str::len).max().unwrap_or_default();
+    assert!(longest < 2048, "a log line of {longest} bytes");
 }
 
 /// A full Redis (`noeviction`: writes refused) stops new logins, not the sessions it holds: their
@@ -1099,8 +1111,8 @@ async fn a_key_of_another_type_is_no_session() {
 }
 
 /// `rediss://` to a Redis whose certificate comes from a private CA: with `redis_ca` naming it,
-/// two instances share their sessions over TLS; without, the server is not trusted (`check` says
-/// so in its note).
+/// two instances share their sessions over TLS; without, the server is not trusted (`check`
+/// reports it as a problem).
 #[tokio::test]
 async fn rediss_with_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
@@ -1129,9 +1141,9 @@ async fn rediss_with_a_private_ca() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
     assert!(
-        text.contains("note: the session store could not be reached")
-            && text.contains("certificate"),
+        text.contains("session.redis_url: Redis refused") && text.contains("certificate"),
         "{text}"
     );
 
