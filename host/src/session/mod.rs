@@ -18,6 +18,7 @@
 
 mod cache;
 mod memory;
+mod outage_log;
 mod redis_store;
 mod sealed_store;
 pub mod sealing;

@@ -22,6 +22,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
+use super::outage_log::OutageLog;
 use super::store::{Clock, SessionStore, StoreError, UnixTime};
 use crate::config::{RedisConfig, RedisTarget};
 
@@ -66,46 +67,6 @@ fn record_or_none(
     }
 }
 
-/// The longest the log goes without a line about a store that keeps failing (or about one that
-/// works again after failing).
-const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The failures not yet told, and when the log last spoke of them.
-#[derive(Default)]
-struct OutageLog {
-    untold: u64,
-    failing: bool,
-    failure_said: Option<std::time::Instant>,
-    recovery_said: Option<std::time::Instant>,
-}
-
-impl OutageLog {
-    fn failed(&mut self, err: &StoreError) {
-        self.failing = true;
-        self.untold += 1;
-        if self
-            .failure_said
-            .is_none_or(|said| said.elapsed() >= OUTAGE_LOG_INTERVAL)
-        {
-            tracing::warn!(error = %err, failures = self.untold, "the session store failed; what needs it gets a 503 (or, for a session's activity, waits for the next request)");
-            self.untold = 0;
-            self.failure_said = Some(std::time::Instant::now());
-        }
-    }
-
-    fn worked(&mut self) {
-        if self.failing
-            && self
-                .recovery_said
-                .is_none_or(|said| said.elapsed() >= OUTAGE_LOG_INTERVAL)
-        {
-            tracing::info!("the session store works again");
-            self.recovery_said = Some(std::time::Instant::now());
-        }
-        self.failing = false;
-    }
-}
-
 /// A [`SessionStore`] in Redis.
 pub struct RedisStore {
     link: Link,
@@ -114,8 +75,8 @@ pub struct RedisStore {
     clock: Arc<dyn Clock>,
     put_new: Script,
     replace: Script,
-    /// What has been said of the store's failures: at most a line per [`OUTAGE_LOG_INTERVAL`]
-    /// each way, so a flood of requests (or reads that work while writes fail) cannot flood the
+    /// What has been said of the store's failures: at most a line per ten seconds each
+    /// way, so a flood of requests (or reads that work while writes fail) cannot flood the
     /// log.
     outage: std::sync::Mutex<OutageLog>,
 }
