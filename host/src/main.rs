@@ -339,6 +339,7 @@ fn refused_by_redis(err: &str) -> bool {
         "SELECT is not allowed",
         "refused to switch database",
         "no permissions",
+        "can't run this command",
         "MOVED",
         "Moved",
         "READONLY",

@@ -24,8 +24,20 @@ const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
 enum Refreshed {
     /// Refreshed here, or found refreshed (or ended) by the holder.
     Done(Result<Option<LiveSession>, AuthError>),
-    /// The holder kept the lock past [`REFRESH_WAIT`]: the current tokens, while valid.
-    GaveUp(Option<LiveSession>),
+    /// The holder kept the lock past [`REFRESH_WAIT`]: the session as it was.
+    GaveUp(LiveSession),
+}
+
+/// After a wait for another instance's refresh in vain: the session with its current tokens while
+/// they are valid; else a 503 (the session is intact: it ends only when the provider refuses a
+/// refresh, not because a lock was not given back).
+fn current_tokens(expired: bool, live: LiveSession) -> Result<Option<LiveSession>, AuthError> {
+    if expired {
+        return Err(AuthError::Store(StoreError(
+            "the session's tokens are being refreshed by a process that does not finish; its lease lapses within 20 s".to_owned(),
+        )));
+    }
+    Ok(Some(live))
 }
 
 /// How often a waiting request looks whether the other instance's refresh is done.
@@ -364,12 +376,12 @@ impl Auth {
         let outcome = if recently {
             // The request before this one waited in vain: the holder is gone (its lease lapses
             // by itself). Use the current tokens while they last, as it did.
-            Ok((!self.access_expired(&live.session)).then_some(live))
+            current_tokens(self.access_expired(&live.session), live)
         } else {
             match self.refresh_across_instances(live).await {
-                Refreshed::GaveUp(outcome) => {
+                Refreshed::GaveUp(live) => {
                     *gave_up = Some(tokio::time::Instant::now());
-                    Ok(outcome)
+                    current_tokens(self.access_expired(&live.session), live)
                 }
                 Refreshed::Done(outcome) => outcome,
             }
@@ -434,7 +446,7 @@ impl Auth {
                 tracing::warn!(
                     "another instance has been refreshing this session's tokens for too long; serving the current ones while they last"
                 );
-                return Refreshed::GaveUp((!self.access_expired(&live.session)).then_some(live));
+                return Refreshed::GaveUp(live);
             }
             waited = true;
             tokio::time::sleep(REFRESH_POLL).await;

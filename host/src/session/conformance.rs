@@ -140,9 +140,10 @@ async fn put_new_is_a_lock(make: &dyn Fn(Arc<ManualClock>) -> Box<dyn SessionSto
     );
     for round in 0..20u8 {
         let key = [b'l', round];
-        let winners = at_once(4, |_| {
+        let winners = at_once(4, |contender| {
             let store = store.clone();
-            async move { store.put_new(&key, b"mine", T0 + 600).await.unwrap() }
+            let value = [b'v', contender as u8];
+            async move { store.put_new(&key, &value, T0 + 600).await.unwrap() }
         })
         .await;
         assert_eq!(winners, 1, "round {round}: one lock holder at a time");
@@ -318,6 +319,20 @@ async fn redis_cluster_store_conforms() {
         .filter(|node| node.cli_text(&["DBSIZE"]) != "0")
         .count();
     assert!(holding >= 2, "records on {holding} master(s) only");
+}
+
+/// A lock script sent again after its reply was lost (the same bytes: the client resends the
+/// command) finds its own record and says yes again; anyone else's lock is still refused.
+#[tokio::test]
+async fn a_redis_lock_sent_twice_is_taken_once_and_known_as_its_own() {
+    let redis = RedisServer::start();
+    let store = redis_store(&server(&redis), Arc::new(ManualClock::new(T0)));
+    assert!(store.put_new(b"lock", b"mine", T0 + 20).await.unwrap());
+    assert!(
+        store.put_new(b"lock", b"mine", T0 + 20).await.unwrap(),
+        "the same command again"
+    );
+    assert!(!store.put_new(b"lock", b"theirs", T0 + 20).await.unwrap());
 }
 
 /// Redis's own timer drops a record at its expiry (the conformance suite moves only the store's

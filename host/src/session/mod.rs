@@ -414,7 +414,11 @@ impl SessionManager {
     /// store); `None` when someone does.
     pub async fn try_lock(&self, id: &SessionId) -> Result<Option<SessionLock>, StoreError> {
         let key = id.lock_key();
-        let taken = self.store.put_new(&key, b"", self.now() + LEASE).await?;
+        // A value of its own: a lock is never mistaken for another holder's.
+        let taken = self
+            .store
+            .put_new(&key, random_token().as_bytes(), self.now() + LEASE)
+            .await?;
         Ok(taken.then_some(SessionLock { key }))
     }
 
@@ -501,8 +505,8 @@ impl SessionManager {
         removed
     }
 
-    /// Whether the store does what sessions need: a read, a lease taken (a conditional write), a
-    /// record taken and one removed, on a probe key of its own. Tried three times, 300 ms apart,
+    /// Whether the store does what sessions need: a read, a write, a record taken, a lease taken
+    /// (a conditional write) and a record removed, on a probe key of its own. Tried three times, 300 ms apart,
     /// before it says no: a connection may be on its way (a cluster whose listed node is silent).
     pub async fn probe(&self) -> Result<(), StoreError> {
         let mut tries = 3;
@@ -520,8 +524,9 @@ impl SessionManager {
     async fn probe_once(&self) -> Result<(), StoreError> {
         let key = hashed_key(b'c', random_token().as_bytes());
         self.store.get(&key).await?;
-        self.store.put_new(&key, b"", self.now() + 10).await?;
+        self.store.put(&key, b"", self.now() + 10).await?;
         self.store.take(&key).await?;
+        self.store.put_new(&key, b"", self.now() + 10).await?;
         self.store.remove(&key).await
     }
 

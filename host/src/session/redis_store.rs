@@ -26,9 +26,11 @@ use super::outage_log::OutageLog;
 use super::store::{Clock, SessionStore, StoreError, UnixTime};
 use crate::config::{RedisConfig, RedisTarget};
 
-/// `put_new`: set unless a live record is there. KEYS[1]; ARGV: record, ttl ms, now.
+/// `put_new`: set unless a live record is there, other than this very one (the same command sent
+/// again after a lost reply finds its own record: yes again). KEYS[1]; ARGV: record, ttl ms, now.
 const PUT_NEW: &str = r"
 local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then return 1 end
 if current and string.len(current) >= 8 then
   local expiry = 0
   for i = 1, 8 do expiry = expiry * 256 + string.byte(current, i) end
@@ -142,11 +144,12 @@ impl RedisStore {
                 let client = builder
                     .connection_timeout(config.timeout)
                     .response_timeout(config.timeout)
-                    // The client's own retries would send a GETDEL or a lock script a second time
-                    // after a dropped connection (a second GETDEL finds nothing: a login refused;
-                    // a second lock finds the first: a wait for itself). `run` retries what is
-                    // safe.
-                    .retries(0)
+                    // The client follows slot moves (MOVED, ASK) and waits out a failover
+                    // (TRYAGAIN, CLUSTERDOWN) by retrying, within `redis_timeout`. It also resends
+                    // after a lost connection: the lock script is made safe for that (it finds its
+                    // own record); a GETDEL sent twice finds nothing the second time, so a login
+                    // whose reply was lost is refused and started again, never doubled.
+                    .retries(3)
                     .build()
                     .map_err(|err| {
                         StoreError(format!(
@@ -183,8 +186,7 @@ impl RedisStore {
     /// Sends `request` within the timeout. A request whose connection turned out to be broken
     /// (Redis restarted since the last command) is sent once more, on the connection the client
     /// makes anew, so the first request after an outage is answered: an idempotent one whatever
-    /// the breakage, any other only when it cannot have reached Redis (refused, or a broken pipe
-    /// on writing it).
+    /// the breakage, any other only when it cannot have reached Redis (refused).
     async fn run<T: FromRedisValue>(
         &self,
         what: &str,
@@ -398,10 +400,10 @@ fn certificates(ca: &[u8]) -> redis::TlsCertificates {
     }
 }
 
-/// Whether a command that failed with `err` cannot have reached Redis: the connection was refused,
-/// or writing it found the pipe broken.
+/// Whether a command that failed with `err` cannot have reached Redis: the connection was refused.
+/// (A broken pipe cannot tell: the client reports a reply lost after the command arrived so too.)
 fn never_sent(err: &redis::RedisError) -> bool {
-    err.is_connection_refusal() || err.to_string().to_ascii_lowercase().contains("broken pipe")
+    err.is_connection_refusal()
 }
 
 /// What is sent to Redis, and whether sending it twice does what sending it once does.
@@ -410,13 +412,14 @@ enum Request<'a> {
     Idempotent(Cmd),
     /// GETDEL: a second one finds nothing.
     Once(Cmd),
-    /// The conditional writes: a second one would find the first's record (not sent twice).
+    /// The conditional writes: a second one finds the first's record and says yes again (see
+    /// [`PUT_NEW`]; `replace` writes the same record twice).
     Script(ScriptInvocation<'a>),
 }
 
 impl Request<'_> {
     fn is_idempotent(&self) -> bool {
-        matches!(self, Request::Idempotent(_))
+        matches!(self, Request::Idempotent(_) | Request::Script(_))
     }
 
     async fn send<T: FromRedisValue>(&self, mut connection: Connection) -> redis::RedisResult<T> {

@@ -67,7 +67,9 @@ pub trait SessionStore: Send + Sync {
     /// Stores `value` under `key` until `expires_at`, replacing what was there.
     async fn put(&self, key: &[u8], value: &[u8], expires_at: UnixTime) -> Result<(), StoreError>;
     /// Stores `value` under `key` only when no live record is there, and says whether it did.
-    /// Atomic: of two concurrent calls for one key, at most one succeeds (a lease lock).
+    /// Atomic: of two concurrent calls for one key, each with its own value, at most one succeeds
+    /// (a lease lock). A store across the network may also say yes to the very record it holds
+    /// (the same call sent again after its reply was lost).
     async fn put_new(
         &self,
         key: &[u8],

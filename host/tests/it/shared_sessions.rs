@@ -1154,3 +1154,62 @@ async fn rediss_with_a_private_ca() {
     );
     a_login_on_one_instance_is_a_login_on_the_other(lines).await;
 }
+
+/// After waiting in vain for a lock never given back, a session whose access token has expired
+/// gets a 503, not a logout: the session is intact, and once the lease is gone it is refreshed.
+#[tokio::test]
+async fn a_lock_never_given_back_over_an_expired_token_is_a_503_not_a_logout() {
+    use base64::Engine;
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    let pair = pair(PairOptions {
+        idp: IdpOptions {
+            access_token_ttl: 3,
+            refresh_delay_ms: 0,
+        },
+        leeway: "1s",
+        ..PairOptions::new(redis_server_lines(&redis))
+    })
+    .await;
+    let browser = Browser::new();
+    log_in(&browser, &pair.a("/"), "alice").await;
+    let cookie = browser.cookie_header(&pair.a("/"));
+    let id = cookie
+        .split("sess_shared=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap();
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .unwrap();
+    let mut lock_key = vec![b'l'];
+    lock_key.extend_from_slice(&sha2::Sha256::digest(&id));
+    let lock_key: String = lock_key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let lock_key = format!("portcullis:{lock_key}");
+    let planted = redis.cli(&[
+        "SET",
+        &lock_key,
+        "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}",
+        "PX",
+        "60000",
+    ]);
+    assert!(planted.status.success());
+    tokio::time::sleep(Duration::from_millis(3500)).await; // the access token has expired
+    let answer = browser.get_api(&pair.b("/")).await;
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        !answer
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|value| value.to_str().unwrap().starts_with("sess_shared=;")),
+        "the session cookie is kept"
+    );
+    assert_eq!(redis.cli_text(&["DEL", &lock_key]), "1");
+    tokio::time::sleep(Duration::from_secs(13)).await; // past the remembered give-up
+    assert_eq!(
+        identity_at(&browser, &pair.b("/")).await[0].as_deref(),
+        Some("alice"),
+        "refreshed once the lock is gone"
+    );
+}
