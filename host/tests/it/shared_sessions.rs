@@ -18,6 +18,26 @@ use support::real_idp::{
     CLIENT_SECRET, IdpOptions, RealIdp, log_in, log_in_at_provider, wait_for_login_page,
 };
 
+/// The Redis key (default prefix) of the record of `kind` (`b's'` the session, `b'l'` its lease
+/// lock) for the session cookie in `cookies`, as the store computes it: prefix + hex of the kind
+/// and the SHA-256 of the cookie's 32 bytes. For tests that plant or alter a record by hand.
+fn redis_key_of(cookies: &str, kind: u8) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let value = cookies
+        .split("sess_shared=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("the session cookie");
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .unwrap();
+    let mut key = vec![kind];
+    key.extend_from_slice(&sha2::Sha256::digest(&id));
+    let hex: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("portcullis:{hex}")
+}
+
 /// The identity headers a backend sees (all seven, in a fixed order).
 const IDENTITY: [&str; 7] = [
     "x-auth-subject",
@@ -892,8 +912,6 @@ async fn a_silent_redis_costs_a_request_redis_timeout_then_503() {
 /// current tokens while they are valid; nobody refreshes behind the holder's back.
 #[tokio::test]
 async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current_tokens() {
-    use base64::Engine;
-    use sha2::Digest;
     let redis = RedisServer::start();
     // Tokens live 40 s and are due for refresh from 2 s after login (38 s leeway): after the
     // 12 s wait they are still valid.
@@ -908,22 +926,11 @@ async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current
     .await;
     let browser = Browser::new();
     log_in(&browser, &pair.a("/"), "alice").await;
-    let cookie = browser.cookie_header(&pair.a("/"));
-    let id = cookie
-        .split("sess_shared=")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .expect("the session cookie");
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(id)
-        .unwrap();
-    let mut lock_key = vec![b'l'];
-    lock_key.extend_from_slice(&sha2::Sha256::digest(&id));
-    let lock_key: String = lock_key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let lock_key = redis_key_of(&browser.cookie_header(&pair.a("/")), b'l');
     // A live lock record: its expiry (8 bytes, big-endian) far ahead; Redis keeps it 60 s.
     let planted = redis.cli(&[
         "SET",
-        &format!("portcullis:{lock_key}"),
+        &lock_key,
         "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}",
         "PX",
         "60000",
@@ -1077,8 +1084,6 @@ async fn a_silent_cluster_node_does_not_keep_the_proxy_from_the_cluster() {
 /// for its cookie — a login again, never a 503 for good — and logout still works.
 #[tokio::test]
 async fn a_key_of_another_type_is_no_session() {
-    use base64::Engine;
-    use sha2::Digest;
     let redis = RedisServer::start();
     let pair = pair(PairOptions {
         session: "cache_lifetime = \"100ms\"",
@@ -1087,19 +1092,7 @@ async fn a_key_of_another_type_is_no_session() {
     .await;
     let browser = Browser::new();
     log_in(&browser, &pair.a("/"), "alice").await;
-    let cookie = browser.cookie_header(&pair.a("/"));
-    let id = cookie
-        .split("sess_shared=")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap();
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(id)
-        .unwrap();
-    let mut key = vec![b's'];
-    key.extend_from_slice(&sha2::Sha256::digest(&id));
-    let key: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
-    let key = format!("portcullis:{key}");
+    let key = redis_key_of(&browser.cookie_header(&pair.a("/")), b's');
     assert_eq!(redis.cli_text(&["DEL", &key]), "1");
     assert_eq!(redis.cli_text(&["LPUSH", &key, "x"]), "1");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1159,8 +1152,6 @@ async fn rediss_with_a_private_ca() {
 /// gets a 503, not a logout: the session is intact, and once the lease is gone it is refreshed.
 #[tokio::test]
 async fn a_lock_never_given_back_over_an_expired_token_is_a_503_not_a_logout() {
-    use base64::Engine;
-    use sha2::Digest;
     let redis = RedisServer::start();
     let pair = pair(PairOptions {
         idp: IdpOptions {
@@ -1173,19 +1164,7 @@ async fn a_lock_never_given_back_over_an_expired_token_is_a_503_not_a_logout() {
     .await;
     let browser = Browser::new();
     log_in(&browser, &pair.a("/"), "alice").await;
-    let cookie = browser.cookie_header(&pair.a("/"));
-    let id = cookie
-        .split("sess_shared=")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap();
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(id)
-        .unwrap();
-    let mut lock_key = vec![b'l'];
-    lock_key.extend_from_slice(&sha2::Sha256::digest(&id));
-    let lock_key: String = lock_key.iter().map(|byte| format!("{byte:02x}")).collect();
-    let lock_key = format!("portcullis:{lock_key}");
+    let lock_key = redis_key_of(&browser.cookie_header(&pair.a("/")), b'l');
     let planted = redis.cli(&[
         "SET",
         &lock_key,
