@@ -527,7 +527,8 @@ impl SessionManager {
         self.store.put(&key, b"", self.now() + 10).await?;
         self.store.take(&key).await?;
         self.store.put_new(&key, b"", self.now() + 10).await?;
-        self.store.remove(&key).await
+        self.store.remove(&key).await?;
+        self.store.check_setup().await
     }
 
     /// Stores a pending login under its state for [`PENDING_LOGIN_TTL`].

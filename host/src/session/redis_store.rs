@@ -390,6 +390,19 @@ impl SessionStore for RedisStore {
     fn expires_records_itself(&self) -> bool {
         true
     }
+
+    async fn check_setup(&self) -> Result<(), StoreError> {
+        // After a Redis restart the scripts are loaded again on first use: `SCRIPT LOAD` must be
+        // allowed, which a probe does not show while they are still cached.
+        for (what, script) in [("put_new", PUT_NEW), ("replace", REPLACE)] {
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(script);
+            let _: String = self
+                .run(&format!("SCRIPT LOAD of {what}"), Request::Idempotent(load))
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// `redis_ca` as the client takes it: the roots that verify the server, no client certificate.

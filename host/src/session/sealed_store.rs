@@ -92,4 +92,8 @@ impl SessionStore for SealedStore {
     fn expires_records_itself(&self) -> bool {
         self.inner.expires_records_itself()
     }
+
+    async fn check_setup(&self) -> Result<(), StoreError> {
+        self.inner.check_setup().await
+    }
 }

@@ -101,4 +101,9 @@ pub trait SessionStore: Send + Sync {
     fn expires_records_itself(&self) -> bool {
         false
     }
+    /// Checks what the backend needs beyond the record operations a probe makes (Redis: that its
+    /// scripts can be loaded, which a probe cannot see while Redis still has them cached).
+    async fn check_setup(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -241,6 +241,13 @@ async fn a_login_on_one_instance_is_a_login_on_the_other(store_lines: String) {
     assert_eq!(on_a[0].as_deref(), Some("alice"));
     assert_eq!(on_a[3].as_deref(), Some("admins,staff"));
     assert_eq!(on_a, on_b, "the same identity headers on both instances");
+    for instance in ["a", "b"] {
+        let log = pair.log(instance);
+        assert!(
+            !log.contains("does not work yet"),
+            "{instance}'s start-up check of the store failed: {log}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -837,6 +844,9 @@ fn check_tries_the_redis_it_names() {
         "user portcullis on >acl-pass ~portcullis:* +get +set +del +getdel +evalsha +script|load",
         "user reader on >acl-pass ~portcullis:* +get +set +del +getdel",
         "user nodel on >acl-pass ~portcullis:* +get +set +getdel +evalsha +script|load",
+        // Runs the scripts while Redis has them cached (the lines above loaded them), but could
+        // not load them again after a restart.
+        "user noload on >acl-pass ~portcullis:* +get +set +del +getdel +evalsha",
     ]);
     let (ok, text) = check(&format!(
         "redis://portcullis:acl-pass@127.0.0.1:{}",
@@ -846,6 +856,7 @@ fn check_tries_the_redis_it_names() {
     for refused in [
         format!("redis://reader:acl-pass@127.0.0.1:{}", acl.port()),
         format!("redis://nodel:acl-pass@127.0.0.1:{}", acl.port()),
+        format!("redis://noload:acl-pass@127.0.0.1:{}", acl.port()),
         // A database number needs SELECT, which the line does not give.
         format!("redis://portcullis:acl-pass@127.0.0.1:{}/2", acl.port()),
     ] {
