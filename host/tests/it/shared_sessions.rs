@@ -38,6 +38,13 @@ fn redis_key_of(cookies: &str, kind: u8) -> String {
     format!("portcullis:{hex}")
 }
 
+/// Plants a live lease lock under `lock_key`, as a process killed while refreshing leaves one:
+/// its expiry (8 bytes, big-endian) far ahead; Redis keeps it 60 s.
+fn plant_lock(redis: &RedisServer, lock_key: &str) {
+    let planted = redis.cli(&["SET", lock_key, &"\u{7f}".repeat(8), "PX", "60000"]);
+    assert!(planted.status.success());
+}
+
 /// The identity headers a backend sees (all seven, in a fixed order).
 const IDENTITY: [&str; 7] = [
     "x-auth-subject",
@@ -937,16 +944,10 @@ async fn a_refresh_lock_never_given_back_costs_its_waiters_12_s_then_the_current
     .await;
     let browser = Browser::new();
     log_in(&browser, &pair.a("/"), "alice").await;
-    let lock_key = redis_key_of(&browser.cookie_header(&pair.a("/")), b'l');
-    // A live lock record: its expiry (8 bytes, big-endian) far ahead; Redis keeps it 60 s.
-    let planted = redis.cli(&[
-        "SET",
-        &lock_key,
-        "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}",
-        "PX",
-        "60000",
-    ]);
-    assert!(planted.status.success());
+    plant_lock(
+        &redis,
+        &redis_key_of(&browser.cookie_header(&pair.a("/")), b'l'),
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // Three requests of the session at once on B: they queue for the lock on B; once the first
     // gave up waiting, the others do not wait again.
@@ -1176,14 +1177,7 @@ async fn a_lock_never_given_back_over_an_expired_token_is_a_503_not_a_logout() {
     let browser = Browser::new();
     log_in(&browser, &pair.a("/"), "alice").await;
     let lock_key = redis_key_of(&browser.cookie_header(&pair.a("/")), b'l');
-    let planted = redis.cli(&[
-        "SET",
-        &lock_key,
-        "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}",
-        "PX",
-        "60000",
-    ]);
-    assert!(planted.status.success());
+    plant_lock(&redis, &lock_key);
     tokio::time::sleep(Duration::from_millis(3500)).await; // the access token has expired
     let answer = browser.get_api(&pair.b("/")).await;
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
